@@ -1,0 +1,121 @@
+"""Fixtures: the GPU backend and topology, a leased slot, the harness, and `hetero.run`."""
+from __future__ import annotations
+
+import pytest
+
+from pytest_mig import hetero as hetero_mod
+from pytest_mig.session import MigSession
+from pytest_mig.types import Case
+
+SESSION_KEY = pytest.StashKey[MigSession]()
+OUTCOME_KEY = pytest.StashKey["hetero_mod.HeteroOutcome"]()
+
+
+@pytest.fixture(scope="session")
+def mig_session(pytestconfig) -> MigSession:
+    return pytestconfig.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def mig_topology(mig_session):
+    """The GPUs, MIG mode and instances this run talks to (real NVML or the simulator)."""
+    return mig_session.topology()
+
+
+@pytest.fixture(scope="session")
+def mig_harness(mig_session):
+    from pytest_mig.harness import get_harness
+    return get_harness(mig_session.settings.harness, mig_session.settings.harness_options)
+
+
+@pytest.fixture
+def mig_slot(mig_session, mig_case: Case):
+    """Lease a whole GPU (xdist-safe) and carve main + background partitions from it."""
+    from pytest_mig.gpu import leases
+    from pytest_mig.gpu.slots import SlotProblem, build_slot
+
+    topo = mig_session.topology(refresh=True)
+    wanted = mig_case.profile
+    by_uuid = {g.uuid: g for g in topo.gpus}
+
+    def has_profile(uuid: str) -> bool:
+        g = by_uuid[uuid]
+        return any(i.profile == wanted for i in topo.instances.get(g.index, []))
+
+    lease = leases.acquire(list(by_uuid), mig_session.lock_dir(),
+                           mig_session.settings.lease_timeout_s, prefer=has_profile)
+    try:
+        topo = mig_session.topology(refresh=True)
+        gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
+        slot = build_slot(gpu, topo.instances.get(gpu.index, []), wanted,
+                          simulated=topo.backend == "simulated", gpu_model=mig_case.gpu_model)
+        if isinstance(slot, SlotProblem):
+            pytest.skip(slot.reason)
+        yield slot
+    finally:
+        lease.release()
+
+
+class HeteroRunner:
+    """What a test body calls: `outcome = hetero.run(mig_case)`."""
+
+    def __init__(self, request, session: MigSession, slot, harness) -> None:
+        self.request, self.session, self.slot, self.harness = request, session, slot, harness
+
+    def run(self, case: Case) -> hetero_mod.HeteroOutcome:
+        from pytest_mig.report import allure_report
+
+        s = self.session.settings
+        settings = hetero_mod.HeteroSettings(
+            run_id=self.session.run_id, main_startup_s=s.main_startup_s,
+            main_timeout_s=s.main_timeout_s, lenient=s.lenient)
+        test_dir = self.session.test_dir(self.request.node.name)
+        out = hetero_mod.HeteroOutcome(case=case, test_dir=test_dir)
+        self.request.node.stash[OUTCOME_KEY] = out
+        say = _progress(self.request, test_dir)
+        try:
+            hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say, out=out)
+        finally:
+            _record_properties(self.request.node, out)
+            allure_report.describe(self.request.config, out, self.session)
+        return out
+
+
+@pytest.fixture
+def hetero(request, mig_session, mig_slot, mig_harness) -> HeteroRunner:
+    return HeteroRunner(request, mig_session, mig_slot, mig_harness)
+
+
+def _progress(request, test_dir):
+    """Progress lines: always into progress.log, on the terminal with -v (not under xdist)."""
+    import time
+
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    verbose = request.config.getoption("verbose") > 0 and not hasattr(request.config, "workerinput")
+    log = test_dir / "progress.log"
+    t0 = time.monotonic()
+
+    def say(msg: str) -> None:
+        line = f"[{time.monotonic() - t0:6.1f}s] {msg}"
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        if verbose and tr is not None:
+            tr.write_line(f"    mig {line}")
+    return say
+
+
+def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
+    """JUnit <property> entries: headline metric, validity, accuracy, health."""
+    props = node.user_properties
+    props.append(("mig_case", out.case.id))
+    r = out.result
+    if r is not None:
+        props.append(("mig_result", r.result_text or "none"))
+        if r.metric_value is not None:
+            props.append(("mig_metric", f"{r.metric_name}={r.metric_value:g}"))
+        if r.accuracy_value is not None:
+            props.append(("mig_accuracy", f"{r.accuracy_metric}={r.accuracy_value:.4f}"))
+            props.append(("mig_accuracy_target", f"{out.accuracy_target:.4f}"))
+    if out.health.workloads:
+        props.append(("mig_background_healthy", str(out.health.healthy).lower()))
+    props.append(("mig_dir", str(out.test_dir)))

@@ -1,0 +1,69 @@
+"""The harness protocol and the result collection every LoadGen-based backend shares."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+from pytest_mig.errors import ResultParseError
+from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
+
+# NVIDIA's harnesses print "Starting running actual test." when LoadGen's timed phase starts.
+READY_PATTERN = r"running actual test\.\s*$"
+
+
+class Harness(Protocol):
+    name: str
+
+    def launch(self, work: WorkSpec, partition: Partition, env: dict[str, str],
+               log_path: Path) -> LaunchSpec: ...
+
+    def collect(self, work: WorkSpec, finished: Finished, result_dir: Path) -> BenchmarkResult: ...
+
+
+def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult:
+    """Read LoadGen's summary (and accuracy output in accuracy mode) from `result_dir`."""
+    from pytest_mig.results.accuracy import parse_accuracy
+    from pytest_mig.results.summary import parse_summary
+
+    res = BenchmarkResult(benchmark=work.benchmark, scenario=work.scenario, mode=work.mode,
+                          result_dir=result_dir)
+    summary_path = result_dir / "mlperf_log_summary.txt"
+    detail_path = result_dir / "mlperf_log_detail.txt"
+    if detail_path.exists():
+        res.files["detail"] = detail_path
+    if not summary_path.exists():
+        res.errors.append(f"no mlperf_log_summary.txt in {result_dir}")
+    else:
+        res.files["summary"] = summary_path
+        try:
+            s = parse_summary(summary_path)
+        except ResultParseError as exc:
+            res.errors.append(str(exc))
+        else:
+            res.valid = s.valid
+            res.result_text = s.result
+            res.invalid_reasons = list(s.invalid_reasons)
+            res.metric_name = s.headline_name
+            res.metric_value = s.headline_value
+            res.latencies_ns = dict(s.latencies_ns)
+    if work.mode == ACCURACY:
+        acc_path = result_dir / "accuracy.txt"
+        if not acc_path.exists():
+            res.errors.append(f"accuracy mode but no accuracy.txt in {result_dir}")
+        else:
+            res.files["accuracy"] = acc_path
+            try:
+                acc = parse_accuracy(acc_path, work.benchmark)
+            except ResultParseError as exc:
+                res.errors.append(str(exc))
+            else:
+                res.accuracy_metric, res.accuracy_value = acc.metric, acc.value
+        meta = result_dir / "accuracy.json"
+        if meta.exists():
+            try:
+                ref = json.loads(meta.read_text()).get("reference")
+                res.accuracy_reference = float(ref) if ref is not None else None
+            except (ValueError, TypeError) as exc:
+                res.errors.append(f"{meta}: unreadable ({exc})")
+    return res

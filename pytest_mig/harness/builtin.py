@@ -1,0 +1,40 @@
+"""The built-in `loadgen` backend: real MLCommons LoadGen driving the project's PyTorch models."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pytest_mig.harness.base import READY_PATTERN, collect_loadgen_outputs
+from pytest_mig.types import BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
+
+# Suite/CLI option name -> flag of `python -m pytest_mig.harness.loadgen`.
+PASSTHROUGH = {"size": "--size", "precision": "--precision", "device": "--device",
+               "threads": "--threads", "seed": "--seed", "batch_size": "--batch-size",
+               "target_latency_ms": "--target-latency-ms"}
+
+
+class BuiltinHarness:
+    name = "loadgen"
+
+    def __init__(self, options: dict[str, str]) -> None:
+        self.options = options
+
+    def launch(self, work: WorkSpec, partition: Partition, env: dict[str, str],
+               log_path: Path) -> LaunchSpec:
+        argv = [sys.executable, "-m", "pytest_mig.harness.loadgen",
+                "--benchmark", work.benchmark, "--scenario", work.scenario,
+                "--mode", work.mode, "--log-dir", str(work.log_dir),
+                "--min-duration-ms", str(work.min_duration_ms),
+                "--min-query-count", str(work.min_query_count),
+                "--sample-count", str(work.sample_count)]
+        if work.target_qps:
+            argv += ["--target-qps", f"{work.target_qps:g}"]
+        merged = {**self.options, **work.options}
+        for key, flag in PASSTHROUGH.items():
+            if merged.get(key) not in (None, ""):
+                argv += [flag, str(merged[key])]
+        return LaunchSpec(argv=tuple(argv), env=env, cwd=Path.cwd(), ready_pattern=READY_PATTERN,
+                          log_path=log_path, result_dir=work.log_dir)
+
+    def collect(self, work: WorkSpec, finished: Finished, result_dir: Path) -> BenchmarkResult:
+        return collect_loadgen_outputs(work, result_dir)

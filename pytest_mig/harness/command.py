@@ -1,0 +1,47 @@
+"""The `command` backend: any program, from an argv template with {placeholders}.
+
+Options: `command` (argv template, whitespace separated, split before substitution so a
+value can never inject extra arguments), `ready` (regex, default NVIDIA's ready line),
+`result_glob` (where the summary lands, relative to the log dir; default LoadGen's names).
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from pytest_mig.errors import HarnessError
+from pytest_mig.harness.base import READY_PATTERN, collect_loadgen_outputs
+from pytest_mig.types import BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
+
+FIELDS = ("benchmark", "scenario", "mode", "log_dir", "min_duration_ms", "min_query_count",
+          "target_qps", "sample_count", "role", "name", "device")
+
+
+class CommandHarness:
+    name = "command"
+
+    def __init__(self, options: dict[str, str]) -> None:
+        if not options.get("command"):
+            raise HarnessError("harness 'command' needs a command template: "
+                               "--mig-command='prog --bench {benchmark} --out {log_dir}'")
+        self.template = shlex.split(options["command"])
+        self.ready = options.get("ready") or READY_PATTERN
+        self.options = options
+
+    def launch(self, work: WorkSpec, partition: Partition, env: dict[str, str],
+               log_path: Path) -> LaunchSpec:
+        values = {"benchmark": work.benchmark, "scenario": work.scenario, "mode": work.mode,
+                  "log_dir": str(work.log_dir), "min_duration_ms": work.min_duration_ms,
+                  "min_query_count": work.min_query_count, "target_qps": work.target_qps or 0,
+                  "sample_count": work.sample_count, "role": work.role, "name": work.name,
+                  "device": partition.device_id}
+        try:
+            argv = tuple(part.format(**values) for part in self.template)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise HarnessError(f"command template {self.options['command']!r}: bad placeholder "
+                               f"{exc}; allowed: {', '.join('{' + f + '}' for f in FIELDS)}") from exc
+        return LaunchSpec(argv=argv, env=env, cwd=Path.cwd(), ready_pattern=self.ready,
+                          log_path=log_path, result_dir=work.log_dir)
+
+    def collect(self, work: WorkSpec, finished: Finished, result_dir: Path) -> BenchmarkResult:
+        return collect_loadgen_outputs(work, result_dir)

@@ -1,0 +1,213 @@
+"""One heterogeneous run: backgrounds started and awaited, the main run, the health check.
+
+It knows nothing of which harness or GPU backend is used: it gets a Harness and a Slot.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_mig.harness.base import Harness
+from pytest_mig.health import check_health
+from pytest_mig.process import Workload, child_env
+from pytest_mig.types import (ACCURACY, PERFORMANCE, BenchmarkResult, Case, Finished,
+                              HealthReport, Partition, Slot, WorkSpec)
+
+
+class WorkloadFailure(AssertionError):
+    """A workload failed in a way that makes the case fail (not an infrastructure error)."""
+
+
+@dataclass(frozen=True)
+class HeteroSettings:
+    """Knobs of the orchestration, from the CLI / ini (with run-profile defaults)."""
+
+    run_id: str
+    main_startup_s: float = 20.0  # allowance for the main to start and reach its timed phase
+    main_timeout_s: float = 900.0
+    lenient: bool = False
+    background_scenario: str = "Offline"
+    stop_grace_s: float = 5.0
+
+
+@dataclass
+class HeteroOutcome:
+    """Everything one case produced; the test body asserts on it, reports read it."""
+
+    case: Case
+    test_dir: Path
+    main: Finished | None = None
+    result: BenchmarkResult | None = None
+    backgrounds: list[Finished] = field(default_factory=list)
+    health: HealthReport = field(default_factory=HealthReport)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    background_min_duration_ms: int = 0
+    warnings: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # name -> time.time()
+    lenient: bool = False
+
+    @property
+    def background_healthy(self) -> bool:
+        """Healthy, or unhealthy but downgraded to warnings by --mig-lenient."""
+        return self.health.healthy or self.lenient
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.result and self.result.valid)
+
+    def why_invalid(self) -> str:
+        r = self.result
+        if r is None:
+            return "main produced no result"
+        if r.valid is None:
+            return (f"main {self.case.benchmark} {self.case.scenario}: no LoadGen result "
+                    f"({'; '.join(r.errors)}); log: {self.main.log_path if self.main else '?'}")
+        reasons = "; ".join(r.invalid_reasons) or "LoadGen gave no reason"
+        return (f"main {self.case.benchmark} {self.case.scenario} result is {r.result_text}: "
+                f"{reasons} (summary: {r.files.get('summary')})")
+
+    @property
+    def accuracy_target(self) -> float:
+        ref = (self.result.accuracy_reference if self.result and self.result.accuracy_reference
+               is not None else self.case.accuracy_reference)
+        return ref * self.case.accuracy_fraction
+
+    @property
+    def accuracy_ok(self) -> bool:
+        r = self.result
+        return bool(r and r.accuracy_value is not None and r.accuracy_value >= self.accuracy_target)
+
+    def why_accuracy(self) -> str:
+        r = self.result
+        if r is None or r.accuracy_value is None:
+            errs = "; ".join(r.errors) if r else "no result"
+            return f"no accuracy measured ({errs})"
+        return (f"{r.accuracy_metric}={r.accuracy_value:.4f} below target "
+                f"{self.accuracy_target:.4f} ({self.case.accuracy_fraction:.1%} of "
+                f"{self.accuracy_target / self.case.accuracy_fraction:.4f}); "
+                f"see {r.files.get('accuracy')}")
+
+    def why_unhealthy(self) -> str:
+        return "background unhealthy: " + "; ".join(self.health.problems())
+
+
+def background_duration_ms(case: Case, settings: HeteroSettings) -> int:
+    """How long backgrounds must stay in their timed phase to outlast the main (auto rule)."""
+    prof = case.run_profile
+    if prof.background_min_duration_ms:
+        return prof.background_min_duration_ms
+    main_ms = prof.min_duration_ms * 1.5 if case.mode == PERFORMANCE else 0
+    return int(main_ms + (settings.main_startup_s + prof.end_time_buffer_min_s) * 1000)
+
+
+def plan_workspecs(case: Case, slot: Slot, test_dir: Path,
+                   settings: HeteroSettings) -> tuple[WorkSpec, list[tuple[WorkSpec, Partition]]]:
+    """The main WorkSpec and each background's WorkSpec with the partition it runs on."""
+    prof = case.run_profile
+    main = WorkSpec(role="main", name="main", benchmark=case.benchmark, scenario=case.scenario,
+                    mode=case.mode, min_duration_ms=prof.min_duration_ms,
+                    min_query_count=prof.min_query_count, log_dir=test_dir / "main",
+                    target_qps=prof.server_target_qps if case.scenario == "Server" else None,
+                    sample_count=prof.sample_count, options=dict(case.harness_options))
+    bg_ms = background_duration_ms(case, settings)
+    backgrounds = []
+    # NVIDIA's rule: backgrounds always run Offline, PerformanceOnly, min_query_count=1.
+    for i, (bench, part) in enumerate(zip(case.background, slot.background), start=1):
+        name = f"bg{i}-{bench}"
+        spec = WorkSpec(role="background", name=name, benchmark=bench,
+                        scenario=settings.background_scenario, mode=PERFORMANCE,
+                        min_duration_ms=bg_ms, min_query_count=1, log_dir=test_dir / name,
+                        sample_count=prof.sample_count, options=dict(case.harness_options))
+        backgrounds.append((spec, part))
+    return main, backgrounds
+
+
+def _env_for(partition: Partition, run_id: str) -> dict[str, str]:
+    extra = {"CUDA_VISIBLE_DEVICES": partition.device_id, **partition.env}
+    if partition.simulated:
+        extra["PYTEST_MIG_SIMULATED_GPU"] = "1"
+    return child_env(extra, run_id)
+
+
+def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: HeteroSettings,
+        progress=None, out: HeteroOutcome | None = None) -> HeteroOutcome:
+    """Run one case end to end; every child is reaped before this returns or raises.
+
+    Pass `out` to keep what was learnt so far even when this raises (reports use it).
+    """
+    say = progress or (lambda msg: None)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    out = out or HeteroOutcome(case=case, test_dir=test_dir)
+    out.lenient = settings.lenient
+    main_work, bg_plan = plan_workspecs(case, slot, test_dir, settings)
+    out.background_min_duration_ms = bg_plan[0][0].min_duration_ms if bg_plan else 0
+    bgs: list[tuple[WorkSpec, Workload]] = []
+    main: Workload | None = None
+    try:
+        for work, part in bg_plan:
+            spec = harness.launch(work, part, _env_for(part, settings.run_id),
+                                  test_dir / f"{work.name}.log")
+            out.commands[work.name] = list(spec.argv)
+            bgs.append((work, Workload(work.name, spec).start()))
+        out.phases["backgrounds_started"] = time.time()
+        say(f"{len(bgs)} background workload(s) started")
+        _await_ready(bgs, case.run_profile.start_time_buffer_s, say)
+        out.phases["backgrounds_ready"] = time.time()
+
+        spec = harness.launch(main_work, slot.main, _env_for(slot.main, settings.run_id),
+                              test_dir / "main.log")
+        out.commands["main"] = list(spec.argv)
+        out.phases["main_start"] = time.time()
+        say(f"main {case.benchmark} {case.scenario} {case.mode} running")
+        main = Workload("main", spec).start()
+        code = main.wait(timeout=settings.main_timeout_s)
+        if code is None:
+            main.stop(grace=settings.stop_grace_s)
+            raise WorkloadFailure(f"main did not finish within {settings.main_timeout_s:.0f} s; "
+                                  f"stopped. log: {spec.log_path}")
+        out.phases["main_end"] = main.ended_at or time.time()
+        out.main = main.finished()
+        if code != 0:
+            raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
+                                  f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")
+        out.result = harness.collect(main_work, out.main, main_work.log_dir)
+
+        # Classic hetero rule: backgrounds finish on their own, after the main, with exit 0.
+        alive = [w for _, w in bgs if w.running()]
+        if alive:
+            say(f"waiting for {len(alive)} background workload(s) to finish")
+        wait_s = out.background_min_duration_ms / 1000 * 2 + case.run_profile.start_time_buffer_s
+        for _, w in bgs:
+            if w.wait(timeout=max(0.0, out.phases["main_start"] + wait_s - time.time())) is None:
+                w.stop(grace=settings.stop_grace_s)
+        out.backgrounds = [w.finished() for _, w in bgs]
+        out.health = check_health(
+            [(work.benchmark, w.finished()) for work, w in bgs], main=out.main,
+            end_buffer_s=case.run_profile.end_time_buffer_min_s)
+        if settings.lenient and not out.health.healthy:
+            out.warnings.extend(out.health.problems())
+        say("health checked")
+        return out
+    finally:
+        # Every path (pass, failure, error, Ctrl-C): no child of this case survives.
+        for w in [w for _, w in bgs] + ([main] if main else []):
+            w.stop(grace=settings.stop_grace_s)
+        if not out.backgrounds:
+            out.backgrounds = [w.finished() for _, w in bgs]
+
+
+def _await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) -> None:
+    """Each background must print its ready line within the start buffer, or the case fails."""
+    deadline = time.monotonic() + timeout_s
+    for n, (work, w) in enumerate(bgs, start=1):
+        if not w.wait_ready(max(0.0, deadline - time.monotonic())):
+            code = w.poll()
+            if code is not None:
+                why = f"exited with code {code} before it was ready"
+            else:
+                why = f"was not ready within start_time_buffer {timeout_s:g} s"
+            raise WorkloadFailure(
+                f"background {work.name} ({work.benchmark}) {why}; log: {w.spec.log_path}\n"
+                f"--- last lines ---\n{w.tail_text()}")
+        say(f"backgrounds ready {n}/{len(bgs)}")

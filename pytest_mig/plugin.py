@@ -1,0 +1,150 @@
+"""pytest-mig's pytest surface: options, markers, case parametrization, run header, reports.
+
+Hooks stay thin: the work happens in session.py, suite.py, hetero.py and report/.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_mig.errors import MigError
+from pytest_mig.fixtures import (OUTCOME_KEY, SESSION_KEY, hetero, mig_harness,  # noqa: F401
+                                 mig_session, mig_slot, mig_topology)
+from pytest_mig.process import RUN_MARKER
+from pytest_mig.session import MigSession, Settings, new_run_id, parse_harness_options
+
+MARKERS = {
+    "performance": "a pytest-mig case run in LoadGen PerformanceOnly mode",
+    "accuracy": "a pytest-mig case run in LoadGen AccuracyOnly mode",
+    "mig": "a heterogeneous MIG case generated from a suite.yaml",
+}
+
+
+def pytest_addoption(parser) -> None:
+    g = parser.getgroup("mig", "pytest-mig: heterogeneous MIG benchmarking")
+    g.addoption("--mig-backend", default=None, choices=None,
+                help="GPU access: auto (real NVML if a driver is present, else simulated), "
+                     "nvml, simulated. Default: auto")
+    g.addoption("--mig-sim-gpu", default="A100-SXM4-80GB",
+                help="GPU model the simulator presents (fixtures/gpus/<model>.yaml)")
+    g.addoption("--mig-sim-gpus", type=int, default=1, help="number of simulated GPUs")
+    g.addoption("--mig-run-profile", default=None,
+                help="run profile of the suite: smoke (default), nightly, submission")
+    g.addoption("--harness", dest="mig_harness", default="loadgen",
+                help="harness backend: loadgen (built in), command")
+    g.addoption("--mig-harness-opt", action="append", default=[], metavar="KEY=VALUE",
+                help="harness option, e.g. precision=bf16 or size=small (repeatable)")
+    g.addoption("--mig-command", default=None,
+                help="argv template for --harness=command, e.g. 'prog {benchmark} {log_dir}'")
+    g.addoption("--mig-lenient", action="store_true",
+                help="background health problems become warnings instead of failures")
+    g.addoption("--mig-reports", default="reports", help="directory for run outputs")
+    g.addoption("--mig-lease-timeout", type=float, default=600.0,
+                help="seconds a worker waits for a free GPU")
+    g.addoption("--mig-main-startup", type=float, default=20.0,
+                help="seconds allowed for the main to reach its timed phase (sizes backgrounds)")
+    g.addoption("--mig-main-timeout", type=float, default=900.0,
+                help="seconds after which a main run is stopped and failed")
+
+
+def _settings(config) -> Settings:
+    opts = parse_harness_options(config.getoption("mig_harness_opt"))
+    if config.getoption("mig_command"):
+        opts["command"] = config.getoption("mig_command")
+    return Settings(
+        backend=config.getoption("mig_backend") or "auto",
+        sim_gpu=config.getoption("mig_sim_gpu"), sim_gpus=config.getoption("mig_sim_gpus"),
+        run_profile=config.getoption("mig_run_profile"), harness=config.getoption("mig_harness"),
+        harness_options=opts, lenient=config.getoption("mig_lenient"),
+        reports=Path(config.getoption("mig_reports")),
+        lease_timeout_s=config.getoption("mig_lease_timeout"),
+        main_startup_s=config.getoption("mig_main_startup"),
+        main_timeout_s=config.getoption("mig_main_timeout"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    try:
+        settings = _settings(config)
+    except MigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    worker = getattr(config, "workerinput", None)
+    run_id = (worker or {}).get("mig_run_id") or os.environ.get(RUN_MARKER) or new_run_id()
+    # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
+    os.environ[RUN_MARKER] = run_id
+    config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # xdist controller -> worker
+    node.workerinput["mig_run_id"] = node.config.stash[SESSION_KEY].run_id
+
+
+def _uses_suites(config) -> bool:
+    """A run is a pytest-mig run when it points at suites (or names a backend explicitly)."""
+    if config.getoption("mig_backend"):
+        return True
+    for arg in config.args:
+        p = Path(str(arg).split("::")[0])
+        if not p.exists():
+            continue
+        p = p.resolve()
+        if any((d / "suite.yaml").exists() for d in [p if p.is_dir() else p.parent, *p.parents]):
+            return True
+        if p.is_dir() and any(p.glob("*/suite.yaml")):
+            return True
+    return False
+
+
+def pytest_report_header(config) -> list[str] | None:
+    if not _uses_suites(config):
+        return None
+    from pytest_mig.report.header import header_lines
+    try:
+        return header_lines(config.stash[SESSION_KEY])
+    except MigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "mig_case" not in metafunc.fixturenames:
+        return
+    from pytest_mig.collect import cases_for_module
+    session: MigSession = metafunc.config.stash[SESSION_KEY]
+    try:
+        params = cases_for_module(session, Path(str(metafunc.definition.path)))
+    except MigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    metafunc.parametrize("mig_case", [
+        pytest.param(case, id=case.id, marks=[getattr(pytest.mark, case.mode), pytest.mark.mig]
+                     + ([pytest.mark.skip(reason=case.skip_reason)] if case.skip_reason else []))
+        for case in params])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    out = item.stash.get(OUTCOME_KEY, None)
+    if out is not None and (rep.when == "call" or (rep.when == "teardown" and rep.failed)):
+        from pytest_mig.report.records import outcome_record, write_record
+        message = rep.longreprtext if rep.failed else ""
+        write_record(out.test_dir, outcome_record(out, rep.outcome, message, item.nodeid))
+    return rep
+
+
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # the controller aggregates
+    mig: MigSession = session.config.stash[SESSION_KEY]
+    if not mig.run_dir.exists():
+        return
+    from pytest_mig.report.header import run_header
+    from pytest_mig.report.records import collect_results
+    path = collect_results(mig.run_dir, run_header(mig))
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"pytest-mig: results in {path}")

@@ -1,0 +1,188 @@
+"""Child processes of a run: spawned as argv in their own process group, logged, reaped.
+
+Every child gets the environment marker PYTEST_MIG_RUN_ID so a leftover can always be
+found, and is registered until reaped so an interpreter exit still kills its group.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Mapping
+
+from pytest_mig.errors import HarnessError
+from pytest_mig.types import Finished, LaunchSpec
+
+RUN_MARKER = "PYTEST_MIG_RUN_ID"
+# The only variables a workload inherits from us; everything else is explicit.
+# Secrets in the caller's environment therefore never reach a workload or a report.
+INHERITED_ENV = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV",
+    "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME", "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "PYTEST_MIG_FIXTURES",
+)
+
+_live: set["Workload"] = set()
+_live_lock = threading.Lock()
+
+
+def child_env(extra: Mapping[str, str], run_id: str) -> dict[str, str]:
+    """An explicit environment for a workload: an allow-list of ours plus `extra`."""
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env["PYTHONUNBUFFERED"] = "1"
+    env[RUN_MARKER] = run_id
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Workload:
+    """One running child: a reader thread streams its output to the log and spots readiness."""
+
+    def __init__(self, name: str, spec: LaunchSpec) -> None:
+        self.name = name
+        self.spec = spec
+        self._ready_re = re.compile(spec.ready_pattern)
+        self._ready = threading.Event()
+        self._done = threading.Event()  # reader reached EOF
+        self._changed = threading.Event()  # ready line seen or output ended
+        self.ready_at: float | None = None
+        self.ended_at: float | None = None
+        self.started_at = 0.0
+        self.stopped_by_us = False
+        self.tail: deque[str] = deque(maxlen=40)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> "Workload":
+        self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.spec.result_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.proc = subprocess.Popen(
+                list(self.spec.argv), cwd=str(self.spec.cwd), env=dict(self.spec.env),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: we can always kill all of it
+            )
+        except FileNotFoundError as exc:
+            raise HarnessError(
+                f"{self.name}: cannot start '{self.spec.argv[0]}': executable not found "
+                f"(check the harness options or PATH)") from exc
+        except PermissionError as exc:
+            raise HarnessError(f"{self.name}: cannot execute '{self.spec.argv[0]}': {exc}") from exc
+        self.started_at = time.time()
+        with _live_lock:
+            _live.add(self)
+        self._reader = threading.Thread(target=self._read, name=f"mig-reader-{self.name}",
+                                        daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        # Blocking line reads: readiness is known the moment its line arrives, no polling.
+        assert self.proc is not None and self.proc.stdout is not None
+        with open(self.spec.log_path, "ab") as log:
+            for raw in self.proc.stdout:
+                log.write(raw)
+                log.flush()
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                self.tail.append(line)
+                if self.ready_at is None and self._ready_re.search(line):
+                    self.ready_at = time.time()
+                    self._ready.set()
+                    self._changed.set()
+        self._done.set()
+        self._changed.set()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def poll(self) -> int | None:
+        if self.proc is None:
+            return None
+        code = self.proc.poll()
+        if code is not None and self.ended_at is None:
+            self.ended_at = time.time()
+        return code
+
+    def running(self) -> bool:
+        return self.proc is not None and self.poll() is None
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the ready line was seen; False on exit-before-ready or timeout."""
+        # Wakes on readiness or on end of output (the child died): never a blind sleep.
+        self._changed.wait(timeout=timeout)
+        return self._ready.is_set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Exit code, or None if still running after `timeout` seconds."""
+        if self.proc is None:
+            return None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if self.ended_at is None:
+            self.ended_at = time.time()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self._forget()
+        return code
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM the whole group, then SIGKILL after `grace`; always reaps."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.stopped_by_us = True
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # Grandchildren may outlive the leader: the group goes in every case.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        if self.ended_at is None:
+            self.ended_at = time.time()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self._forget()
+        return code
+
+    def _forget(self) -> None:
+        with _live_lock:
+            _live.discard(self)
+
+    def finished(self) -> Finished:
+        code = self.proc.poll() if self.proc else None
+        return Finished(name=self.name, started_at=self.started_at, ready_at=self.ready_at,
+                        ended_at=self.ended_at if code is not None else None, exit_code=code,
+                        log_path=self.spec.log_path, stopped_by_us=self.stopped_by_us)
+
+    def tail_text(self, lines: int = 15) -> str:
+        return "\n".join(list(self.tail)[-lines:])
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all(grace: float = 2.0) -> int:
+    """Stop every workload still registered; returns how many were running."""
+    with _live_lock:
+        live = list(_live)
+    for w in live:
+        w.stop(grace=grace)
+    return len(live)
+
+
+atexit.register(stop_all)

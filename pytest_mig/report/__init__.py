@@ -1,0 +1,1 @@
+"""Reporting: results.json records, JUnit properties, Allure labels and attachments."""

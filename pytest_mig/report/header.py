@@ -1,0 +1,47 @@
+"""The run header: which NVML (real or SIMULATED), which GPUs and layout, which harness."""
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter
+from typing import Any
+
+from pytest_mig.report.files import write_json_atomic
+
+
+def header_lines(session) -> list[str]:
+    topo = session.topology()
+    s = session.settings
+    lines = [topo.describe() if hasattr(topo, "describe") else str(topo)]
+    if topo.backend == "simulated":
+        lines.append("pytest-mig: *** SIMULATED GPU: no hardware is used; timings are CPU "
+                     "timings of the built-in harness, not GPU results ***")
+    lines.append(f"pytest-mig: run {session.run_id} -> {session.run_dir}; harness {s.harness}"
+                 + (f" {s.harness_options}" if s.harness_options else "")
+                 + (f"; run profile {s.run_profile}" if s.run_profile else ""))
+    session.ensure_run_dir()
+    write_json_atomic(session.run_dir / "run.json", run_header(session))
+    return lines
+
+
+def run_header(session) -> dict[str, Any]:
+    topo = session.topology()
+    layout = {}
+    for gpu in topo.gpus:
+        counts = Counter(i.profile for i in topo.instances.get(gpu.index, []))
+        layout[str(gpu.index)] = dict(counts)
+    return {
+        "run_id": session.run_id,
+        "backend": topo.backend,
+        "simulated": topo.backend == "simulated",
+        "driver": topo.driver,
+        "nvml_version": topo.nvml_version,
+        "gpus": [{"index": g.index, "name": g.name, "model": g.model_key,
+                  "mig": g.mig_current} for g in topo.gpus],
+        "layout": layout,
+        "harness": session.settings.harness,
+        "harness_options": session.settings.harness_options,
+        "run_profile": session.settings.run_profile,
+        "python": platform.python_version(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,68 @@
+"""One JSON record per test, written as it ends, and the run's results.json built from them.
+
+Per-test files mean xdist workers never write the same file, and a crash loses nothing
+already finished; results.json is rebuilt atomically from whatever records exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from pytest_mig.report.files import write_json_atomic
+
+RECORD = "record.json"
+
+
+def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dict[str, Any]:
+    """A JSON-able record of a HeteroOutcome (or of a case that never ran)."""
+    case = outcome.case
+    res = outcome.result
+    return {
+        "nodeid": nodeid,
+        "case": case.id,
+        "suite": case.suite,
+        "benchmark": case.benchmark,
+        "scenario": case.scenario,
+        "profile": case.profile,
+        "mode": case.mode,
+        "gpu_model": case.gpu_model,
+        "run_profile": case.run_profile.name,
+        "outcome": test_outcome,
+        "message": message[:4000],
+        "result": None if res is None else {
+            "valid": res.valid, "result": res.result_text, "invalid_reasons": res.invalid_reasons,
+            "metric": res.metric_name, "value": res.metric_value, "latencies_ns": res.latencies_ns,
+            "accuracy_metric": res.accuracy_metric, "accuracy": res.accuracy_value,
+            "accuracy_target": outcome.accuracy_target if res.accuracy_value is not None else None,
+            "errors": res.errors, "files": {k: str(v) for k, v in res.files.items()},
+        },
+        "health": [dataclasses.asdict(w) for w in outcome.health.workloads],
+        "background_min_duration_ms": outcome.background_min_duration_ms,
+        "phases": outcome.phases,
+        "commands": outcome.commands,
+        "warnings": outcome.warnings,
+        "paths": {"dir": str(outcome.test_dir),
+                  "main_log": str(outcome.main.log_path) if outcome.main else None,
+                  "background_logs": [str(b.log_path) for b in outcome.backgrounds]},
+    }
+
+
+def write_record(test_dir: Path, record: dict[str, Any]) -> Path:
+    path = test_dir / RECORD
+    write_json_atomic(path, record)
+    return path
+
+
+def collect_results(run_dir: Path, header: dict[str, Any]) -> Path:
+    """(Re)build run_dir/results.json from every per-test record under it."""
+    records = []
+    for p in sorted(run_dir.glob(f"*/{RECORD}")):
+        try:
+            records.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as exc:
+            records.append({"record": str(p), "error": f"unreadable: {exc}"})
+    out = run_dir / "results.json"
+    write_json_atomic(out, {"run": header, "tests": records})
+    return out

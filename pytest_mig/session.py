@@ -1,0 +1,128 @@
+"""Run-wide state of one pytest-mig run: settings, run id and directory, GPU backend, suites.
+
+Plain Python (no pytest import) so the plugin hooks stay thin and this stays testable.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_mig.errors import ConfigError, did_you_mean
+from pytest_mig.process import RUN_MARKER
+
+BACKENDS = ("auto", "nvml", "simulated")
+BACKGROUND_LIFETIMES = ("per-test", "session")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every user-facing knob, validated once at configure time."""
+
+    backend: str = "auto"
+    sim_gpu: str = "A100-SXM4-80GB"
+    sim_gpus: int = 1
+    run_profile: str | None = None
+    harness: str = "loadgen"
+    harness_options: dict[str, str] = field(default_factory=dict)
+    lenient: bool = False
+    reports: Path = Path("reports")
+    lease_timeout_s: float = 600.0
+    main_startup_s: float = 20.0
+    main_timeout_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--mig-backend={self.backend}: unknown backend"
+                              f"{did_you_mean(self.backend, BACKENDS)}; choose one of "
+                              f"{', '.join(BACKENDS)}")
+        if self.sim_gpus < 1:
+            raise ConfigError(f"--mig-sim-gpus={self.sim_gpus}: needs at least 1 GPU")
+        for name in ("lease_timeout_s", "main_startup_s", "main_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+
+
+def parse_harness_options(pairs: list[str]) -> dict[str, str]:
+    """`key=value` strings from --mig-harness-opt into a dict, refusing malformed ones."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            raise ConfigError(f"--mig-harness-opt {pair!r}: expected KEY=VALUE, e.g. precision=bf16")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+
+
+def safe_name(text: str) -> str:
+    """A test id as a directory name: no slashes, brackets or spaces."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")[:180] or "test"
+
+
+class MigSession:
+    """Lazily opens the GPU backend: unit-test runs that never use a case never touch NVML."""
+
+    def __init__(self, settings: Settings, run_id: str, rootdir: Path) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        reports = settings.reports if settings.reports.is_absolute() else rootdir / settings.reports
+        self.reports_root = reports
+        self.run_dir = reports / run_id
+        self._nvml: Any = None
+        self._topology: Any = None
+        self.suites: dict[Path, Any] = {}
+
+    def ensure_run_dir(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self.run_dir
+
+    @property
+    def nvml(self):
+        if self._nvml is None:
+            from pytest_mig.gpu.backend import open_backend
+            self.ensure_run_dir()
+            os.environ.setdefault(RUN_MARKER, self.run_id)
+            self._nvml = open_backend(
+                self.settings.backend, state_path=self.run_dir / "simulated-gpu.json",
+                sim_model=self.settings.sim_gpu, sim_gpus=self.settings.sim_gpus)
+        return self._nvml
+
+    def topology(self, refresh: bool = False):
+        if self._topology is None or refresh:
+            self._topology = self.nvml.topology()
+        return self._topology
+
+    @property
+    def simulated(self) -> bool:
+        return self.topology().backend == "simulated"
+
+    def gpu_model(self) -> str:
+        """Model key of the GPUs of this run (the first GPU's; mixed hosts use the first)."""
+        topo = self.topology()
+        if not topo.gpus:
+            return "none"
+        gpu = topo.gpus[0]
+        return gpu.model_key or gpu.name
+
+    def suite(self, path: Path):
+        path = path.resolve()
+        if path not in self.suites:
+            from pytest_mig.suite import load_suite
+            self.suites[path] = load_suite(path)
+        return self.suites[path]
+
+    def lock_dir(self) -> Path:
+        if self.simulated:  # a simulated GPU belongs to this run alone
+            return self.ensure_run_dir() / "locks"
+        from pytest_mig.gpu.leases import state_dir
+        return state_dir() / "locks"
+
+    def test_dir(self, test_id: str) -> Path:
+        return self.ensure_run_dir() / safe_name(test_id)
