@@ -1,0 +1,80 @@
+"""Read the verdicts of MLPerf compliance audits (TEST01, TEST04, TEST05 `verify_*.txt`)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_mig.errors import ResultParseError
+from pytest_mig.results.summary import load_text
+
+TEST_NAME = re.compile(r"\b(TEST\d\d)(?:-[AB])?\b", re.IGNORECASE)
+VERDICT = re.compile(r"^TEST (PASS|FAIL)\b")
+NUMBER_LINE = re.compile(r"^(?P<key>[A-Za-z][\w\- ]*?)\s*=\s*(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$")
+# TEST04 (v1.x) compares part B (same sample repeated) against part A (unique samples).
+REFERENCE_KEYS = ("reference score", "TEST04-A score")
+TEST_KEYS = ("test score", "TEST04-B score")
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """One compliance check: which test, what it checked, pass/fail and the numbers it printed."""
+
+    test: str  # "TEST01" | "TEST04" | "TEST05" | "" when unknown
+    kind: str  # "accuracy" | "performance"
+    passed: bool
+    reference_score: float | None = None
+    test_score: float | None = None
+    details: dict[str, float | int] = field(default_factory=dict)
+
+
+def parse_audit(source: str | Path, test: str = "") -> AuditVerdict:
+    """Parse a verify_accuracy.txt / verify_performance.txt; `test` defaults to the TESTnn in its path."""
+    text, where = load_text(source)
+    lines = [line.strip() for line in text.splitlines()]
+    kind = _kind(lines, where)
+    verdicts = [m.group(1) for m in map(VERDICT.match, lines) if m]
+    if not verdicts:
+        raise ResultParseError(f"{where}: no 'TEST PASS' or 'TEST FAIL' line: the compliance check did not "
+                               "finish; rerun the audit's verify script and save its whole output")
+    details: dict[str, float | int] = {}
+    for line in lines:
+        match = NUMBER_LINE.match(line)
+        if match:
+            raw = match.group("value")
+            details[match.group("key")] = int(raw) if re.fullmatch(r"[-+]?\d+", raw) else float(raw)
+    return AuditVerdict(
+        test=_test_name(test, where),
+        kind=kind,
+        passed=verdicts[-1] == "PASS",
+        reference_score=_first(details, REFERENCE_KEYS),
+        test_score=_first(details, TEST_KEYS),
+        details=details,
+    )
+
+
+def _kind(lines: list[str], where: str) -> str:
+    for line in lines:
+        if line.startswith("Verifying accuracy"):
+            return "accuracy"
+        if line.startswith("Verifying performance"):
+            return "performance"
+    name = Path(where).name
+    if name.startswith("verify_accuracy"):
+        return "accuracy"
+    if name.startswith("verify_performance"):
+        return "performance"
+    raise ResultParseError(f"{where}: not a compliance verdict: no 'Verifying accuracy' or 'Verifying "
+                           "performance' line; pass the audit's verify_accuracy.txt or verify_performance.txt")
+
+
+def _test_name(given: str, where: str) -> str:
+    match = TEST_NAME.search(given) or TEST_NAME.search(where)
+    return match.group(1).upper() if match else given.strip().upper()
+
+
+def _first(details: dict[str, float | int], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        if key in details:
+            return float(details[key])
+    return None

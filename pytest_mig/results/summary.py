@@ -1,0 +1,270 @@
+"""Parse LoadGen's `mlperf_log_summary.txt` of every generation (v1.x to 6.x) into a `Summary`.
+
+The file is a fixed sequence of sections; we read it line by line and fail loudly,
+naming the file and the missing part, when a required part is absent.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_mig.errors import ResultParseError
+
+HEADER = "MLPerf Results Summary"
+RULE = re.compile(r"^=+$")
+# "name : value" with any spacing around the colon ("Samples per second: 318100").
+KEY_VALUE = re.compile(r"^\s*(?P<key>[^:]+?)\s*:\s*(?P<value>.*?)\s*$")
+BULLET = re.compile(r"^\s*\*\s?(?P<text>.*?)\s*$")
+COUNT_LINE = re.compile(r"^(?P<count>No|\d+)\s+(?P<kind>warning|error)s?\s+encountered", re.IGNORECASE)
+ESTIMATE = re.compile(r"^Early stopping (?P<pct>\S+ percentile) estimate:\s*(?P<value>\S+)$")
+LATENCY = re.compile(r"^(?:(?P<word>Min|Max|Mean)|(?P<pct>[\d.]+) percentile) latency \(ns\)$")
+RESULT_LINE = re.compile(r"^\s*Result is\s*:")
+SATISFIED_SUFFIX = " satisfied"
+
+
+@dataclass
+class Summary:
+    """Everything `mlperf_log_summary.txt` says about one LoadGen run."""
+
+    source: str
+    sut_name: str
+    scenario: str
+    mode: str
+    result: str  # "VALID" | "INVALID"
+    headline_name: str
+    headline_value: float
+    constraints: dict[str, bool] = field(default_factory=dict)
+    invalid_reasons: list[str] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)
+    early_stopping: list[str] = field(default_factory=list)
+    early_stopping_estimates: dict[str, float] = field(default_factory=dict)
+    additional: dict[str, float] = field(default_factory=dict)
+    latencies_ns: dict[str, float] = field(default_factory=dict)
+    test_parameters: dict[str, str] = field(default_factory=dict)
+    warnings: int = 0
+    errors: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return self.result == "VALID"
+
+
+def headline(summary: Summary) -> tuple[str, float]:
+    """The scenario's headline metric as LoadGen names it, e.g. ("Samples per second", 133.743)."""
+    return summary.headline_name, summary.headline_value
+
+
+def load_text(source: str | Path) -> tuple[str, str]:
+    """(text, name) of a source: a Path or a path string is read; a str holding a newline is the text."""
+    if isinstance(source, str) and "\n" in source:
+        return source, "<text>"
+    path = Path(source)
+    try:
+        return path.read_text(encoding="utf-8", errors="replace"), str(path)
+    except FileNotFoundError:
+        raise ResultParseError(f"{path}: file not found (did the run write its logs there?)") from None
+    except IsADirectoryError:
+        raise ResultParseError(f"{path}: is a directory; pass the file inside it") from None
+    except OSError as exc:
+        raise ResultParseError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def parse_summary(source: str | Path) -> Summary:
+    """Parse a summary file (path) or its text (a str with newlines); ResultParseError if unusable."""
+    text, name = load_text(source)
+    return _Parser(text.splitlines(), name).parse()
+
+
+def latency_key(label: str) -> str | None:
+    """'Min latency (ns)' -> 'min', '99.90 percentile latency (ns)' -> 'p99.9'; None if not a latency."""
+    match = LATENCY.match(label)
+    if not match:
+        return None
+    if match.group("word"):
+        return match.group("word").lower()
+    return "p" + format(float(match.group("pct")), "g")
+
+
+class _Parser:
+    """One pass over the lines; each `_section` method consumes its part of the file."""
+
+    def __init__(self, lines: list[str], name: str) -> None:
+        self.lines = [line.rstrip("\r") for line in lines]
+        self.name = name
+        self.pos = 0
+
+    def fail(self, what: str) -> ResultParseError:
+        return ResultParseError(
+            f"{self.name}: not a LoadGen mlperf_log_summary.txt: {what}. "
+            "Point the harness at the run's own summary file, or rerun the benchmark if it is truncated.")
+
+    def parse(self) -> Summary:
+        if not any(line.strip() for line in self.lines):
+            raise self.fail("the file is empty")
+        if not any(line.strip() == HEADER for line in self.lines):
+            if any(COUNT_LINE.match(line.strip()) for line in self.lines):
+                raise self.fail(f"no '{HEADER}' block: an AccuracyOnly run writes no performance "
+                                "result; read its accuracy.txt instead")
+            raise self.fail(f"no '{HEADER}' header line")
+        if not any(RESULT_LINE.match(line) for line in self.lines):
+            raise self.fail("no 'Result is' line (file truncated?)")
+        self.pos = next(i for i, line in enumerate(self.lines) if line.strip() == HEADER) + 1
+        head = self._header()
+        summary = Summary(source=self.name, **head)
+        self._verdict(summary)
+        self._additional(summary)
+        self._test_parameters(summary)
+        self._counts(summary)
+        summary.invalid_reasons = _reasons(summary)
+        return summary
+
+    # -- sections -------------------------------------------------------------
+    def _header(self) -> dict:
+        fields: dict[str, str] = {}
+        headline_pair: tuple[str, str] | None = None
+        while self.pos < len(self.lines):
+            line = self.lines[self.pos].strip()
+            self.pos += 1
+            if not line or RULE.match(line):
+                continue
+            match = KEY_VALUE.match(line)
+            if not match:
+                raise self.fail(f"line {self.pos}: expected 'name : value', got {line!r}")
+            key, value = match.group("key"), match.group("value")
+            if key == "Result is":
+                fields["result"] = value
+                break
+            if key in ("SUT name", "Scenario", "Mode"):
+                fields[key] = value
+            elif headline_pair is None:
+                headline_pair = (key, value)
+        for key in ("SUT name", "Scenario", "Mode"):
+            if key not in fields:
+                raise self.fail(f"no '{key} :' line in the summary block")
+        if "result" not in fields:
+            raise self.fail("no 'Result is' line (file truncated?)")
+        if fields["result"] not in ("VALID", "INVALID"):
+            raise self.fail(f"'Result is : {fields['result']}' is neither VALID nor INVALID")
+        if headline_pair is None:
+            raise self.fail("no headline metric line (e.g. 'Samples per second: ...') before 'Result is'")
+        return {
+            "sut_name": fields["SUT name"], "scenario": fields["Scenario"], "mode": fields["Mode"],
+            "result": fields["result"], "headline_name": headline_pair[0],
+            "headline_value": self._number(headline_pair[1], headline_pair[0]),
+        }
+
+    def _verdict(self, summary: Summary) -> None:
+        """Constraint lines, then optional 'Recommendations:' and 'Early Stopping Result:' bullets."""
+        bucket: list[str] | None = None
+        while self.pos < len(self.lines):
+            raw = self.lines[self.pos]
+            line = raw.strip()
+            if not line or RULE.match(line):
+                return
+            self.pos += 1
+            if line == "Recommendations:":
+                bucket = summary.recommendations
+                continue
+            if line == "Early Stopping Result:":
+                bucket = summary.early_stopping
+                continue
+            bullet = BULLET.match(raw)
+            if bucket is not None and bullet:
+                bucket.append(bullet.group("text"))
+                if bucket is summary.early_stopping:
+                    self._estimate(summary, bullet.group("text"))
+            elif bucket is not None and bucket:
+                # LoadGen wraps long early-stopping bullets onto indented lines without a '*'.
+                bucket[-1] = f"{bucket[-1]} {line}"
+            else:
+                match = KEY_VALUE.match(line)
+                if not match or match.group("value") not in ("Yes", "NO", "No"):
+                    raise self.fail(f"line {self.pos}: expected a constraint like "
+                                    f"'Min duration satisfied : Yes', got {line!r}")
+                summary.constraints[match.group("key")] = match.group("value") == "Yes"
+
+    def _estimate(self, summary: Summary, text: str) -> None:
+        match = ESTIMATE.match(text)
+        if match:
+            summary.early_stopping_estimates[match.group("pct")] = self._number(match.group("value"), text)
+
+    def _additional(self, summary: Summary) -> None:
+        for line in self._section("Additional Stats"):
+            match = KEY_VALUE.match(line)
+            if not match or not match.group("value"):
+                continue  # sub-headings such as "Per-query latency:"
+            key, value = match.group("key"), self._number(match.group("value"), match.group("key"))
+            short = latency_key(key)
+            if short is not None:
+                summary.latencies_ns[short] = value
+            else:
+                summary.additional[key] = value
+
+    def _test_parameters(self, summary: Summary) -> None:
+        for line in self._section("Test Parameters Used"):
+            match = KEY_VALUE.match(line)
+            if not match:
+                raise self.fail(f"line {self.pos}: expected 'parameter : value' in Test Parameters Used, "
+                                f"got {line!r}")
+            summary.test_parameters[match.group("key")] = match.group("value")
+
+    def _counts(self, summary: Summary) -> None:
+        seen: dict[str, int] = {}
+        for line in self.lines[self.pos:]:
+            match = COUNT_LINE.match(line.strip())
+            if match:
+                count = match.group("count")
+                seen[match.group("kind").lower()] = 0 if count.lower() == "no" else int(count)
+        for kind in ("warning", "error"):
+            if kind not in seen:
+                raise self.fail(f"no '... {kind}s encountered' line at the end (file truncated?)")
+        summary.warnings, summary.errors = seen["warning"], seen["error"]
+
+    # -- helpers --------------------------------------------------------------
+    def _section(self, title: str) -> list[str]:
+        """Lines of a '====\\n<title>\\n====' section, up to the next rule or blank-then-rule."""
+        for i in range(self.pos, len(self.lines)):
+            if self.lines[i].strip() == title:
+                start = i + 1
+                break
+        else:
+            raise self.fail(f"no '{title}' section (file truncated?)")
+        if start < len(self.lines) and RULE.match(self.lines[start].strip()):
+            start += 1
+        out: list[str] = []
+        end = start
+        while end < len(self.lines):
+            line = self.lines[end].strip()
+            if RULE.match(line) or COUNT_LINE.match(line):
+                break
+            if line:
+                out.append(line)
+            end += 1
+        self.pos = end
+        return out
+
+    def _number(self, text: str, what: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise self.fail(f"'{what}' has value {text!r}, which is not a number") from None
+
+
+def _reasons(summary: Summary) -> list[str]:
+    """Human text for an INVALID run: each unmet constraint, then LoadGen's recommendations."""
+    if summary.valid:
+        return []
+    reasons = []
+    for name, met in summary.constraints.items():
+        if met:
+            continue
+        text = (name[: -len(SATISFIED_SUFFIX)] + " not satisfied") if name.endswith(SATISFIED_SUFFIX) \
+            else f"{name}: NO"
+        if name.startswith("Early stopping") and summary.early_stopping:
+            text += " (" + " ".join(summary.early_stopping) + ")"
+        reasons.append(text)
+    reasons.extend(summary.recommendations)
+    if not reasons:
+        reasons.append("LoadGen reported INVALID without naming a reason; see mlperf_log_detail.txt")
+    return reasons

@@ -1,0 +1,50 @@
+"""The background health rule: ready before the main, outlives it by the buffer, exits 0."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_mig.health import check_health, check_one
+from pytest_mig.types import Finished
+
+MAIN = Finished("main", started_at=100.0, ready_at=105.0, ended_at=110.0, exit_code=0,
+                log_path=Path("main.log"))
+
+
+def bg(**kw) -> Finished:
+    base = dict(name="bg1-bert", started_at=90.0, ready_at=95.0, ended_at=115.0, exit_code=0,
+                log_path=Path("bg.log"))
+    base.update(kw)
+    return Finished(**base)
+
+
+def test_healthy():
+    h = check_one("bert", bg(), MAIN, end_buffer_s=2.0)
+    assert h.healthy and h.margin_s == 5.0 and h.problems == []
+
+
+def test_finished_too_early():
+    h = check_one("bert", bg(ended_at=108.0), MAIN, 2.0)
+    assert not h.healthy
+    assert h.problems == ["finished too early: 2.00 s before the main ended (raise its min duration)"]
+
+
+def test_inside_end_buffer():
+    h = check_one("bert", bg(ended_at=111.0), MAIN, 2.0)
+    assert h.problems == ["ended only 1.00 s after the main (end_time_buffer_min is 2 s)"]
+
+
+def test_nonzero_exit_and_late_ready():
+    h = check_one("bert", bg(exit_code=1, ready_at=106.0), MAIN, 2.0)
+    assert "exited with code 1" in h.problems
+    assert any("after the main's timed phase began" in p for p in h.problems)
+
+
+def test_stopped_by_us_is_unhealthy():
+    h = check_one("bert", bg(stopped_by_us=True, exit_code=-15), MAIN, 2.0)
+    assert h.problems == ["did not finish on its own; stopped by pytest-mig"]
+
+
+def test_report_aggregates():
+    rep = check_health([("bert", bg()), ("dlrm", bg(name="bg2-dlrm", exit_code=2))], MAIN, 2.0)
+    assert not rep.healthy
+    assert rep.problems() == ["bg2-dlrm: exited with code 2"]

@@ -1,0 +1,166 @@
+"""Whole pytest sessions through the plugin (pytester), on the simulated GPU with a fake
+workload program: outcomes, ids, markers, failure messages, reports, no leftover process."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FAKE = Path(__file__).resolve().parent / "programs" / "fake_workload.py"
+
+SUITE = textwrap.dedent("""
+    suite: mini
+    benchmarks:
+      resnet50: {scenarios: [Offline], accuracy: 0.99}
+      bert: {scenarios: [Offline, Server], accuracy: 0.99}
+    gpus:
+      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 7}
+    modes: [performance]
+    background:
+      set: [bert, dlrm, rnnt]
+      lifetime: per-test
+    run_profiles:
+      smoke:
+        min_duration_ms: 400
+        min_query_count: 1
+        start_time_buffer_s: 4
+        end_time_buffer_min_s: 0.2
+        background_min_duration_ms: auto
+        sample_count: 16
+    default_run_profile: smoke
+""")
+
+TEST = textwrap.dedent("""
+    from pytest_mig.types import PERFORMANCE
+
+    def test_hetero(mig_case, hetero):
+        outcome = hetero.run(mig_case)
+        if mig_case.mode == PERFORMANCE:
+            assert outcome.valid, outcome.why_invalid()
+        assert outcome.background_healthy, outcome.why_unhealthy()
+""")
+
+
+@pytest.fixture
+def suite_dir(pytester):
+    d = pytester.mkdir("suites")
+    (d / "suite.yaml").write_text(SUITE)
+    (d / "test_mini.py").write_text(TEST)
+    return d
+
+
+def run(pytester, script: dict, *extra: str):
+    script_path = pytester.path / "script.json"
+    script_path.write_text(json.dumps(script))
+    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} --script {script_path} "
+               "--role {role} --name {name} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
+    return pytester.runpytest_subprocess(
+        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
+        "--mig-main-startup=1.5", "-p", "no:cacheprovider", "-rA", *extra)
+
+
+def leftover_processes(run_dir_root: Path) -> list[str]:
+    """Processes still carrying this test's run marker (scan of /proc environ)."""
+    found = []
+    ids = {p.name for p in run_dir_root.iterdir()} if run_dir_root.exists() else set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in env:
+            if item.startswith(b"PYTEST_MIG_RUN_ID=") and item.split(b"=", 1)[1].decode() in ids:
+                found.append(proc.name)
+    return found
+
+
+def results(pytester) -> dict:
+    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_all_well(pytester, suite_dir):
+    r = run(pytester, {})
+    r.assert_outcomes(passed=3)
+    r.stdout.fnmatch_lines(["*SIMULATED NVML*", "*SIMULATED GPU*",
+                            "*test_hetero?resnet50-Offline-1g.10gb-performance? PASSED*",
+                            "*test_hetero?bert-Server-1g.10gb-performance? PASSED*"])
+    data = results(pytester)
+    assert data["run"]["simulated"] is True
+    recs = {t["case"]: t for t in data["tests"]}
+    assert set(recs) == {"resnet50-Offline-1g.10gb-performance", "bert-Offline-1g.10gb-performance",
+                         "bert-Server-1g.10gb-performance"}
+    rec = recs["resnet50-Offline-1g.10gb-performance"]
+    assert rec["outcome"] == "passed" and rec["result"]["valid"] is True
+    assert rec["result"]["metric"] == "Samples per second"
+    assert [h["benchmark"] for h in rec["health"]] == ["bert", "dlrm", "rnnt"]
+    assert all(h["healthy"] and h["exit_code"] == 0 for h in rec["health"])
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_selection_by_keyword_and_marker(pytester, suite_dir):
+    r = run(pytester, {}, "-k", "bert and Server", "--collect-only", "-q")
+    r.stdout.fnmatch_lines(["*test_hetero?bert-Server-1g.10gb-performance?*", "*1/3 tests collected*"])
+    r = run(pytester, {}, "-m", "accuracy", "--collect-only", "-q")
+    r.stdout.fnmatch_lines(["*3 deselected*"])
+
+
+def test_background_crash_mid_run_fails_naming_it(pytester, suite_dir):
+    r = run(pytester, {"bg2": "crash_after_ready"}, "-k", "resnet50")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*background unhealthy*bg2-dlrm*"])
+    assert "exited with code 3" in r.stdout.str()
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_background_never_ready_fails_within_buffer(pytester, suite_dir):
+    r = run(pytester, {"bg1": "never_ready"}, "-k", "resnet50", "--durations=1")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*background bg1-bert (bert) was not ready within start_time_buffer 4 s*"])
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_background_crash_before_ready(pytester, suite_dir):
+    r = run(pytester, {"bg3": "crash_before_ready"}, "-k", "resnet50")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*background bg3-rnnt (rnnt) exited with code 7 before it was ready*",
+                            "*cannot open engine*"])
+
+
+def test_main_invalid_fails_with_reason(pytester, suite_dir):
+    r = run(pytester, {"main": "invalid"}, "-k", "resnet50")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*result is INVALID: Min duration not satisfied*"])
+    rec = results(pytester)["tests"][0]
+    assert rec["outcome"] == "failed" and rec["result"]["valid"] is False
+
+
+def test_background_finishing_early_fails(pytester, suite_dir):
+    r = run(pytester, {"bg1": "early"}, "-k", "resnet50")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*bg1-bert: finished too early*"])
+
+
+def test_lenient_downgrades_health(pytester, suite_dir):
+    r = run(pytester, {"bg1": "exit_nonzero"}, "-k", "resnet50", "--mig-lenient")
+    r.assert_outcomes(passed=1)
+    assert results(pytester)["tests"][0]["warnings"] == ["bg1-bert: exited with code 4"]
+
+
+def test_main_without_summary(pytester, suite_dir):
+    r = run(pytester, {"main": "no_summary"}, "-k", "resnet50")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*no LoadGen result*no mlperf_log_summary.txt*"])
+
+
+def test_bad_option_is_usage_error(pytester, suite_dir):
+    r = pytester.runpytest_subprocess("suites", "--mig-backend=simulatd")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*unknown backend (did you mean 'simulated'?)*"])

@@ -1,0 +1,104 @@
+"""Workload processes: argv only, own process group, streamed logs, readiness, reaping."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from pytest_mig.errors import HarnessError
+from pytest_mig.process import RUN_MARKER, Workload, child_env, stop_all
+from pytest_mig.types import LaunchSpec
+
+READY = r"running actual test\.\s*$"
+
+
+def spec(tmp_path, code: str, name: str = "w") -> LaunchSpec:
+    return LaunchSpec(argv=(sys.executable, "-c", code), env=child_env({}, "run-test"),
+                      cwd=tmp_path, ready_pattern=READY, log_path=tmp_path / f"{name}.log",
+                      result_dir=tmp_path / name)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ready_line_detected_and_logged(tmp_path):
+    code = ("import sys,time\nfor i in range(2000): print('noise', i)\n"
+            "print('Starting running actual test.', flush=True)\ntime.sleep(0.2)\nprint('bye')")
+    w = Workload("w", spec(tmp_path, code)).start()
+    assert w.wait_ready(20)
+    assert w.ready_at is not None and w.ready_at >= w.started_at
+    assert w.wait(20) == 0
+    log = (tmp_path / "w.log").read_text()
+    assert "noise 1999" in log and log.endswith("bye\n")
+
+
+def test_exit_before_ready_returns_false_quickly(tmp_path):
+    w = Workload("w", spec(tmp_path, "import sys; print('boom'); sys.exit(3)")).start()
+    t0 = time.monotonic()
+    assert not w.wait_ready(30)
+    assert time.monotonic() - t0 < 10
+    assert w.wait(5) == 3
+    assert "boom" in w.tail_text()
+
+
+def test_never_ready_times_out(tmp_path):
+    w = Workload("w", spec(tmp_path, "import time; time.sleep(60)")).start()
+    t0 = time.monotonic()
+    assert not w.wait_ready(0.5)
+    assert 0.4 < time.monotonic() - t0 < 5
+    w.stop(grace=1)
+    assert not w.running()
+
+
+def test_stop_kills_whole_group_including_grandchildren(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    code = ("import subprocess,sys,time\n"
+            "p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)'])\n"
+            f"open({str(pidfile)!r},'w').write(str(p.pid))\n"
+            "print('Starting running actual test.', flush=True)\ntime.sleep(60)")
+    w = Workload("w", spec(tmp_path, code)).start()
+    assert w.wait_ready(20)
+    grandchild = int(pidfile.read_text())
+    assert alive(grandchild)
+    w.stop(grace=1)
+    deadline = time.monotonic() + 5
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)
+
+
+def test_ignores_sigterm_gets_killed(tmp_path):
+    code = ("import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('Starting running actual test.', flush=True)\ntime.sleep(60)")
+    w = Workload("w", spec(tmp_path, code)).start()
+    assert w.wait_ready(20)
+    code = w.stop(grace=0.5)
+    assert code == -9
+
+
+def test_stop_all_reaps_registered(tmp_path):
+    ws = [Workload(f"w{i}", spec(tmp_path, "import time; time.sleep(60)", f"w{i}")).start()
+          for i in range(3)]
+    assert stop_all(grace=0.5) >= 3
+    assert all(not w.running() for w in ws)
+
+
+def test_missing_executable_is_our_error(tmp_path):
+    s = LaunchSpec(argv=("/no/such/harness",), env={}, cwd=tmp_path, ready_pattern=READY,
+                   log_path=tmp_path / "x.log", result_dir=tmp_path / "x")
+    with pytest.raises(HarnessError, match="executable not found"):
+        Workload("x", s).start()
+
+
+def test_child_env_is_explicit(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    env = child_env({"CUDA_VISIBLE_DEVICES": "MIG-abc"}, "r1")
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["CUDA_VISIBLE_DEVICES"] == "MIG-abc" and env[RUN_MARKER] == "r1"
