@@ -38,6 +38,17 @@ def pytest_addoption(parser) -> None:
                 help="harness option, e.g. precision=bf16 or size=small (repeatable)")
     g.addoption("--mig-command", default=None,
                 help="argv template for --harness=command, e.g. 'prog {benchmark} {log_dir}'")
+    n = parser.getgroup("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
+    n.addoption("--mlperf-root", default=None, help="closed/NVIDIA working directory")
+    n.addoption("--mlperf-docker", default=None, help="run every command via docker exec CONTAINER")
+    n.addoption("--mlperf-action", default=None,
+                help="main make target: run_harness (default), run_audit_test01/04/05")
+    n.addoption("--mlperf-extra-run-args", default=None, help="extra RUN_ARGS for the main")
+    n.addoption("--mlperf-main-prefix", default=None,
+                help="command prefix for the main, e.g. 'nsys profile -o main'")
+    n.addoption("--mlperf-start-from-device", action="store_true",
+                help="pass --start_from_device to the main")
+    n.addoption("--mlperf-verbose", action="store_true", help="pass --verbose to every run")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -53,6 +64,15 @@ def _settings(config) -> Settings:
     opts = parse_harness_options(config.getoption("mig_harness_opt"))
     if config.getoption("mig_command"):
         opts["command"] = config.getoption("mig_command")
+    for opt, key in (("mlperf_root", "mlperf_root"), ("mlperf_docker", "docker"),
+                     ("mlperf_action", "action"), ("mlperf_extra_run_args", "extra_run_args"),
+                     ("mlperf_main_prefix", "main_prefix")):
+        if config.getoption(opt):
+            opts[key] = config.getoption(opt)
+    for opt, key in (("mlperf_start_from_device", "start_from_device"),
+                     ("mlperf_verbose", "verbose")):
+        if config.getoption(opt):
+            opts[key] = "1"
     return Settings(
         backend=config.getoption("mig_backend") or "auto",
         sim_gpu=config.getoption("mig_sim_gpu"), sim_gpus=config.getoption("mig_sim_gpus"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pytest_mig.errors import ConfigError, did_you_mean
 from pytest_mig.harness.base import Harness
 
-HARNESSES = ("loadgen", "command")
+HARNESSES = ("loadgen", "nvidia", "command")
 
 
 def get_harness(name: str, options: dict[str, str] | None = None) -> Harness:
@@ -13,6 +13,9 @@ def get_harness(name: str, options: dict[str, str] | None = None) -> Harness:
     if name == "loadgen":
         from pytest_mig.harness.builtin import BuiltinHarness
         return BuiltinHarness(options)
+    if name == "nvidia":
+        from pytest_mig.harness.nvidia import NvidiaHarness
+        return NvidiaHarness(options)
     if name == "command":
         from pytest_mig.harness.command import CommandHarness
         return CommandHarness(options)
