@@ -1,0 +1,458 @@
+"""Suites as data: the benchmark catalogue, suite YAML validation and expansion into Cases.
+
+Pure data: nothing here touches GPUs, processes or pytest. Every user mistake is a
+SuiteError naming the file, the line, the key path, the allowed values and the fix.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pytest_mig.errors import SuiteError, did_you_mean
+from pytest_mig.types import TEST_MODES, Case, RunProfile
+from pytest_mig.yamlpos import YNode, load_yaml
+
+FIXTURES_ENV = "PYTEST_MIG_FIXTURES"
+PROFILE_RE = re.compile(r"^[1-9][0-9]*g\.[1-9][0-9]*gb(\+me)?$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LIFETIMES = ("per-test", "session")
+MAX_MIG_SLOTS = 7  # no MIG GPU offers more than seven compute instances
+SUBMISSION_PROFILE = "submission"
+SUBMISSION_MIN_DURATION_MS = 600_000  # MLPerf rules: at least 600 s per performance run
+SUITE_KEYS = ("suite", "class", "description", "benchmarks", "gpus", "modes", "background",
+              "harness", "run_profiles", "default_run_profile")
+RUN_PROFILE_KEYS = ("min_duration_ms", "min_query_count", "server_target_qps",
+                    "start_time_buffer_s", "end_time_buffer_min_s",
+                    "background_min_duration_ms", "sample_count")
+
+
+@dataclass(frozen=True)
+class BenchmarkInfo:
+    """One catalogue entry: scenarios per suite class and the accuracy target inputs."""
+
+    name: str
+    scenarios: dict[str, tuple[str, ...]]  # suite class -> scenarios
+    metric: str
+    reference: float
+    fractions: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The benchmark catalogue (fixtures/benchmarks.yaml) plus the GPU model keys."""
+
+    path: Path
+    source: str
+    suite_classes: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    benchmarks: dict[str, BenchmarkInfo]
+    aliases: dict[str, tuple[str, ...]]
+    # fixtures/gpus/<model>.yaml stem -> MIG profile names found in it (empty: not known).
+    gpu_models: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def benchmarks_for(self, suite_class: str) -> tuple[str, ...]:
+        return tuple(n for n, b in self.benchmarks.items() if suite_class in b.scenarios)
+
+
+@dataclass(frozen=True)
+class SuiteBenchmark:
+    name: str
+    scenarios: tuple[str, ...]
+    accuracy_fraction: float
+
+
+@dataclass(frozen=True)
+class GpuEntry:
+    model: str
+    profiles: tuple[str, ...]
+    slots: int
+
+
+@dataclass(frozen=True)
+class BackgroundSpec:
+    """What runs beside the main: an alias name or an explicit list, and its lifetime."""
+
+    spec: str | tuple[str, ...]
+    lifetime: str = "per-test"
+
+    @property
+    def label(self) -> str:
+        return self.spec if isinstance(self.spec, str) else "explicit"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    suite_class: str
+    description: str
+    benchmarks: dict[str, SuiteBenchmark]
+    gpus: dict[str, GpuEntry]
+    modes: tuple[str, ...]
+    background: BackgroundSpec
+    harness: dict[str, str]
+    run_profiles: dict[str, RunProfile]
+    default_run_profile: str
+    catalog: Catalog = field(repr=False)
+
+    def run_profile(self, name: str | None = None) -> RunProfile:
+        """The named run profile (default: the suite's default_run_profile)."""
+        name = name or self.default_run_profile
+        if name not in self.run_profiles:
+            names = list(self.run_profiles)
+            raise SuiteError(f"unknown run profile '{name}'{did_you_mean(name, names)}; "
+                             f"this suite defines: {', '.join(names)}",
+                             file=str(self.path), key="run_profiles",
+                             fix=f"use one of: {', '.join(names)}")
+        return self.run_profiles[name]
+
+    def unsupported_reason(self, gpu_model: str) -> str | None:
+        """Why this suite has no cases on `gpu_model`, or None when it has some."""
+        if gpu_model in self.gpus:
+            return None
+        return (f"suite '{self.name}' lists no MIG profiles for GPU model '{gpu_model}'"
+                f"{did_you_mean(gpu_model, self.gpus)}; it supports: {', '.join(self.gpus)} "
+                f"(add it under 'gpus:' in {self.path})")
+
+    def expand(self, gpu_model: str, run_profile: str | None = None,
+               free_slots: int | None = None) -> list[Case]:
+        """One Case per benchmark x scenario x profile x mode; [] for an unlisted GPU model.
+
+        free_slots overrides the background partitions available (default: slots - 1).
+        """
+        profile = self.run_profile(run_profile)
+        gpu = self.gpus.get(gpu_model)
+        if gpu is None:
+            return []
+        slots = gpu.slots - 1 if free_slots is None else free_slots
+        if slots < 0:
+            raise SuiteError(f"free_slots must be >= 0, got {slots}", file=str(self.path),
+                             key=f"gpus.{gpu_model}.slots")
+        cases = []
+        for bench in self.benchmarks.values():
+            info = self.catalog.benchmarks[bench.name]
+            background = resolve_background(self.background.spec, bench.name, slots, self.catalog)
+            for scenario in bench.scenarios:
+                for mig_profile in gpu.profiles:
+                    for mode in self.modes:
+                        cases.append(Case(
+                            suite=self.name, benchmark=bench.name, scenario=scenario,
+                            profile=mig_profile, mode=mode, gpu_model=gpu_model,
+                            background=background, background_spec=self.background.label,
+                            run_profile=profile, accuracy_fraction=bench.accuracy_fraction,
+                            accuracy_metric=info.metric, accuracy_reference=info.reference,
+                            harness_options=dict(self.harness),
+                            background_lifetime=self.background.lifetime))
+        return cases
+
+
+def resolve_background(spec: str | Sequence[str], main: str, free_slots: int,
+                       catalog: Catalog | None = None) -> tuple[str, ...]:
+    """Background benchmarks for one main run (NVIDIA's rule).
+
+    Alias or list -> sorted distinct names; when they do not fit in free_slots the main
+    benchmark is dropped from them; then they are cut to free_slots.
+    """
+    catalog = catalog or load_catalog()
+    if isinstance(spec, str):
+        if spec not in catalog.aliases:
+            aliases = list(catalog.aliases)
+            raise SuiteError(f"unknown background alias '{spec}'{did_you_mean(spec, aliases)}; "
+                             f"allowed: {', '.join(aliases)}", file=str(catalog.path),
+                             key="aliases", fix="use an alias or a list of benchmark names")
+        names = sorted(set(catalog.aliases[spec]))
+    else:
+        for name in spec:
+            if name not in catalog.benchmarks:
+                known = list(catalog.benchmarks)
+                raise SuiteError(f"unknown background benchmark '{name}'"
+                                 f"{did_you_mean(name, known)}; allowed: {', '.join(known)}",
+                                 file=str(catalog.path), key="benchmarks")
+        names = sorted(set(spec))
+    free_slots = max(free_slots, 0)
+    if len(names) > free_slots and main in names:
+        names.remove(main)
+    return tuple(names[:free_slots])
+
+
+def find_suites(root: Path) -> list[Path]:
+    """Every suite.yaml under root (hidden folders and virtualenvs skipped), sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")) and d != "node_modules")
+        found += [Path(folder) / f for f in files if f in ("suite.yaml", "suite.yml")]
+    return sorted(found)
+
+
+def default_fixtures_dir() -> Path:
+    """$PYTEST_MIG_FIXTURES, else fixtures/ next to the package's parent folder."""
+    env = os.environ.get(FIXTURES_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = None) -> Catalog:
+    """Load and validate the benchmark catalogue; GPU model keys come from <fixtures>/gpus."""
+    path = Path(path) if path is not None else default_fixtures_dir() / "benchmarks.yaml"
+    root = load_yaml(path)
+    top = root.mapping(("source", "suite_classes", "scenarios", "benchmarks", "aliases"),
+                       required=("source", "suite_classes", "scenarios", "benchmarks", "aliases"))
+    classes = _names(top["suite_classes"], "suite class")
+    scenarios = _names(top["scenarios"], "scenario")
+    benchmarks: dict[str, BenchmarkInfo] = {}
+    for name, node in top["benchmarks"].mapping().items():
+        benchmarks[name] = _catalog_benchmark(name, node, classes, scenarios)
+    if not benchmarks:
+        raise top["benchmarks"].fail("the catalogue lists no benchmarks")
+    aliases = {}
+    for alias, node in top["aliases"].mapping().items():
+        items = node.items()
+        aliases[alias] = (node.unique_names(list(benchmarks), "benchmark") if items else ())
+    gpus = Path(gpus_dir) if gpus_dir is not None else path.parent / "gpus"
+    return Catalog(path=path, source=top["source"].text(), suite_classes=classes,
+                   scenarios=scenarios, benchmarks=benchmarks, aliases=aliases,
+                   gpu_models=_gpu_models(gpus))
+
+
+def load_suite(path: Path | str, catalog: Catalog | None = None) -> Suite:
+    """Load and validate one suite YAML file."""
+    catalog = catalog or load_catalog()
+    path = Path(path)
+    top = load_yaml(path).mapping(SUITE_KEYS, required=("suite", "benchmarks", "gpus",
+                                                        "run_profiles"))
+    name = top["suite"].text()
+    if not NAME_RE.match(name):
+        raise top["suite"].fail(f"suite name '{name}' has characters other than letters, "
+                                "digits, '-', '_' and '.'", fix="rename the suite")
+    suite_class = _suite_class(top, name, catalog)
+    description = top["description"].text() if "description" in top else ""
+    benchmarks = _suite_benchmarks(top["benchmarks"], suite_class, catalog)
+    gpus = _suite_gpus(top["gpus"], catalog)
+    modes = (top["modes"].unique_names(TEST_MODES, "mode") if "modes" in top else TEST_MODES)
+    background = (_background(top["background"], catalog) if "background" in top
+                  else BackgroundSpec("none"))
+    harness = _harness(top["harness"]) if "harness" in top else {}
+    run_profiles = _run_profiles(top["run_profiles"])
+    if "default_run_profile" in top:
+        default = top["default_run_profile"].choice(list(run_profiles), "run profile")
+    else:
+        default = "smoke" if "smoke" in run_profiles else next(iter(run_profiles))
+    return Suite(name=name, path=path, suite_class=suite_class, description=description,
+                 benchmarks=benchmarks, gpus=gpus, modes=modes, background=background,
+                 harness=harness, run_profiles=run_profiles, default_run_profile=default,
+                 catalog=catalog)
+
+
+def _names(node: YNode, what: str) -> tuple[str, ...]:
+    """A non-empty list of distinct non-empty strings."""
+    names: list[str] = []
+    for item in node.items(non_empty=True):
+        if item.text() in names:
+            raise item.fail(f"{what} '{item.value}' is listed twice", fix="remove the duplicate")
+        names.append(item.value)
+    return tuple(names)
+
+
+def _catalog_benchmark(name: str, node: YNode, classes: tuple[str, ...],
+                       scenarios: tuple[str, ...]) -> BenchmarkInfo:
+    fields = node.mapping(("scenarios", "accuracy"), required=("scenarios", "accuracy"))
+    per_class = {}
+    for cls, sc_node in fields["scenarios"].mapping(classes).items():
+        per_class[cls] = sc_node.unique_names(scenarios, "scenario")
+    if not per_class:
+        raise fields["scenarios"].fail("no suite class lists scenarios for this benchmark")
+    acc = fields["accuracy"].mapping(("metric", "reference", "fractions"),
+                                     required=("metric", "reference", "fractions"))
+    fractions = tuple(f.number(positive=True, maximum=1.0)
+                      for f in acc["fractions"].items(non_empty=True))
+    return BenchmarkInfo(name=name, scenarios=per_class, metric=acc["metric"].text(),
+                         reference=acc["reference"].number(positive=True), fractions=fractions)
+
+
+def _gpu_models(gpus_dir: Path) -> dict[str, frozenset[str]]:
+    """Model keys (file stems) of the GPU profile tables, with the MIG profile names in each.
+
+    The tables belong to the GPU layer; only their names and any profile-looking strings
+    are read here, so their exact schema does not matter to the suites.
+    """
+    models: dict[str, frozenset[str]] = {}
+    if not gpus_dir.is_dir():
+        return models
+    for file in sorted([*gpus_dir.glob("*.yaml"), *gpus_dir.glob("*.yml")]):
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise SuiteError(f"cannot read GPU profile table: {exc}", file=str(file),
+                             fix="fix or remove this file") from exc
+        models[file.stem] = frozenset(s for s in _strings(data) if PROFILE_RE.match(s))
+    return models
+
+
+def _strings(data: object) -> Iterable[str]:
+    """Every string key and value in a plain YAML structure."""
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _strings(item)
+
+
+def _suite_class(top: dict[str, YNode], name: str, catalog: Catalog) -> str:
+    if "class" in top:
+        return top["class"].choice(catalog.suite_classes, "suite class")
+    if name in catalog.suite_classes:
+        return name
+    classes = ", ".join(catalog.suite_classes)
+    raise top["suite"].fail(f"suite '{name}' is not a suite class name ({classes}) and "
+                            "has no 'class:' key", fix=f"add 'class:' with one of: {classes}")
+
+
+def _suite_benchmarks(node: YNode, suite_class: str,
+                      catalog: Catalog) -> dict[str, SuiteBenchmark]:
+    allowed = catalog.benchmarks_for(suite_class)
+    entries = node.mapping()
+    if not entries:
+        raise node.fail("no benchmarks listed", fix=f"list some of: {', '.join(allowed)}")
+    out = {}
+    for name, entry in entries.items():
+        if name not in allowed:
+            where = (f"is not part of {suite_class} suites" if name in catalog.benchmarks
+                     else "is not in the benchmark catalogue")
+            raise entry.fail(f"benchmark '{name}' {where}{did_you_mean(name, allowed)}; "
+                             f"{suite_class} benchmarks: {', '.join(allowed)}",
+                             fix="remove it or correct its name", at_key=True)
+        info = catalog.benchmarks[name]
+        fields = {} if entry.is_null else entry.mapping(("scenarios", "accuracy"))
+        scenarios = info.scenarios[suite_class]
+        if "scenarios" in fields:
+            scenarios = _scenarios(fields["scenarios"], info, suite_class, catalog)
+        fraction = 0.99
+        if "accuracy" in fields:
+            fraction = fields["accuracy"].number()
+            if fraction not in info.fractions:
+                allowed_f = ", ".join(str(f) for f in info.fractions)
+                raise fields["accuracy"].fail(
+                    f"accuracy fraction {fraction} is not allowed for {name}; allowed: "
+                    f"{allowed_f}", fix=f"use one of: {allowed_f}")
+        out[name] = SuiteBenchmark(name, scenarios, fraction)
+    return out
+
+
+def _scenarios(node: YNode, info: BenchmarkInfo, suite_class: str,
+               catalog: Catalog) -> tuple[str, ...]:
+    supported = info.scenarios[suite_class]
+    names: list[str] = []
+    for item in node.items(non_empty=True):
+        value = item.value
+        if isinstance(value, str) and value not in supported and value in catalog.scenarios:
+            raise item.fail(f"{info.name} does not support scenario '{value}' in "
+                            f"{suite_class} suites; allowed: {', '.join(supported)}",
+                            fix=f"use one of: {', '.join(supported)}")
+        scenario = item.choice(supported, "scenario")
+        if scenario in names:
+            raise item.fail(f"scenario '{scenario}' is listed twice", fix="remove the duplicate")
+        names.append(scenario)
+    return tuple(names)
+
+
+def _suite_gpus(node: YNode, catalog: Catalog) -> dict[str, GpuEntry]:
+    entries = node.mapping()
+    known = list(catalog.gpu_models)
+    if not entries:
+        raise node.fail("no GPU models listed", fix=f"list some of: {', '.join(known)}")
+    out = {}
+    for model, entry in entries.items():
+        if known and model not in known:
+            raise entry.fail(f"unknown GPU model '{model}'{did_you_mean(model, known)}; "
+                             f"allowed: {', '.join(known)}",
+                             fix="use a fixtures/gpus/<model>.yaml key", at_key=True)
+        fields = entry.mapping(("profiles", "slots"), required=("profiles", "slots"))
+        valid = sorted(catalog.gpu_models.get(model, ()))
+        profiles: list[str] = []
+        for item in fields["profiles"].items(non_empty=True):
+            name = item.value
+            if not isinstance(name, str) or not PROFILE_RE.match(name):
+                raise item.fail(f"'{name}' is not a MIG profile name "
+                                "(<N>g.<M>gb, optionally +me)" + did_you_mean(str(name), valid),
+                                fix="write it like 1g.10gb or 1g.10gb+me")
+            if valid and name not in valid:
+                allowed = ", ".join(valid)
+                raise item.fail(f"{model} has no MIG profile '{name}'{did_you_mean(name, valid)}"
+                                f"; allowed: {allowed}", fix=f"use one of: {allowed}")
+            if name in profiles:
+                raise item.fail(f"profile '{name}' is listed twice", fix="remove the duplicate")
+            profiles.append(name)
+        slots = fields["slots"].integer(minimum=1, maximum=MAX_MIG_SLOTS)
+        out[model] = GpuEntry(model, tuple(profiles), slots)
+    return out
+
+
+def _background(node: YNode, catalog: Catalog) -> BackgroundSpec:
+    fields = node.mapping(("set", "lifetime"), required=("set",))
+    set_node = fields["set"]
+    spec: str | tuple[str, ...]
+    if isinstance(set_node.value, list):
+        spec = set_node.unique_names(list(catalog.benchmarks), "benchmark")
+    else:
+        spec = set_node.choice(list(catalog.aliases), "background alias")
+    lifetime = fields["lifetime"].choice(LIFETIMES, "lifetime") if "lifetime" in fields \
+        else "per-test"
+    return BackgroundSpec(spec, lifetime)
+
+
+def _harness(node: YNode) -> dict[str, str]:
+    out = {}
+    for key, value in node.mapping().items():
+        v = value.value
+        if isinstance(v, bool):
+            out[key] = "true" if v else "false"
+        elif isinstance(v, (str, int, float)):
+            out[key] = str(v)
+        else:
+            raise value.fail(f"harness option values must be strings or numbers, "
+                             f"got {value.describe()}", fix="quote the value")
+    return out
+
+
+def _run_profiles(node: YNode) -> dict[str, RunProfile]:
+    entries = node.mapping()
+    if not entries:
+        raise node.fail("no run profiles defined", fix="define at least 'smoke:'")
+    return {name: _run_profile(name, entry) for name, entry in entries.items()}
+
+
+def _run_profile(name: str, node: YNode) -> RunProfile:
+    f = node.mapping(RUN_PROFILE_KEYS, required=("min_duration_ms", "min_query_count"))
+    min_duration = f["min_duration_ms"].integer(minimum=0)
+    if name == SUBMISSION_PROFILE and min_duration < SUBMISSION_MIN_DURATION_MS:
+        raise f["min_duration_ms"].fail(
+            f"the submission profile needs min_duration_ms >= {SUBMISSION_MIN_DURATION_MS} "
+            f"(MLPerf rules: 600 s), got {min_duration}",
+            fix=f"set min_duration_ms: {SUBMISSION_MIN_DURATION_MS}")
+    defaults = RunProfile(name, 0, 0)
+    bg = f.get("background_min_duration_ms")
+    if bg is not None and isinstance(bg.value, str) and bg.value != "auto":
+        raise bg.fail(f"expected an integer or 'auto', got {bg.describe()}",
+                      fix="give milliseconds or 'auto' (derived from the main run)")
+    bg_ms = None if bg is None or bg.is_null or bg.value == "auto" else bg.integer(minimum=0)
+    qps = f.get("server_target_qps")
+    return RunProfile(
+        name=name, min_duration_ms=min_duration,
+        min_query_count=f["min_query_count"].integer(minimum=0),
+        server_target_qps=None if qps is None or qps.is_null else qps.number(positive=True),
+        start_time_buffer_s=(f["start_time_buffer_s"].number(minimum=0)
+                             if "start_time_buffer_s" in f else defaults.start_time_buffer_s),
+        end_time_buffer_min_s=(f["end_time_buffer_min_s"].number(minimum=0)
+                               if "end_time_buffer_min_s" in f
+                               else defaults.end_time_buffer_min_s),
+        background_min_duration_ms=bg_ms,
+        sample_count=(f["sample_count"].integer(minimum=1) if "sample_count" in f
+                      else defaults.sample_count))
