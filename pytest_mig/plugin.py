@@ -93,7 +93,8 @@ def pytest_configure(config) -> None:
     except MigError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
-    run_id = (worker or {}).get("mig_run_id") or os.environ.get(RUN_MARKER) or new_run_id()
+    # Only xdist hands a run id down; a nested pytest (pytester) starts a run of its own.
+    run_id = (worker or {}).get("mig_run_id") or new_run_id()
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
     os.environ[RUN_MARKER] = run_id
     config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
@@ -138,7 +139,7 @@ def pytest_generate_tests(metafunc) -> None:
     try:
         params = cases_for_module(session, Path(str(metafunc.definition.path)))
     except MigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        pytest.fail(str(exc), pytrace=False)  # a clean collection error: file, line, key, fix
     metafunc.parametrize("mig_case", [
         pytest.param(case, id=case.id, marks=[getattr(pytest.mark, case.mode), pytest.mark.mig]
                      + ([pytest.mark.skip(reason=case.skip_reason)] if case.skip_reason else []))

@@ -80,7 +80,17 @@ class Workload:
         self._reader = threading.Thread(target=self._read, name=f"mig-reader-{self.name}",
                                         daemon=True)
         self._reader.start()
+        # The exit time is taken when the kernel reports it, not when someone next looks.
+        threading.Thread(target=self._await_exit, name=f"mig-waiter-{self.name}",
+                         daemon=True).start()
         return self
+
+    def _await_exit(self) -> None:
+        assert self.proc is not None
+        self.proc.wait()
+        if self.ended_at is None:
+            self.ended_at = time.time()
+        self._changed.set()
 
     def _read(self) -> None:
         # Blocking line reads: readiness is known the moment its line arrives, no polling.
@@ -117,6 +127,9 @@ class Workload:
         """True once the ready line was seen; False on exit-before-ready or timeout."""
         # Wakes on readiness or on end of output (the child died): never a blind sleep.
         self._changed.wait(timeout=timeout)
+        if not self._ready.is_set() and self.proc is not None and self.proc.poll() is not None:
+            # Exited: let the reader drain lines still in the pipe (the ready line may be there).
+            self._done.wait(timeout=2.0)
         return self._ready.is_set()
 
     def wait(self, timeout: float | None = None) -> int | None:

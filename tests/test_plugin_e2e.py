@@ -15,6 +15,7 @@ FAKE = Path(__file__).resolve().parent / "programs" / "fake_workload.py"
 
 SUITE = textwrap.dedent("""
     suite: mini
+    class: datacenter
     benchmarks:
       resnet50: {scenarios: [Offline], accuracy: 0.99}
       bert: {scenarios: [Offline, Server], accuracy: 0.99}
@@ -90,8 +91,8 @@ def test_all_well(pytester, suite_dir):
     r = run(pytester, {})
     r.assert_outcomes(passed=3)
     r.stdout.fnmatch_lines(["*SIMULATED NVML*", "*SIMULATED GPU*",
-                            "*test_hetero?resnet50-Offline-1g.10gb-performance? PASSED*",
-                            "*test_hetero?bert-Server-1g.10gb-performance? PASSED*"])
+                            "PASSED *test_hetero?resnet50-Offline-1g.10gb-performance?",
+                            "PASSED *test_hetero?bert-Server-1g.10gb-performance?"])
     data = results(pytester)
     assert data["run"]["simulated"] is True
     recs = {t["case"]: t for t in data["tests"]}

@@ -26,7 +26,8 @@ def main() -> int:
     ap.add_argument("--noise-lines", type=int, default=3)
     a = ap.parse_args()
     script = json.loads(Path(a.script).read_text())
-    how = script.get(a.name) or script.get(a.role) or "valid"
+    how = (script.get(a.name) or script.get(a.name.split("-")[0]) or script.get(a.role)
+           or "valid")
     out = Path(a.log_dir)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(a.noise_lines):
