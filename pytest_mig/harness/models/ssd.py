@@ -1,0 +1,215 @@
+"""SSD detectors: ResNet-34 and MobileNet-v1 trunks, multi-scale heads, box decoding and NMS."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import datasets
+from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, stack_samples
+from .mobilenet import MobileNetV1Trunk
+from .resnet import ResNet34Trunk
+
+# Anchor scales relative to the image (SSD300's 21, 45, 99, 153, 207, 261, 315 pixels).
+SCALES = (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)
+VARIANCES = (0.1, 0.2)
+TARGET_LOGIT_STD = 2.0
+
+
+@dataclass(frozen=True)
+class SSDConfig:
+    backbone: str  # "resnet34" | "mobilenet"
+    image: int
+    width: float  # resnet34: stem channels (64 real); mobilenet: width multiplier (1.0 real)
+    classes: int  # including background (index 0)
+    anchors: tuple[int, ...]  # anchors per location, one entry per feature map
+    extra_channels: tuple[int, ...]  # extra layers' outputs at full width
+    extra_layout: tuple[tuple[int, int], ...]  # (stride, padding) of each extra layer's 3x3 conv
+    first_stride: int = 1  # resnet34: stride of the conv turning the trunk output into map 0
+    score_threshold: float = 0.05
+    nms_iou: float = 0.5
+    pre_nms: int = 200
+    max_detections: int = 100
+
+
+R34_EXTRAS = (512, 512, 256, 256, 256)
+MOBILE_EXTRAS = (512, 256, 256, 128)
+
+SSD_RESNET34_CONFIGS = {
+    "tiny": SSDConfig("resnet34", 64, 8, 81, (4, 6, 6, 6, 4, 4), R34_EXTRAS,
+                      ((2, 1),) * 3 + ((1, 1),) * 2, pre_nms=100, max_detections=25),
+    "small": SSDConfig("resnet34", 300, 32, 81, (4, 6, 6, 6, 4, 4), R34_EXTRAS,
+                       ((2, 1),) * 3 + ((1, 0),) * 2, first_stride=1),
+    "full": SSDConfig("resnet34", 1200, 64, 81, (4, 6, 6, 6, 4, 4), R34_EXTRAS,
+                      ((2, 1),) * 3 + ((2, 0), (1, 0)), first_stride=3, max_detections=200),
+}
+SSD_MOBILENET_CONFIGS = {
+    "tiny": SSDConfig("mobilenet", 64, 0.125, 91, (3, 6, 6, 6, 6, 6), MOBILE_EXTRAS,
+                      ((2, 1),) * 4, pre_nms=100, max_detections=25),
+    "small": SSDConfig("mobilenet", 150, 0.5, 91, (3, 6, 6, 6, 6, 6), MOBILE_EXTRAS, ((2, 1),) * 4),
+    "full": SSDConfig("mobilenet", 300, 1.0, 91, (3, 6, 6, 6, 6, 6), MOBILE_EXTRAS, ((2, 1),) * 4),
+}
+
+
+def _extra(cin: int, cout: int, stride: int, padding: int) -> nn.Sequential:
+    return nn.Sequential(ConvBN(cin, cout // 2, 1), ConvBN(cout // 2, cout, 3, stride, padding=padding))
+
+
+def _ratios(count: int) -> tuple[float, ...]:
+    """Aspect ratios per anchor count; the second '1' is the in-between scale sqrt(s_k s_k+1)."""
+    return {3: (1.0, 2.0, 0.5), 4: (1.0, -1.0, 2.0, 0.5), 6: (1.0, -1.0, 2.0, 0.5, 3.0, 1 / 3)}[count]
+
+
+def make_anchors(sizes: Sequence[tuple[int, int]], anchors: Sequence[int]) -> torch.Tensor:
+    """(cx, cy, w, h) per anchor in map-major, row-major, anchor-minor order, normalised to [0, 1]."""
+    out: list[list[float]] = []
+    for k, ((fh, fw), count) in enumerate(zip(sizes, anchors)):
+        scale, next_scale = SCALES[k], SCALES[k + 1]
+        for y in range(fh):
+            for x in range(fw):
+                cx, cy = (x + 0.5) / fw, (y + 0.5) / fh
+                for ratio in _ratios(count):
+                    if ratio < 0:
+                        w = h = math.sqrt(scale * next_scale)
+                    else:
+                        w, h = scale * math.sqrt(ratio), scale / math.sqrt(ratio)
+                    out.append([cx, cy, min(w, 1.0), min(h, 1.0)])
+    return torch.tensor(out)
+
+
+class SSD(nn.Module):
+    def __init__(self, cfg: SSDConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.backbone == "resnet34":
+            trunk = ResNet34Trunk(int(cfg.width))
+            scale = cfg.width / 64
+            first = max(8, int(256 * scale))
+            self.trunk: nn.Module = trunk
+            self.adapter: nn.Module = ConvBN(trunk.out_channels, first, 3, cfg.first_stride)
+            channels = [first]
+        else:
+            trunk_m = MobileNetV1Trunk(cfg.width)
+            scale = cfg.width
+            self.trunk, self.adapter = trunk_m, nn.Identity()
+            channels = list(trunk_m.out_channels)
+        extras = []
+        for cout, (stride, pad) in zip(cfg.extra_channels, cfg.extra_layout):
+            cout = max(8, int(cout * scale))
+            extras.append(_extra(channels[-1], cout, stride, pad))
+            channels.append(cout)
+        self.extras = nn.ModuleList(extras)
+        self.loc = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(channels, cfg.anchors))
+        self.conf = nn.ModuleList(nn.Conv2d(c, a * cfg.classes, 3, padding=1)
+                                  for c, a in zip(channels, cfg.anchors))
+        self.register_buffer("logit_scale", torch.tensor(1.0))
+        self._anchors: dict[tuple, torch.Tensor] = {}
+
+    def feature_maps(self, image: torch.Tensor) -> list[torch.Tensor]:
+        if self.cfg.backbone == "resnet34":
+            maps = [self.adapter(self.trunk(image))]
+        else:
+            maps = list(self.trunk(image))
+        for extra in self.extras:
+            maps.append(extra(maps[-1]))
+        return maps
+
+    def raw(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """Box regressions [B, A, 4] and class logits [B, A, C] over all anchors."""
+        maps = self.feature_maps(image)
+        batch = image.shape[0]
+        locs = [head(m).permute(0, 2, 3, 1).reshape(batch, -1, 4) for head, m in zip(self.loc, maps)]
+        confs = [head(m).permute(0, 2, 3, 1).reshape(batch, -1, self.cfg.classes)
+                 for head, m in zip(self.conf, maps)]
+        return torch.cat(locs, 1), torch.cat(confs, 1), [tuple(m.shape[-2:]) for m in maps]
+
+    def anchors(self, sizes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
+        key = (tuple(sizes), str(device))
+        if key not in self._anchors:
+            self._anchors[key] = make_anchors(sizes, self.cfg.anchors).to(device)
+        return self._anchors[key]
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded boxes [B, A, 4] as (x1, y1, x2, y2) and class probabilities [B, A, C]."""
+        loc, conf, sizes = self.raw(image)
+        loc, conf = loc.float(), conf.float()
+        anchors = self.anchors(sizes, image.device)
+        centre = anchors[:, :2] + loc[..., :2] * VARIANCES[0] * anchors[:, 2:]
+        extent = anchors[:, 2:] * torch.exp(torch.clamp(loc[..., 2:] * VARIANCES[1], max=4.0))
+        boxes = torch.cat([centre - extent / 2, centre + extent / 2], dim=-1).clamp(0.0, 1.0)
+        return boxes, torch.softmax(conf * self.logit_scale, dim=-1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of (x1, y1, x2, y2) boxes: [N, 4] x [M, 4] -> [N, M]."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou: float, keep_max: int) -> torch.Tensor:
+    """Greedy per-class NMS over score-sorted candidates; returns kept indices (best first)."""
+    order = torch.argsort(scores, descending=True)
+    boxes, labels = boxes[order], labels[order]
+    over = ((box_iou(boxes, boxes) > iou) & (labels[:, None] == labels[None, :])).cpu().numpy()
+    suppressed = np.zeros(len(order), dtype=bool)
+    keep: list[int] = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        if len(keep) == keep_max:
+            break
+        suppressed |= over[i]
+    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+
+
+def _postprocess(outputs: tuple[torch.Tensor, torch.Tensor], cfg: SSDConfig) -> list[np.ndarray]:
+    """Per image: rows (x1, y1, x2, y2, score, label) of the kept detections, float32."""
+    boxes, probs = outputs
+    results = []
+    for image_boxes, image_probs in zip(boxes, probs):
+        fg = image_probs[:, 1:]
+        anchor_idx, class_idx = torch.nonzero(fg > cfg.score_threshold, as_tuple=True)
+        scores = fg[anchor_idx, class_idx]
+        if scores.numel() > cfg.pre_nms:
+            top = torch.topk(scores, cfg.pre_nms).indices
+            anchor_idx, class_idx, scores = anchor_idx[top], class_idx[top], scores[top]
+        cand = image_boxes[anchor_idx]
+        keep = nms(cand, scores, class_idx, cfg.nms_iou, cfg.max_detections)
+        rows = torch.cat([cand[keep], scores[keep, None], (class_idx[keep, None] + 1).float()], dim=1)
+        results.append(np.ascontiguousarray(rows.cpu().numpy(), dtype="float32").reshape(-1))
+    return results
+
+
+def _fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
+    """BN statistics, then a logit scale giving class logits a fixed spread (peaked, like a trained net)."""
+    fit_batchnorm(model, batches)
+    assert isinstance(model, SSD)
+    with torch.no_grad():
+        logits = torch.cat([model.raw(*inputs)[1].reshape(-1) for inputs in batches])
+        model.logit_scale.fill_(TARGET_LOGIT_STD / float(logits.std().clamp(min=1e-6)))
+
+
+def _make_sample(gen: torch.Generator, cfg: SSDConfig) -> Sample:
+    return datasets.image(gen, cfg.image)
+
+
+def _collate(samples: Sequence[Sample]) -> Inputs:
+    return stack_samples(samples, ("image",))
+
+
+def _family(name: str, configs: dict[str, SSDConfig]) -> Family:
+    return Family(name=name, configs=configs, construct=SSD, make_sample=_make_sample, collate=_collate,
+                  postprocess=_postprocess, fit=_fit, output_dtype="float32", output_row=6)
+
+
+SSD_RESNET34 = _family("ssd-resnet34", SSD_RESNET34_CONFIGS)
+SSD_MOBILENET = _family("ssd-mobilenet", SSD_MOBILENET_CONFIGS)

@@ -1,0 +1,208 @@
+"""Contract test of `--harness=nvidia` without NVIDIA's stack: a throwaway closed/NVIDIA-like
+directory whose Makefile's run_harness target runs tests/programs/fake_nvidia_harness.py
+with $(RUN_ARGS), driven through whole pytest sessions on the simulated GPU."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FAKE = Path(__file__).resolve().parent / "programs" / "fake_nvidia_harness.py"
+SYSTEM = "DGX-A100_A100-SXM-80GB-MIG_1x1g.10gb_TRT_HeteroMultiUse"
+
+SUITE = textwrap.dedent("""
+    suite: mini-nvidia
+    class: datacenter
+    benchmarks:
+      resnet50: {scenarios: [Offline], accuracy: 0.99}
+    gpus:
+      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 7}
+    modes: [performance, accuracy]
+    background:
+      set: [bert, dlrm, rnnt]
+      lifetime: per-test
+    harness:
+      config_ver.rnnt: hetero_suite
+    run_profiles:
+      smoke:
+        min_duration_ms: 400
+        min_query_count: 1
+        start_time_buffer_s: 4
+        end_time_buffer_min_s: 0.2
+        background_min_duration_ms: auto
+        sample_count: 16
+    default_run_profile: smoke
+""")
+
+TEST = textwrap.dedent("""
+    from pytest_mig.types import PERFORMANCE
+
+    def test_hetero(mig_case, hetero):
+        outcome = hetero.run(mig_case)
+        if mig_case.mode == PERFORMANCE:
+            assert outcome.valid, outcome.why_invalid()
+        else:
+            assert outcome.accuracy_ok, outcome.why_accuracy()
+        assert outcome.background_healthy, outcome.why_unhealthy()
+""")
+
+# The recipes hand $(RUN_ARGS) to make's own shell, as NVIDIA's Makefile does.
+MAKEFILE = textwrap.dedent("""\
+    PYTHON := {python}
+    FAKE := {fake}
+    .PHONY: run_harness run_audit_test04
+    run_harness:
+    \t@$(PYTHON) $(FAKE) $(RUN_ARGS) --action=run_harness
+    run_audit_test04:
+    \t@$(PYTHON) $(FAKE) $(RUN_ARGS) --action=run_audit_test04
+""")
+
+
+@pytest.fixture
+def mlperf_root(pytester, monkeypatch) -> Path:
+    # A run id of its own per inner session, so concurrent xdist workers' children stay apart.
+    monkeypatch.delenv("PYTEST_MIG_RUN_ID", raising=False)
+    root = pytester.mkdir("closed_NVIDIA")
+    (root / "Makefile").write_text(MAKEFILE.format(python=shlex.quote(sys.executable),
+                                                   fake=shlex.quote(str(FAKE))))
+    suites = pytester.mkdir("suites")
+    (suites / "suite.yaml").write_text(SUITE)
+    (suites / "test_mini.py").write_text(TEST)
+    return root
+
+
+def run(pytester, root: Path, behaviour: dict, *extra: str):
+    (root / "behaviour.json").write_text(json.dumps(behaviour))
+    return pytester.runpytest_subprocess(
+        "suites", "--mig-backend=simulated", "--harness=nvidia", f"--mlperf-root={root}",
+        "--mig-main-startup=1.5", "-p", "no:cacheprovider", "-rA", *extra)
+
+
+def calls(root: Path) -> list[dict]:
+    path = root / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def results(pytester) -> dict:
+    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def logs_under(log_dir: Path) -> list[str]:
+    """<benchmark dir>/<scenario> of every LoadGen summary under a LOG_DIR."""
+    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in log_dir.rglob("mlperf_log_summary.txt"))
+
+
+def leftover_processes(reports: Path) -> list[str]:
+    ids = {p.name for p in reports.iterdir()} if reports.exists() else set()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(e.startswith(b"PYTEST_MIG_RUN_ID=") and e.split(b"=", 1)[1].decode() in ids for e in env):
+            found.append(proc.name)
+    return found
+
+
+def test_hetero_case_through_make(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {})
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["PASSED *test_hetero?resnet50-Offline-1g.10gb-performance?",
+                            "PASSED *test_hetero?resnet50-Offline-1g.10gb-accuracy?"])
+    got = calls(mlperf_root)
+    assert len(got) == 8  # per case: the main and three backgrounds
+    recs = {t["mode"]: t for t in results(pytester)["tests"]}
+    for mode in ("performance", "accuracy"):
+        test_dir = Path(recs[mode]["paths"]["dir"])
+        mine = [c for c in got if c["LOG_DIR"] in (str(test_dir / "main"), str(test_dir / "background_logs"))]
+        (main,) = [c for c in mine if c["role"] == "main"]
+        bgs = sorted((c for c in mine if c["role"] == "background"), key=lambda c: c["benchmark"])
+        extra = ["--test_mode=AccuracyOnly"] if mode == "accuracy" else []
+        assert main["argv"] == ["--benchmarks=resnet50", "--scenarios=Offline", "--config_ver=hetero",
+                                "--min_duration=400", *extra, "--action=run_harness"]
+        assert main["cwd"] == str(mlperf_root)
+        bg_ms = recs[mode]["background_min_duration_ms"]
+        assert [c["argv"] for c in bgs] == [
+            [f"--benchmarks={b}", "--scenarios=Offline", f"--config_ver={v}", f"--min_duration={bg_ms}",
+             "--min_query_count=1", "--action=run_harness"]
+            for b, v in (("bert", "hetero"), ("dlrm", "hetero_high_accuracy"), ("rnnt", "hetero_suite"))]
+        # Every workload pinned to its own MIG device; the main's is not a background's.
+        devices = [main["CUDA_VISIBLE_DEVICES"]] + [c["CUDA_VISIBLE_DEVICES"] for c in bgs]
+        assert all(d.startswith("MIG-") for d in devices) and len(set(devices)) == 4
+        # Backgrounds logged beside the main's LOG_DIR, never into it.
+        assert logs_under(test_dir / "main") == ["resnet50/Offline"]
+        assert logs_under(test_dir / "background_logs") == ["bert-99/Offline", "dlrm-99.9/Offline",
+                                                           "rnnt/Offline"]
+        assert recs[mode]["commands"]["main"][:2] == ["make", "run_harness"]
+    perf = recs["performance"]["result"]
+    assert (perf["valid"], perf["metric"], perf["value"]) == (True, "Samples per second", 318100.0)
+    assert Path(perf["files"]["summary"]).parent.parent.parent.name == SYSTEM
+    acc = recs["accuracy"]["result"]
+    assert (acc["accuracy_metric"], acc["accuracy"]) == ("accuracy", 76.042)
+    assert Path(acc["files"]["accuracy"]).name == "accuracy.txt"
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_main_bad_exit(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {"main": "exit2"}, "-m", "performance")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*main resnet50 Offline exited with code 2; log: *main.log*",
+                            "*fatal: CUDA error 700 (simulated)*"])
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_background_never_ready(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {"background:dlrm": "never_ready"}, "-m", "performance")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*background bg2-dlrm (dlrm) was not ready within start_time_buffer 4 s*"])
+    assert r.duration < 20  # failed at the start buffer, not at --mig-main-timeout
+    # The main never started: nothing ran after the backgrounds.
+    assert sorted(c["role"] for c in calls(mlperf_root)) == ["background"] * 3
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_main_invalid_summary(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {"main": "invalid"}, "-m", "performance")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*main resnet50 Offline result is INVALID: Min duration not satisfied*"])
+    rec = results(pytester)["tests"][0]
+    assert (rec["result"]["valid"], rec["result"]["value"]) == (False, 428937.0)
+
+
+def test_main_without_logs(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {"main": "no_logs"}, "-m", "performance")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*no LoadGen result (no LoadGen logs for resnet50 Offline under *main*"])
+
+
+def test_audit_test04(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {}, "-m", "performance", "--mlperf-action=run_audit_test04")
+    r.assert_outcomes(passed=1)
+    (main,) = [c for c in calls(mlperf_root) if c["role"] == "main"]
+    assert main["action"] == "run_audit_test04"
+    files = results(pytester)["tests"][0]["result"]["files"]
+    assert Path(files["audit_performance"]).parent.name == "TEST04"
+
+
+def test_audit_test04_fail(pytester, mlperf_root):
+    r = run(pytester, mlperf_root, {"main": "audit_fail"}, "-m", "performance",
+            "--mlperf-action=run_audit_test04")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*result is INVALID: TEST04 FAIL: reference score 5319.42 vs test score 4711.3*"])
+
+
+def test_missing_mlperf_root(pytester, mlperf_root):
+    r = pytester.runpytest_subprocess("suites", "--mig-backend=simulated", "--harness=nvidia",
+                                      "-m", "performance", "-p", "no:cacheprovider")
+    r.assert_outcomes(errors=1)
+    r.stdout.fnmatch_lines(["*HarnessError: --harness=nvidia needs --mlperf-root DIR*"])
+    assert calls(mlperf_root) == []
