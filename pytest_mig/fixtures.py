@@ -75,13 +75,16 @@ class HeteroRunner:
         s = self.session.settings
         settings = hetero_mod.HeteroSettings(
             run_id=self.session.run_id, main_startup_s=s.main_startup_s,
-            main_timeout_s=s.main_timeout_s, lenient=s.lenient)
+            main_timeout_s=s.main_timeout_s, lenient=s.lenient,
+            expected_main_s=self.session.durations.expect(case))
         test_dir = self.session.test_dir(self.request.node.name)
         out = hetero_mod.HeteroOutcome(case=case, test_dir=test_dir)
         self.request.node.stash[OUTCOME_KEY] = out
         say = _progress(self.request, test_dir)
         try:
             hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say, out=out)
+            if out.main is not None and out.main.ended_at:
+                self.session.durations.observe(case, out.main.ended_at - out.main.started_at)
         finally:
             _record_properties(self.request.node, out)
             allure_report.describe(self.request.config, out, self.session)
@@ -107,7 +110,10 @@ def _progress(request, test_dir):
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         if verbose and tr is not None:
-            tr.write_line(f"    mig {line}")
+            capman = request.config.pluginmanager.get_plugin("capturemanager")
+            # Output capture owns fd 1 during a test: step around it for live progress.
+            with capman.global_and_fixture_disabled():
+                tr.write_line(f"    mig {line}")
     return say
 
 

@@ -29,6 +29,8 @@ class HeteroSettings:
     lenient: bool = False
     background_scenario: str = "Offline"
     stop_grace_s: float = 5.0
+    # Seconds the main is expected to take from launch to exit; None: not known yet.
+    expected_main_s: float | None = None
 
 
 @dataclass
@@ -92,13 +94,40 @@ class HeteroOutcome:
         return "background unhealthy: " + "; ".join(self.health.problems())
 
 
+class DurationEstimator:
+    """Learns how long main runs take (launch to exit) so backgrounds are sized to outlast them.
+
+    Keyed by (benchmark, scenario, mode); an unseen key uses the longest run seen so far.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, str], float] = {}
+
+    def observe(self, case: Case, seconds: float) -> None:
+        key = (case.benchmark, case.scenario, case.mode)
+        self.seen[key] = max(seconds, self.seen.get(key, 0.0))
+
+    def expect(self, case: Case) -> float | None:
+        key = (case.benchmark, case.scenario, case.mode)
+        if key in self.seen:
+            return self.seen[key]
+        return max(self.seen.values()) if self.seen else None
+
+
 def background_duration_ms(case: Case, settings: HeteroSettings) -> int:
-    """How long backgrounds must stay in their timed phase to outlast the main (auto rule)."""
+    """How long backgrounds must stay in their timed phase to outlast the main (auto rule).
+
+    Known main duration: 1.5x it (noise on a loaded host) plus the end buffer. Unknown: the
+    startup allowance plus 1.5x the main's min duration plus the end buffer.
+    """
     prof = case.run_profile
     if prof.background_min_duration_ms:
         return prof.background_min_duration_ms
+    buffer_ms = prof.end_time_buffer_min_s * 1000
+    if settings.expected_main_s is not None:
+        return int(settings.expected_main_s * 1500 + buffer_ms + 1000)
     main_ms = prof.min_duration_ms * 1.5 if case.mode == PERFORMANCE else 0
-    return int(main_ms + (settings.main_startup_s + prof.end_time_buffer_min_s) * 1000)
+    return int(main_ms + settings.main_startup_s * 1000 + buffer_ms)
 
 
 def plan_workspecs(case: Case, slot: Slot, test_dir: Path,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mig.errors import ConfigError, did_you_mean
+from pytest_mig.hetero import DurationEstimator
 from pytest_mig.process import RUN_MARKER
 
 BACKENDS = ("auto", "nvml", "simulated")
@@ -78,6 +79,7 @@ class MigSession:
         self._nvml: Any = None
         self._topology: Any = None
         self.suites: dict[Path, Any] = {}
+        self.durations = DurationEstimator()
 
     def ensure_run_dir(self) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)
