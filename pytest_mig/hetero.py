@@ -117,15 +117,16 @@ class DurationEstimator:
 def background_duration_ms(case: Case, settings: HeteroSettings) -> int:
     """How long backgrounds must stay in their timed phase to outlast the main (auto rule).
 
-    Known main duration: 1.5x it (noise on a loaded host) plus the end buffer. Unknown: the
-    startup allowance plus 1.5x the main's min duration plus the end buffer.
+    Known main duration: 1.2x it plus the end buffer and a second (harnesses overshoot their
+    min duration themselves: LoadGen Offline runs until its pre-sized query is done).
+    Unknown: the startup allowance plus 1.5x the main's min duration plus the end buffer.
     """
     prof = case.run_profile
     if prof.background_min_duration_ms:
         return prof.background_min_duration_ms
     buffer_ms = prof.end_time_buffer_min_s * 1000
     if settings.expected_main_s is not None:
-        return int(settings.expected_main_s * 1500 + buffer_ms + 1000)
+        return int(settings.expected_main_s * 1200 + buffer_ms + 1000)
     main_ms = prof.min_duration_ms * 1.5 if case.mode == PERFORMANCE else 0
     return int(main_ms + settings.main_startup_s * 1000 + buffer_ms)
 

@@ -164,7 +164,7 @@ def test_background_never_ready(pytester, mlperf_root):
     r = run(pytester, mlperf_root, {"background:dlrm": "never_ready"}, "-m", "performance")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*background bg2-dlrm (dlrm) was not ready within start_time_buffer 4 s*"])
-    assert r.duration < 20  # failed at the start buffer, not at --mig-main-timeout
+    assert r.duration < 60  # failed at the 4 s start buffer, not at --mig-main-timeout (900 s)
     # The main never started: nothing ran after the backgrounds.
     assert sorted(c["role"] for c in calls(mlperf_root)) == ["background"] * 3
     assert leftover_processes(pytester.path / "reports") == []

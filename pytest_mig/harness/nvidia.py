@@ -1,4 +1,4 @@
-"""The `nvidia` backend: NVIDIA's closed-division MLPerf code, driven as launch_heterogeneous_mig.py does.
+"""The `nvidia` backend: NVIDIA's closed-division MLPerf code, run as launch_heterogeneous_mig.py does.
 
 Every workload is `make <action> RUN_ARGS="--benchmarks=.. --scenarios=.. --config_ver=..
 --min_duration=.."` run in `--mlperf-root` (closed/NVIDIA) as an argv, pinned by
@@ -27,7 +27,7 @@ AUDIT_TESTS = {"run_audit_test01": "TEST01", "run_audit_test04": "TEST04",
 # Our benchmark name -> NVIDIA's --benchmarks value (the 99.9% variants come from config_ver).
 BENCHMARKS = {name: name for name in ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt",
                                       "dlrm", "3d-unet")}
-# v1.1 hetero configs: dlrm and 3d-unet only have high-accuracy hetero entries.
+# v1.1 hetero defaults: dlrm and 3d-unet run their high-accuracy (99.9%) configs.
 HIGH_ACCURACY_DEFAULT = frozenset({"dlrm", "3d-unet"})
 # Variables NVIDIA's Makefile reads from the environment; child_env's allow-list drops them.
 MAKEFILE_ENV = ("MLPERF_SCRATCH_PATH", "MLPERF_CPU_SCRATCH_PATH", "SYSTEM_NAME", "MIG_CONF",
