@@ -232,7 +232,8 @@ def _await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) ->
     deadline = time.monotonic() + timeout_s
     for n, (work, w) in enumerate(bgs, start=1):
         if not w.wait_ready(max(0.0, deadline - time.monotonic())):
-            code = w.poll()
+            # wait(), not poll(): poll() answers None while the waiter thread reaps the child.
+            code = w.wait(timeout=1.0)
             if code is not None:
                 why = f"exited with code {code} before it was ready"
             else:

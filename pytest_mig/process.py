@@ -127,7 +127,7 @@ class Workload:
         """True once the ready line was seen; False on exit-before-ready or timeout."""
         # Wakes on readiness or on end of output (the child died): never a blind sleep.
         self._changed.wait(timeout=timeout)
-        if not self._ready.is_set() and self.proc is not None and self.proc.poll() is not None:
+        if not self._ready.is_set() and self._changed.is_set():
             # Exited: let the reader drain lines still in the pipe (the ready line may be there).
             self._done.wait(timeout=2.0)
         return self._ready.is_set()

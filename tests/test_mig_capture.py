@@ -44,6 +44,7 @@ def parse_lgip(text: str) -> list[dict]:
     return rows
 
 
+PROBES = json.loads((CAPTURE / "mig_disabled_probes.json").read_text())
 LGIP = parse_lgip((CAPTURE / "nvidia-smi_mig_lgip.txt").read_text())
 LGIPP = parse_lgipp((CAPTURE / "nvidia-smi_mig_lgipp.txt").read_text())
 
@@ -124,6 +125,8 @@ def test_simulator_placements_equal_lgipp_low_level_form(sim):
         buf = (pynvml.c_nvmlGpuInstancePlacement_t * count.value)()
         sim.nvmlDeviceGetGpuInstancePossiblePlacements(h, profile_id, buf, ctypes.byref(count))
         assert [(buf[i].start, buf[i].size) for i in range(count.value)] == expected
+        # Real NVML writes past a short buffer (PROBES: success, count 7 into 2 slots); the
+        # simulator refuses it instead.
         small = (pynvml.c_nvmlGpuInstancePlacement_t * (len(expected) - 1))()
         if len(expected) > 1:
             with pytest.raises(pynvml.NVMLError_InsufficientSize):
@@ -157,3 +160,43 @@ def test_wrapper_names_profiles_when_the_v2_function_is_missing(sim):
     names = [p.name for p in Nvml(sim).gi_profiles(0)]
     assert names == ["1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb", "1g.10gb+me",
                      "1g.20gb"]
+
+
+def test_simulator_answers_raw_calls_like_the_real_h100_with_mig_disabled(sim):
+    """Each probe's outcome on the real H100 (driver 580, MIG disabled) and on the simulator."""
+    h = sim.nvmlDeviceGetHandleByIndex(0)
+    count = ctypes.c_uint(0)
+    gis = (pynvml.c_nvmlGpuInstance_t * 7)()
+    calls = {
+        "GetGpuInstances": lambda: sim.nvmlDeviceGetGpuInstances(h, 19, gis, ctypes.byref(count)),
+        "GetGpuInstanceById": lambda: sim.nvmlDeviceGetGpuInstanceById(h, 7),
+        "GetMigDeviceHandleByIndex": lambda: sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 0),
+        "GetMaxMigDeviceCount": lambda: sim.nvmlDeviceGetMaxMigDeviceCount(h),
+        "UtilizationRates": lambda: (sim.nvmlDeviceGetUtilizationRates(h).gpu,),
+        "PlacementsNullBuffer": lambda: (sim.nvmlDeviceGetGpuInstancePossiblePlacements(
+            h, 19, None, ctypes.byref(count)), count.value),
+        "ProfileInfoV1": lambda: sim.nvmlDeviceGetGpuInstanceProfileInfo(h, 0, version=1).id,
+        "ProfileInfoV2": lambda: sim.nvmlDeviceGetGpuInstanceProfileInfo(h, 0).name,
+        "CreateGpuInstance(MIG disabled)": lambda: sim.nvmlDeviceCreateGpuInstance(h, 19),
+        "IsMigDeviceHandle": lambda: sim.nvmlDeviceIsMigDeviceHandle(h),
+        "ComputeRunningProcesses": lambda: len(sim.nvmlDeviceGetComputeRunningProcesses(h)),
+    }
+    for name, call in calls.items():
+        try:
+            got = ["ok", repr(call())]
+        except pynvml.NVMLError as exc:
+            got = [type(exc).__name__, exc.value]
+        assert got == PROBES["probes"][name], name
+        if name == "GetGpuInstances":
+            assert count.value == 0
+    assert set(PROBES["probes"]) - set(calls) == {"PlacementsSmallBuffer"}
+    gpu = PROBES["gpu"]
+    info = Nvml(sim).gpu(0)
+    assert (info.name, info.model_key, info.pci_device_id, info.memory_total) == (
+        gpu["name"], gpu["model_key"], gpu["pci_device_id"], gpu["memory_total"])
+    idle = Nvml(sim).sample_metrics(0)
+    real = PROBES["idle_metrics"]
+    assert (idle.util_pct, idle.sm_clock_mhz, idle.temp_c, round(idle.power_w)) == (
+        real["util_pct"], real["sm_clock_mhz"], real["temp_c"], round(real["power_w"]))
+    assert PROBES["describe"] == ("GPU backend: real NVML driver 580.159.04 (NVML 13.580.159.04) "
+                                  "- 1 x H100-SXM5-80GB, MIG disabled")

@@ -79,7 +79,7 @@ def test_returns_pynvml_types_and_handles(sim):
     assert sim.nvmlDeviceGetUUID(parent) == sim.nvmlDeviceGetUUID(h)
     with pytest.raises(P.NVMLError_NotFound):
         sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 1)
-    with pytest.raises(P.NVMLError_InvalidArgument):
+    with pytest.raises(P.NVMLError_NotFound):
         sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 7)
     with pytest.raises(P.NVMLError_InvalidArgument):
         sim.nvmlDeviceGetName(None)
@@ -93,8 +93,8 @@ def test_uuids_are_deterministic_and_shaped_like_nvml(tmp_path):
     uuids = [[s.nvmlDeviceGetUUID(s.nvmlDeviceGetMigDeviceHandleByIndex(
         s.nvmlDeviceGetHandleByIndex(0), k)) for k in range(2)] for s in (a, b, c)]
     assert uuids[0] == uuids[1] != uuids[2]
-    assert all(re.fullmatch(r"MIG-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", u)
-               for u in uuids[0])
+    shape = r"MIG-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    assert all(re.fullmatch(shape, u) for u in uuids[0])
     assert re.fullmatch(r"GPU-[0-9a-f-]{36}", a.nvmlDeviceGetUUID(a.nvmlDeviceGetHandleByIndex(0)))
 
 
@@ -181,11 +181,14 @@ def test_mig_disabled_refuses_instances_but_reads_profiles(tmp_path):
     assert sim.nvmlDeviceGetGpuInstanceProfileInfo(h, 0).id == 19
     assert sim.nvmlDeviceGetGpuInstanceRemainingCapacity(h, 19) == 7
     for call in (lambda: sim.nvmlDeviceCreateGpuInstance(h, 19),
-                 lambda: sim.nvmlDeviceCreateGpuInstanceWithPlacement(h, 19, place(0, 1)),
-                 lambda: gi_list(sim, h, 19),
-                 lambda: sim.nvmlDeviceGetGpuInstanceById(h, 7)):
+                 lambda: sim.nvmlDeviceCreateGpuInstanceWithPlacement(h, 19, place(0, 1))):
         with pytest.raises(P.NVMLError_NotSupported):
             call()
+    assert gi_list(sim, h, 19) == []
+    with pytest.raises(P.NVMLError_NotFound):
+        sim.nvmlDeviceGetGpuInstanceById(h, 7)
+    with pytest.raises(P.NVMLError_NotFound):
+        sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)
     sim.set_mig_mode(0, True)
     assert sim.nvmlDeviceGetMigMode(h) == [1, 1]
     assert sim.nvmlGpuInstanceGetInfo(sim.nvmlDeviceCreateGpuInstance(h, 19)).id == 7
@@ -212,14 +215,16 @@ def test_destroy_in_use_with_compute_instance_or_process(sim):
 def test_compute_instance_profiles_and_placement(sim):
     h = sim.nvmlDeviceGetHandleByIndex(0)
     gi = sim.nvmlDeviceCreateGpuInstance(h, 9)  # 3g.40gb
-    full = sim.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, P.NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE, 0)
+    full = sim.nvmlGpuInstanceGetComputeInstanceProfileInfo(
+        gi, P.NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE, 0)
     assert (full.id, full.sliceCount, full.instanceCount, full.multiprocessorCount, full.name) == (
         2, 3, 1, 42, "MIG 3g.40gb")
     one = sim.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, 0, 0, version=1)
     assert isinstance(one, P.c_nvmlComputeInstanceProfileInfo_t)
     assert (one.sliceCount, one.instanceCount, one.multiprocessorCount) == (1, 3, 14)
     with pytest.raises(P.NVMLError_NotSupported):
-        sim.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, P.NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE, 0)
+        sim.nvmlGpuInstanceGetComputeInstanceProfileInfo(
+            gi, P.NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE, 0)
     ids = [sim.nvmlComputeInstanceGetInfo(sim.nvmlGpuInstanceCreateComputeInstance(gi, 0)).id
            for _ in range(3)]
     assert ids == [0, 1, 2]
@@ -276,7 +281,8 @@ def test_processes_memory_and_simulated_telemetry(tmp_path):
     assert [(p.pid, p.usedGpuMemory, p.gpuInstanceId, p.computeInstanceId) for p in procs] == [
         (pid, 1 << 30, 10, 0)]
     assert [p.pid for p in sim.nvmlDeviceGetComputeRunningProcesses(h)] == [pid]
-    assert sim.nvmlDeviceGetComputeRunningProcesses(sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)) == []
+    other = sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)
+    assert sim.nvmlDeviceGetComputeRunningProcesses(other) == []
     assert sim.nvmlDeviceGetMemoryInfo(mig).used == 1 << 30
     # one busy 1g of 7: 60 W + 340 W x 1/7 x 0.875 at t=0, as simmetrics defines it
     assert sim.nvmlDeviceGetPowerUsage(h) == 102_500
@@ -288,7 +294,8 @@ def test_processes_memory_and_simulated_telemetry(tmp_path):
         sim.nvmlDeviceGetPowerUsage(mig)
     plain = open_sim(tmp_path / "plain.json", mig_enabled=False, clock=lambda: 0.0)
     hp = plain.nvmlDeviceGetHandleByIndex(0)
-    assert (plain.nvmlDeviceGetUtilizationRates(hp).gpu, plain.nvmlDeviceGetUtilizationRates(hp).memory) == (0, 0)
+    idle = plain.nvmlDeviceGetUtilizationRates(hp)
+    assert (idle.gpu, idle.memory) == (0, 0)
     plain.register_process(gpu_index=0)
     util = plain.nvmlDeviceGetUtilizationRates(hp)
     assert (util.gpu, util.memory) == (56, 30)
@@ -339,7 +346,8 @@ def test_state_writes_are_atomic(sim, monkeypatch):
     monkeypatch.setattr(simstate.json, "dump", real_dump)
     replaced = []
     real_replace = os.replace
-    monkeypatch.setattr(simstate.os, "replace", lambda a, b: (replaced.append((a, b)), real_replace(a, b)))
+    monkeypatch.setattr(simstate.os, "replace",
+                        lambda a, b: (replaced.append((a, b)), real_replace(a, b)))
     sim.nvmlDeviceCreateGpuInstance(sim.nvmlDeviceGetHandleByIndex(0), 19)
     assert len(replaced) == 1 and Path(replaced[0][1]) == sim.state_path
     assert json.loads(sim.state_path.read_text())["gpus"][0]["gpu_instances"][0]["id"] == 7

@@ -99,7 +99,8 @@ def _entry(path: Path, key: str, raw: Any) -> LayoutEntry:
                                            and d >= 0 for d in devices):
         dev = tuple(devices)
     else:
-        raise _fail(path, f"{key}.devices", f"expected 'all' or a list of GPU indexes, got {devices!r}")
+        raise _fail(path, f"{key}.devices",
+                    f"expected 'all' or a list of GPU indexes, got {devices!r}")
     filt = raw.get("device-filter")
     if filt is not None:
         items = filt if isinstance(filt, list) else [filt]
@@ -114,7 +115,8 @@ def _entry(path: Path, key: str, raw: Any) -> LayoutEntry:
         if not isinstance(name, str) or not PROFILE_NAME.match(name):
             raise _fail(path, f"{key}.mig-devices.{name}", "not a MIG profile name such as 1g.10gb")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise _fail(path, f"{key}.mig-devices.{name}", f"count must be a whole number >= 0, got {n!r}")
+            raise _fail(path, f"{key}.mig-devices.{name}",
+                        f"count must be a whole number >= 0, got {n!r}")
     if wanted and not enabled:
         raise _fail(path, f"{key}.mig-devices", "MIG devices listed with mig-enabled: false")
     return LayoutEntry(devices=dev, device_filter=filt, mig_enabled=enabled,
@@ -131,7 +133,8 @@ def load_layouts(path: Path | str) -> dict[str, Layout]:
     if not isinstance(raw, dict):
         raise LayoutError(f"{path}: expected a mig-parted config (version: v1, mig-configs: ...)")
     if raw.get("version") != "v1":
-        raise _fail(path, "version", f"expected v1 (mig-parted's format), got {raw.get('version')!r}")
+        raise _fail(path, "version",
+                    f"expected v1 (mig-parted's format), got {raw.get('version')!r}")
     configs = raw.get("mig-configs")
     if not isinstance(configs, dict) or not configs:
         raise _fail(path, "mig-configs", "expected a mapping of layout names to entry lists")

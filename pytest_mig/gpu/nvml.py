@@ -18,7 +18,8 @@ MIB = 1024 * 1024
 # GPU-instance compute slices -> NVML_COMPUTE_INSTANCE_PROFILE_* of the CI that fills it.
 FULL_CI_PROFILE = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4, 8: 5, 6: 6}
 # Profile constants whose profiles carry media engines (+me) on every MIG GPU so far.
-ME_CONSTS = {pynvml.NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, pynvml.NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1}
+ME_CONSTS = {pynvml.NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1,
+             pynvml.NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1}
 _ERROR_NAMES = {getattr(pynvml, n): n for n in dir(pynvml) if n.startswith("NVML_ERROR_")}
 
 
@@ -47,7 +48,8 @@ class Nvml:
         self._gpu_dir = gpu_dir
         self._handles: dict[int, Any] = {}
         self._profile_cache: dict[int, list[tuple[int, Any, str]]] = {}
-        self._v2 = {"gi": True, "ci": True}  # profile-info V functions present (not on every driver)
+        # Profile-info V functions (with names) present; not on every driver.
+        self._v2 = {"gi": True, "ci": True}
         if not initialised:
             self._call("nvmlInit", "initialise NVML")
         self._open = True
@@ -81,7 +83,8 @@ class Nvml:
             fix = ("MIG instances can only be created or destroyed as root: run pytest with sudo, "
                    "or have an admin create the layout (sudo nvidia-smi mig -cgi ... -C)")
         elif code == pynvml.NVML_ERROR_GPU_IS_LOST:
-            fix = "the GPU fell off the bus: check `nvidia-smi` and dmesg; it needs a reset or reboot"
+            fix = ("the GPU fell off the bus: check `nvidia-smi` and dmesg; it needs a reset "
+                   "or reboot")
         elif code in (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, pynvml.NVML_ERROR_LIBRARY_NOT_FOUND):
             fix = "no usable NVIDIA driver: install or load it, or use --mig-backend=simulated"
         sim = " (simulated NVML)" if self.simulated else ""
@@ -276,17 +279,18 @@ class Nvml:
             else:
                 allowed = dict(self._placements(index, info.id))
                 if start not in allowed:
-                    raise LayoutError(f"{name} cannot start at memory slice {start} on GPU {index}; "
-                                      f"allowed starts: {', '.join(map(str, allowed))}")
+                    raise LayoutError(f"{name} cannot start at memory slice {start} on GPU "
+                                      f"{index}; allowed starts: {', '.join(map(str, allowed))}")
                 place = pynvml.c_nvmlGpuInstancePlacement_t(start, allowed[start])
-                gi = self.api.nvmlDeviceCreateGpuInstanceWithPlacement(h, info.id, ctypes.byref(place))
+                gi = self.api.nvmlDeviceCreateGpuInstanceWithPlacement(h, info.id,
+                                                                       ctypes.byref(place))
         except pynvml.NVMLError_InsufficientResources as exc:
             at = f" at memory slice {start}" if start is not None else ""
             raise self._error(exc, "nvmlDeviceCreateGpuInstance", what, (
                 f"no room{at}: GPU {index} ({gpu.name}) already has "
-                f"{layout_text(self.instances(index))}; destroy instances first (sudo nvidia-smi mig "
-                f"-i {index} -dci && sudo nvidia-smi mig -i {index} -dgi) or pick a layout that "
-                "fits")) from exc
+                f"{layout_text(self.instances(index))}; destroy instances first (sudo "
+                f"nvidia-smi mig -i {index} -dci && sudo nvidia-smi mig -i {index} -dgi) or "
+                "pick a layout that fits")) from exc
         except pynvml.NVMLError as exc:
             raise self._error(exc, "nvmlDeviceCreateGpuInstance", what) from exc
         return int(self._call("nvmlGpuInstanceGetInfo", what, gi).id)
@@ -317,7 +321,11 @@ class Nvml:
             raise self._error(exc, "nvmlGpuInstanceCreateComputeInstance", what) from exc
         ci_id = int(self._call("nvmlComputeInstanceGetInfo", what, ci).id)
         mig = self._mig_devices(index).get((gi_id, ci_id))
-        return ci_id, _text(self._call("nvmlDeviceGetUUID", what, mig)) if mig else ""
+        if mig is None:
+            raise GpuError(f"compute instance {ci_id} was created in GPU instance {gi_id} of GPU "
+                           f"{index}, but NVML lists no MIG device for it; check nvidia-smi -L "
+                           f"and remove it with sudo nvidia-smi mig -i {index} -gi {gi_id} -dci")
+        return ci_id, _text(self._call("nvmlDeviceGetUUID", what, mig))
 
     def destroy_compute_instance(self, index: int, gi_id: int, ci_id: int) -> None:
         what = f"destroy compute instance {ci_id} of GPU instance {gi_id} on GPU {index}"
@@ -357,7 +365,8 @@ class Nvml:
             if g != gi_id:
                 continue
             for p in self._call("nvmlDeviceGetComputeRunningProcesses", what, mig):
-                out.append(ProcessInfo(pid=int(p.pid), used_memory=p.usedGpuMemory, gi_id=g, ci_id=c))
+                out.append(ProcessInfo(pid=int(p.pid), used_memory=p.usedGpuMemory,
+                                       gi_id=g, ci_id=c))
         return out
 
     def sample_metrics(self, index: int) -> GpuMetrics:

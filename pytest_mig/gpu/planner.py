@@ -42,8 +42,8 @@ def _validate(model: GpuModel, wanted: Mapping[str, int]) -> None:
     names = [p.name for p in model.profiles]
     for name, n in wanted.items():
         if not model.has_profile(name):
-            raise LayoutError(f"{model.key} has no MIG profile '{name}'{did_you_mean(name, names)}; "
-                              f"its profiles: {', '.join(names)}")
+            raise LayoutError(f"{model.key} has no MIG profile '{name}'"
+                              f"{did_you_mean(name, names)}; its profiles: {', '.join(names)}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise LayoutError(f"count of {name} must be a whole number >= 0, got {n!r}")
 

@@ -152,8 +152,8 @@ def _mapping(path: Path, key: str, value: Any, required: tuple[str, ...],
     allowed = set(required) | set(optional)
     for k in value:
         if k not in allowed:
-            raise _fail(path, f"{key}.{k}" if key else str(k),
-                        f"unknown key{did_you_mean(k, allowed)}; allowed: {', '.join(sorted(allowed))}")
+            raise _fail(path, f"{key}.{k}" if key else str(k), f"unknown key"
+                        f"{did_you_mean(k, allowed)}; allowed: {', '.join(sorted(allowed))}")
     return value
 
 

@@ -107,6 +107,8 @@ def fill_list(buffer_ref: Any, count_ref: Any, items: list[Any]) -> int:
         count.value = len(items)
         return pynvml.NVML_SUCCESS
     buf, capacity = _array(buffer_ref)
+    # Real NVML cannot check (count is output only) and writes past a short buffer; the
+    # simulator refuses it, so such a caller bug fails a test instead of corrupting memory.
     if capacity is not None and capacity < len(items):
         count.value = len(items)
         raise pynvml.NVMLError(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
@@ -234,7 +236,8 @@ class SimBase:
 
     @staticmethod
     def _require_mig(gpu: dict) -> None:
-        # nvml.h: "NVML_ERROR_NOT_SUPPORTED if device doesn't have MIG mode enabled".
+        # nvml.h: "NVML_ERROR_NOT_SUPPORTED if device doesn't have MIG mode enabled"; a real
+        # H100 with MIG disabled answered nvmlDeviceCreateGpuInstance so.
         if not gpu["mig_current"]:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
 
@@ -276,7 +279,8 @@ class SimBase:
         with self._edit() as st:
             gpu = self._gpu_at(st, gpu_index)
             if not enabled and gpu["gpu_instances"]:
-                raise GpuError(f"simulated GPU {gpu_index} still has MIG instances; destroy them first")
+                raise GpuError(f"simulated GPU {gpu_index} still has MIG instances; "
+                               "destroy them first")
             gpu["mig_current"] = gpu["mig_pending"] = bool(enabled)
 
     def inject_failure(self, function: str, code: int | str) -> None:

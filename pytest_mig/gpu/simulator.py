@@ -4,13 +4,15 @@
 from the profile tables in fixtures/gpus; the GPU state lives in a JSON file (simstate.py)
 that every call re-reads under a lock, so all processes of a run see one GPU.
 
-Error semantics follow the NVML reference (nvml.h): creating or listing instances with MIG
-mode disabled is NVML_ERROR_NOT_SUPPORTED ("device doesn't have MIG mode enabled"), while
-profile info, possible placements and remaining capacity stay readable (the real H100
-capture was taken with MIG disabled); no room is NVML_ERROR_INSUFFICIENT_RESOURCES;
-destroying an instance with compute instances or processes is NVML_ERROR_IN_USE; with
-`require_root` in the state a non-root caller gets NVML_ERROR_NO_PERMISSION on create and
-destroy. `fail_next: {function: code}` in the state fails that function's next call once.
+Error semantics follow the NVML reference (nvml.h) and what a real H100 (driver 580, MIG
+disabled) answered (tests/data/nvml/h100-sxm5-80gb/mig_disabled_probes.json): creating an
+instance with MIG mode disabled is NVML_ERROR_NOT_SUPPORTED, while profile info, possible
+placements and remaining capacity stay readable, listing GPU instances finds none, and
+looking one up by id or a MIG device by index is NVML_ERROR_NOT_FOUND. No room is
+NVML_ERROR_INSUFFICIENT_RESOURCES; destroying an instance with compute instances or
+processes is NVML_ERROR_IN_USE; with `require_root` in the state a non-root caller gets
+NVML_ERROR_NO_PERMISSION on create and destroy. `fail_next: {function: code}` in the state
+fails that function's next call once.
 """
 from __future__ import annotations
 
@@ -158,7 +160,8 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                 total, procs = model.memory_total, gpu["processes"]
             else:
                 total = model.profile_by_id(gi["profile_id"]).memory_bytes
-                procs = [p for p in gpu["processes"] if (p["gi_id"], p["ci_id"]) == (gi["id"], ci["id"])]
+                procs = [p for p in gpu["processes"]
+                         if (p["gi_id"], p["ci_id"]) == (gi["id"], ci["id"])]
             used = min(total, sum(p["used_memory"] for p in procs))
             mem = pynvml.c_nvmlMemory_t() if not version else pynvml.c_nvmlMemory_v2_t()
             if version:
@@ -180,13 +183,9 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Any, index: int) -> Any:
         with self._tx("nvmlDeviceGetMigDeviceHandleByIndex") as st:
             gpu = self._device(st, handle)
-            if not gpu["mig_current"]:
-                raise _err(E.NVML_ERROR_NOT_SUPPORTED)
-            if not 0 <= int(index) < self._model(st, gpu).compute_slices:
-                raise _err(E.NVML_ERROR_INVALID_ARGUMENT)
             cis = sorted(self._cis(gpu), key=lambda gc: (gc[0]["id"], gc[1]["id"]))
-            if int(index) >= len(cis):
-                raise _err(E.NVML_ERROR_NOT_FOUND)
+            if not 0 <= int(index) < len(cis):
+                raise _err(E.NVML_ERROR_NOT_FOUND)  # also with MIG disabled, as the real H100
             gi, ci = cis[int(index)]
             return make_handle(KIND_MIG, gpu["index"], gi["id"], ci["id"])
 
@@ -224,7 +223,8 @@ class SimulatedNvml(TelemetryMixin, SimBase):
 
     # -- GPU instance profiles ------------------------------------------------------------
 
-    def nvmlDeviceGetGpuInstanceProfileInfo(self, handle: Any, profile: int, version: int = 2) -> Any:
+    def nvmlDeviceGetGpuInstanceProfileInfo(self, handle: Any, profile: int,
+                                            version: int = 2) -> Any:
         fn = {2: "nvmlDeviceGetGpuInstanceProfileInfoV", 1: "nvmlDeviceGetGpuInstanceProfileInfo"}
         if version not in fn:
             raise _err(E.NVML_ERROR_FUNCTION_NOT_FOUND)  # what pynvml raises
@@ -298,8 +298,7 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                                   countRef: Any) -> int:
         with self._tx("nvmlDeviceGetGpuInstances") as st:
             gpu = self._device(st, handle)
-            self._require_mig(gpu)
-            p = self._profile(st, gpu, profileId)
+            p = self._profile(st, gpu, profileId)  # MIG disabled: an empty list, as real NVML
             gis = [make_handle(KIND_GI, gpu["index"], gi["id"])
                    for gi in sorted(gpu["gpu_instances"], key=lambda g: g["id"])
                    if gi["profile_id"] == p.id]
@@ -308,7 +307,6 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlDeviceGetGpuInstanceById(self, handle: Any, gpuInstanceId: int) -> Any:
         with self._tx("nvmlDeviceGetGpuInstanceById") as st:
             gpu = self._device(st, handle)
-            self._require_mig(gpu)
             if not any(gi["id"] == int(gpuInstanceId) for gi in gpu["gpu_instances"]):
                 raise _err(E.NVML_ERROR_NOT_FOUND)
             return make_handle(KIND_GI, gpu["index"], int(gpuInstanceId))
@@ -354,7 +352,8 @@ class SimulatedNvml(TelemetryMixin, SimBase):
             info.instanceCount = gp.slice_count // slices
             info.multiprocessorCount = gp.sm_count * slices // gp.slice_count
             info.sharedCopyEngineCount, info.sharedDecoderCount = gp.ce, gp.dec
-            info.sharedEncoderCount, info.sharedJpegCount, info.sharedOfaCount = gp.enc, gp.jpeg, gp.ofa
+            info.sharedEncoderCount, info.sharedJpegCount = gp.enc, gp.jpeg
+            info.sharedOfaCount = gp.ofa
             if version == 2:
                 info.name = f"MIG {self._ci_label(gp, slices)}".encode()
             return info
@@ -381,7 +380,8 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                    if ci["profile_id"] == int(profileId)]
             return fill_list(computeInstancesRef, countRef, cis)
 
-    def nvmlGpuInstanceGetComputeInstanceById(self, gpuInstance: Any, computeInstanceId: int) -> Any:
+    def nvmlGpuInstanceGetComputeInstanceById(self, gpuInstance: Any,
+                                              computeInstanceId: int) -> Any:
         with self._tx("nvmlGpuInstanceGetComputeInstanceById") as st:
             gpu, gi = self._gi(st, gpuInstance)
             if not any(ci["id"] == int(computeInstanceId) for ci in gi["compute_instances"]):
@@ -417,7 +417,8 @@ class SimulatedNvml(TelemetryMixin, SimBase):
 
     def _add_ci(self, st: State, gpu: dict, model: GpuModel, gi: dict, slices: int) -> dict | None:
         gp = model.profile_by_id(gi["profile_id"])
-        taken = {s for c in gi["compute_instances"] for s in range(c["start"], c["start"] + c["size"])}
+        taken = {s for c in gi["compute_instances"]
+                 for s in range(c["start"], c["start"] + c["size"])}
         for start in range(0, gp.slice_count - slices + 1, slices):
             if taken.isdisjoint(range(start, start + slices)):
                 break
