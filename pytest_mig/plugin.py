@@ -98,6 +98,14 @@ def pytest_configure(config) -> None:
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
     os.environ[RUN_MARKER] = run_id
     config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
+    if _uses_suites(config):
+        from pytest_mig.process import install_sigterm_handler, reap_orphans
+        install_sigterm_handler()
+        if worker is None:
+            for pid, run in reap_orphans(run_id):
+                config.issue_config_time_warning(pytest.PytestWarning(
+                    f"pytest-mig: killed leftover workload pid {pid} of dead run {run}"),
+                    stacklevel=2)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -198,4 +198,69 @@ def stop_all(grace: float = 2.0) -> int:
     return len(live)
 
 
+def run_marker_of(pid: int) -> str | None:
+    """The PYTEST_MIG_RUN_ID in a process's environment, if it has one and we may read it."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in env:
+        if item.startswith(RUN_MARKER.encode() + b"="):
+            return item.split(b"=", 1)[1].decode("utf-8", "replace")
+    return None
+
+
+def owner_pid(run_id: str) -> int | None:
+    """Run ids end in the pid of the pytest process that owns the run."""
+    tail = run_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(current_run: str) -> list[tuple[int, str]]:
+    """Kill workloads left by runs whose pytest process is gone (killed with SIGKILL, say).
+
+    Found by the environment marker every child carries; returns (pid, run id) of each.
+    """
+    reaped = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        run = run_marker_of(pid)
+        if not run or run == current_run:
+            continue
+        owner = owner_pid(run)
+        if owner is None or owner == pid or _pid_alive(owner):
+            continue
+        _signal_group(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+        reaped.append((pid, run))
+    return reaped
+
+
+def _on_sigterm(signum, frame) -> None:
+    # SIGTERM (a CI job cancelled, `kill`) must unwind like Ctrl-C so every finally runs
+    # and every workload group is stopped; the default action would orphan them.
+    raise KeyboardInterrupt(f"pytest-mig: received signal {signum}")
+
+
+def install_sigterm_handler() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 atexit.register(stop_all)

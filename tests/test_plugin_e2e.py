@@ -165,3 +165,31 @@ def test_bad_option_is_usage_error(pytester, suite_dir):
     r = pytester.runpytest_subprocess("suites", "--mig-backend=simulatd")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     r.stderr.fnmatch_lines(["*unknown backend (did you mean 'simulated'?)*"])
+
+
+def test_sigterm_mid_run_leaves_no_process_and_keeps_logs(pytester, suite_dir):
+    import signal
+    import subprocess
+    import time
+
+    script_path = pytester.path / "script.json"
+    script_path.write_text(json.dumps({"main": "never_ready"}))
+    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} --script {script_path} "
+               "--role {role} --name {name} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites", "--mig-backend=simulated", "--harness=command",
+         f"--mig-command={command}", "-k", "resnet50", "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    reports = pytester.path / "reports"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(reports.glob("*/*/main.log")):
+        time.sleep(0.1)
+    assert list(reports.glob("*/*/main.log")), "main never started"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert leftover_processes(reports) == []
+    (main_log,) = reports.glob("*/*/main.log")
+    assert "warming up" in main_log.read_text()
+    assert len(list(reports.glob("*/*/bg*.log"))) == 3

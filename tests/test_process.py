@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -102,3 +103,26 @@ def test_child_env_is_explicit(monkeypatch):
     env = child_env({"CUDA_VISIBLE_DEVICES": "MIG-abc"}, "r1")
     assert "AWS_SECRET_ACCESS_KEY" not in env
     assert env["CUDA_VISIBLE_DEVICES"] == "MIG-abc" and env[RUN_MARKER] == "r1"
+
+
+def test_reap_orphans_kills_children_of_dead_runs(tmp_path):
+    from pytest_mig.process import reap_orphans
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    env = dict(os.environ, PYTEST_MIG_RUN_ID=f"20260101-000000-{dead.pid}")
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
+                              start_new_session=True)
+    live_env = dict(os.environ, PYTEST_MIG_RUN_ID=f"20260101-000000-{os.getpid()}")
+    kept = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=live_env,
+                            start_new_session=True)
+    try:
+        time.sleep(0.2)
+        reaped = reap_orphans("current-run")
+        assert (orphan.pid, f"20260101-000000-{dead.pid}") in reaped
+        assert orphan.wait(timeout=5) == -9
+        assert kept.poll() is None  # its run's pytest (us) is alive: not touched
+    finally:
+        for p in (orphan, kept):
+            p.kill()
+            p.wait()
