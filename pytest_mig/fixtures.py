@@ -32,7 +32,7 @@ def mig_harness(mig_session):
 def mig_slot(mig_session, mig_case: Case):
     """Lease a whole GPU (xdist-safe) and carve main + background partitions from it."""
     from pytest_mig.gpu import leases
-    from pytest_mig.gpu.slots import SlotProblem, build_slot
+    from pytest_mig.gpu.slots import SlotProblem, build_shared_slot, build_slot
 
     topo = mig_session.topology(refresh=True)
     wanted = mig_case.profile
@@ -47,8 +47,14 @@ def mig_slot(mig_session, mig_case: Case):
     try:
         topo = mig_session.topology(refresh=True)
         gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
-        slot = build_slot(gpu, topo.instances.get(gpu.index, []), wanted,
-                          simulated=topo.backend == "simulated", gpu_model=mig_case.gpu_model)
+        simulated = topo.backend == "simulated"
+        kind = mig_session.partition_kind(gpu)
+        if kind == "mig":
+            slot = build_slot(gpu, topo.instances.get(gpu.index, []), wanted,
+                              simulated=simulated, gpu_model=mig_case.gpu_model)
+        else:
+            pipe = mig_session.mps_pipe(gpu) if kind == "mps" else None
+            slot = build_shared_slot(gpu, kind, wanted, simulated, mig_case.gpu_model, pipe)
         if isinstance(slot, SlotProblem):
             pytest.skip(slot.reason)
         yield slot

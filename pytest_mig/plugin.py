@@ -49,6 +49,9 @@ def pytest_addoption(parser) -> None:
     n.addoption("--mlperf-start-from-device", action="store_true",
                 help="pass --start_from_device to the main")
     n.addoption("--mlperf-verbose", action="store_true", help="pass --verbose to every run")
+    g.addoption("--partition", dest="mig_partition", default="auto",
+                help="what workloads are pinned to: mig (MIG instances; auto picks it), mps "
+                     "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -81,7 +84,8 @@ def _settings(config) -> Settings:
         reports=Path(config.getoption("mig_reports")),
         lease_timeout_s=config.getoption("mig_lease_timeout"),
         main_startup_s=config.getoption("mig_main_startup"),
-        main_timeout_s=config.getoption("mig_main_timeout"))
+        main_timeout_s=config.getoption("mig_main_timeout"),
+        partition=config.getoption("mig_partition"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -163,6 +167,12 @@ def pytest_runtest_makereport(item, call):
         message = rep.longreprtext if rep.failed else ""
         write_record(out.test_dir, outcome_record(out, rep.outcome, message, item.nodeid))
     return rep
+
+
+def pytest_unconfigure(config) -> None:
+    mig = config.stash.get(SESSION_KEY, None)
+    if mig is not None:
+        mig.close()  # MPS daemons stop on every path, failures and Ctrl-C included
 
 
 def pytest_sessionfinish(session) -> None:

@@ -17,6 +17,7 @@ from pytest_mig.process import RUN_MARKER
 
 BACKENDS = ("auto", "nvml", "simulated")
 BACKGROUND_LIFETIMES = ("per-test", "session")
+PARTITIONS = ("auto", "mig", "mps", "none")
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,13 @@ class Settings:
     lease_timeout_s: float = 600.0
     main_startup_s: float = 20.0
     main_timeout_s: float = 900.0
+    partition: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.partition not in PARTITIONS:
+            raise ConfigError(f"--partition={self.partition}: unknown partition kind"
+                              f"{did_you_mean(self.partition, PARTITIONS)}; choose one of "
+                              f"{', '.join(PARTITIONS)}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--mig-backend={self.backend}: unknown backend"
                               f"{did_you_mean(self.backend, BACKENDS)}; choose one of "
@@ -79,6 +85,7 @@ class MigSession:
         self._nvml: Any = None
         self._topology: Any = None
         self.suites: dict[Path, Any] = {}
+        self.mps_daemons: dict[str, Any] = {}
         self.durations = DurationEstimator()
 
     def ensure_run_dir(self) -> Path:
@@ -119,6 +126,25 @@ class MigSession:
             from pytest_mig.suite import load_suite
             self.suites[path] = load_suite(path)
         return self.suites[path]
+
+    def partition_kind(self, gpu) -> str:
+        """auto = MIG instances when MIG is on, else the reason-giving MIG path (a skip)."""
+        return "mig" if self.settings.partition == "auto" else self.settings.partition
+
+    def mps_pipe(self, gpu) -> Path:
+        """Start (once) the MPS control daemon for `gpu`; clients find it by this pipe dir."""
+        from pytest_mig.gpu.mps import MpsDaemon
+        if gpu.uuid not in self.mps_daemons:
+            daemon = MpsDaemon(self.ensure_run_dir(), gpu.uuid)
+            self.mps_daemons[gpu.uuid] = daemon
+            daemon.start()
+        return self.mps_daemons[gpu.uuid].pipe_dir
+
+    def close(self) -> None:
+        """Stop what the run started at session level (MPS daemons); safe to call twice."""
+        for daemon in self.mps_daemons.values():
+            daemon.stop()
+        self.mps_daemons.clear()
 
     def lock_dir(self) -> Path:
         if self.simulated:  # a simulated GPU belongs to this run alone

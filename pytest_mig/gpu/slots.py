@@ -27,7 +27,7 @@ def build_slot(gpu, instances: Sequence, main_profile: str, simulated: bool,
         return SlotProblem(
             f"GPU {gpu.index} ({gpu.name}) has MIG mode disabled; pytest-mig never enables it. "
             f"Enable it with: sudo nvidia-smi -i {gpu.index} -mig 1 (then reset or reboot), "
-            "or run on the simulator with --mig-backend=simulated")
+            "or partition the GPU with CUDA MPS instead: --partition=mps")
     ordered = sorted(instances, key=lambda i: (i.placement_start, i.gi_id))
     mains = [i for i in ordered if i.profile == main_profile]
     if not mains:
@@ -41,3 +41,33 @@ def build_slot(gpu, instances: Sequence, main_profile: str, simulated: bool,
     return Slot(gpu_index=gpu.index, gpu_uuid=gpu.uuid, gpu_model=gpu_model,
                 main=mig_partition(main, gpu.uuid, simulated), background=rest,
                 simulated=simulated)
+
+
+def build_shared_slot(gpu, kind: str, main_profile: str, simulated: bool, gpu_model: str,
+                      mps_pipe_dir=None) -> Slot | SlotProblem:
+    """Partitions of a whole GPU without MIG: MPS client shares sized like `main_profile`
+    (kind "mps"), or the whole GPU shared with no limits (kind "none").
+
+    As many partitions as the GPU could hold MIG instances of that profile, so the
+    neighbour load matches the MIG layout it stands in for.
+    """
+    from pytest_mig.gpu.mps import share_for
+    from pytest_mig.gpu.profiles import get_model, profile_fraction
+
+    if gpu.model_key is None:
+        return SlotProblem(f"GPU {gpu.index} ({gpu.name}) has no profile table in fixtures/gpus/; "
+                           f"--partition={kind} needs one to size its partitions")
+    model = get_model(gpu.model_key)
+    if not model.has_profile(main_profile):
+        return SlotProblem(f"{gpu.model_key} has no MIG profile {main_profile} to emulate")
+    profile = model.profile(main_profile)
+    env: dict[str, str] = {}
+    if kind == "mps":
+        env = share_for(*profile_fraction(model, profile)).env(mps_pipe_dir)
+    parts = tuple(
+        Partition(kind=kind, gpu_index=gpu.index, gpu_uuid=gpu.uuid, device_id=gpu.uuid,
+                  profile=main_profile, simulated=simulated, env=env)
+        for _ in range(profile.instance_count))
+    return Slot(gpu_index=gpu.index, gpu_uuid=gpu.uuid, gpu_model=gpu_model, main=parts[0],
+                background=parts[1:], simulated=simulated)
+
