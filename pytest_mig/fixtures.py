@@ -49,6 +49,13 @@ def mig_slot(mig_session, mig_case: Case):
         gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
         simulated = topo.backend == "simulated"
         kind = mig_session.partition_kind(gpu)
+        if kind == "mig" and mig_session.manager is not None:
+            # --mig-manage: reach the case's layout; without it, skip saying how to get it.
+            problem = mig_session.manager.prepare(gpu.index, mig_case)
+            if problem is not None:
+                pytest.skip(problem.reason)
+            topo = mig_session.topology(refresh=True)
+            gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
         if kind == "mig":
             slot = build_slot(gpu, topo.instances.get(gpu.index, []), wanted,
                               simulated=simulated, gpu_model=mig_case.gpu_model)
@@ -82,7 +89,8 @@ class HeteroRunner:
         settings = hetero_mod.HeteroSettings(
             run_id=self.session.run_id, main_startup_s=s.main_startup_s,
             main_timeout_s=s.main_timeout_s, lenient=s.lenient,
-            expected_main_s=self.session.durations.expect(case))
+            expected_main_s=self.session.durations.expect(case),
+            isolated_baseline=s.isolated_baseline)
         test_dir = self.session.test_dir(self.request.node.name)
         out = hetero_mod.HeteroOutcome(case=case, test_dir=test_dir)
         self.request.node.stash[OUTCOME_KEY] = out
@@ -135,6 +143,8 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
         if r.accuracy_value is not None:
             props.append(("mig_accuracy", f"{r.accuracy_metric}={r.accuracy_value:.4f}"))
             props.append(("mig_accuracy_target", f"{out.accuracy_target:.4f}"))
+    if out.interference is not None:
+        props.append(("mig_interference", f"{out.interference:.4f}"))
     if out.health.workloads:
         props.append(("mig_background_healthy", str(out.health.healthy).lower()))
     props.append(("mig_dir", str(out.test_dir)))

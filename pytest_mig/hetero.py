@@ -31,6 +31,7 @@ class HeteroSettings:
     stop_grace_s: float = 5.0
     # Seconds the main is expected to take from launch to exit; None: not known yet.
     expected_main_s: float | None = None
+    isolated_baseline: bool = False  # run the main alone first, report interference
 
 
 @dataclass
@@ -48,6 +49,12 @@ class HeteroOutcome:
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # name -> time.time()
     lenient: bool = False
+    isolated: BenchmarkResult | None = None  # the main alone on its partition, when asked
+
+    @property
+    def interference(self) -> float | None:
+        """1 - hetero/isolated for throughput; 1 - isolated/hetero for latency headlines."""
+        return interference(self.isolated, self.result)
 
     @property
     def background_healthy(self) -> bool:
@@ -92,6 +99,14 @@ class HeteroOutcome:
 
     def why_unhealthy(self) -> str:
         return "background unhealthy: " + "; ".join(self.health.problems())
+
+
+def interference(isolated: BenchmarkResult | None, hetero: BenchmarkResult | None) -> float | None:
+    if not isolated or not hetero or not isolated.metric_value or not hetero.metric_value:
+        return None
+    if "latency" in hetero.metric_name.lower():  # lower is better
+        return 1.0 - isolated.metric_value / hetero.metric_value
+    return 1.0 - hetero.metric_value / isolated.metric_value
 
 
 class DurationEstimator:
@@ -174,6 +189,8 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
     out.background_min_duration_ms = bg_plan[0][0].min_duration_ms if bg_plan else 0
     bgs: list[tuple[WorkSpec, Workload]] = []
     main: Workload | None = None
+    if settings.isolated_baseline:
+        out.isolated = _run_isolated(main_work, slot, harness, test_dir, settings, out, say)
     try:
         for work, part in bg_plan:
             spec = harness.launch(work, part, _env_for(part, settings.run_id),
@@ -225,6 +242,27 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
             w.stop(grace=settings.stop_grace_s)
         if not out.backgrounds:
             out.backgrounds = [w.finished() for _, w in bgs]
+
+
+def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: Path,
+                  settings: HeteroSettings, out: HeteroOutcome, say) -> BenchmarkResult:
+    """The main alone on its partition (no neighbours): the baseline of the interference."""
+    from dataclasses import replace
+
+    work = replace(main_work, name="main-isolated", log_dir=test_dir / "main-isolated")
+    spec = harness.launch(work, slot.main, _env_for(slot.main, settings.run_id),
+                          test_dir / "main-isolated.log")
+    out.commands[work.name] = list(spec.argv)
+    say("isolated baseline: main alone")
+    w = Workload(work.name, spec).start()
+    try:
+        code = w.wait(timeout=settings.main_timeout_s)
+    finally:
+        w.stop(grace=settings.stop_grace_s)
+    if code != 0:
+        raise WorkloadFailure(f"isolated baseline run exited with code {code}; log: {spec.log_path}"
+                              f"\n--- last lines ---\n{w.tail_text()}")
+    return harness.collect(work, w.finished(), work.log_dir)
 
 
 def _await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) -> None:

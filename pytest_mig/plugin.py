@@ -52,6 +52,8 @@ def pytest_addoption(parser) -> None:
     g.addoption("--partition", dest="mig_partition", default="auto",
                 help="what workloads are pinned to: mig (MIG instances; auto picks it), mps "
                      "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
+    g.addoption("--mig-isolated-baseline", action="store_true",
+                help="run each main alone first and report interference = 1 - hetero/isolated")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -61,6 +63,8 @@ def pytest_addoption(parser) -> None:
                 help="seconds allowed for the main to reach its timed phase (sizes backgrounds)")
     g.addoption("--mig-main-timeout", type=float, default=900.0,
                 help="seconds after which a main run is stopped and failed")
+    from pytest_mig.manage_plugin import add_options as add_manage_options
+    add_manage_options(parser)
 
 
 def _settings(config) -> Settings:
@@ -85,7 +89,8 @@ def _settings(config) -> Settings:
         lease_timeout_s=config.getoption("mig_lease_timeout"),
         main_startup_s=config.getoption("mig_main_startup"),
         main_timeout_s=config.getoption("mig_main_timeout"),
-        partition=config.getoption("mig_partition"))
+        partition=config.getoption("mig_partition"),
+        isolated_baseline=config.getoption("mig_isolated_baseline"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -102,6 +107,8 @@ def pytest_configure(config) -> None:
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
     os.environ[RUN_MARKER] = run_id
     config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
+    from pytest_mig.manage_plugin import register as register_manage
+    register_manage(config)  # --mig-manage / --mig-layout
     if _uses_suites(config):
         from pytest_mig.process import install_sigterm_handler, reap_orphans
         install_sigterm_handler()

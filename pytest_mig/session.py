@@ -36,6 +36,7 @@ class Settings:
     main_startup_s: float = 20.0
     main_timeout_s: float = 900.0
     partition: str = "auto"
+    isolated_baseline: bool = False
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
@@ -87,6 +88,7 @@ class MigSession:
         self.suites: dict[Path, Any] = {}
         self.mps_daemons: dict[str, Any] = {}
         self.durations = DurationEstimator()
+        self.manager: Any = None  # manage_plugin.LayoutManager: each case's MIG layout
 
     def ensure_run_dir(self) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)

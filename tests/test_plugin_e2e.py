@@ -193,3 +193,29 @@ def test_sigterm_mid_run_leaves_no_process_and_keeps_logs(pytester, suite_dir):
     (main_log,) = reports.glob("*/*/main.log")
     assert "warming up" in main_log.read_text()
     assert len(list(reports.glob("*/*/bg*.log"))) == 3
+
+
+def test_isolated_baseline_reports_interference(pytester, suite_dir):
+    r = run(pytester, {}, "-k", "resnet50", "--mig-isolated-baseline", "--junitxml=j.xml")
+    r.assert_outcomes(passed=1)
+    rec = results(pytester)["tests"][0]
+    assert rec["isolated"] == {"valid": True, "metric": "Samples per second", "value": 318100.0}
+    assert rec["interference"] == 0.0  # the fake reports the same throughput alone and loaded
+    assert "main-isolated" in rec["commands"]
+    xml = (pytester.path / "j.xml").read_text()
+    assert 'name="mig_interference" value="0.0000"' in xml
+    assert 'name="mig_result" value="VALID"' in xml
+
+
+def test_interference_direction():
+    from pytest_mig.hetero import interference
+    from pytest_mig.types import BenchmarkResult
+
+    def res(name, value):
+        return BenchmarkResult("b", "s", "performance", Path("."), metric_name=name,
+                               metric_value=value)
+    assert interference(res("Samples per second", 100.0), res("Samples per second", 90.0)) == \
+        pytest.approx(0.10)
+    lat = "90.0th percentile latency (ns)"
+    assert interference(res(lat, 100.0), res(lat, 125.0)) == pytest.approx(0.20)
+    assert interference(None, res(lat, 1.0)) is None

@@ -38,6 +38,10 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
             "accuracy_target": outcome.accuracy_target if res.accuracy_value is not None else None,
             "errors": res.errors, "files": {k: str(v) for k, v in res.files.items()},
         },
+        "isolated": None if outcome.isolated is None else {
+            "valid": outcome.isolated.valid, "metric": outcome.isolated.metric_name,
+            "value": outcome.isolated.metric_value},
+        "interference": outcome.interference,
         "health": [dataclasses.asdict(w) for w in outcome.health.workloads],
         "background_min_duration_ms": outcome.background_min_duration_ms,
         "phases": outcome.phases,
@@ -55,14 +59,19 @@ def write_record(test_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def collect_results(run_dir: Path, header: dict[str, Any]) -> Path:
-    """(Re)build run_dir/results.json from every per-test record under it."""
+def load_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every per-test record under run_dir (an unreadable one as {"record", "error"})."""
     records = []
     for p in sorted(run_dir.glob(f"*/{RECORD}")):
         try:
             records.append(json.loads(p.read_text()))
         except (OSError, ValueError) as exc:
             records.append({"record": str(p), "error": f"unreadable: {exc}"})
+    return records
+
+
+def collect_results(run_dir: Path, header: dict[str, Any]) -> Path:
+    """(Re)build run_dir/results.json from every per-test record under it."""
     out = run_dir / "results.json"
-    write_json_atomic(out, {"run": header, "tests": records})
+    write_json_atomic(out, {"run": header, "tests": load_records(run_dir)})
     return out
