@@ -47,7 +47,8 @@ class Workload:
     def __init__(self, name: str, spec: LaunchSpec) -> None:
         self.name = name
         self.spec = spec
-        self._ready_re = re.compile(spec.ready_pattern)
+        # MULTILINE: ^ and $ keep their per-line meaning when a whole chunk is searched.
+        self._ready_re = re.compile(spec.ready_pattern, re.MULTILINE)
         self._ready = threading.Event()
         self._done = threading.Event()  # reader reached EOF
         self._changed = threading.Event()  # ready line seen or output ended
@@ -66,6 +67,7 @@ class Workload:
             self.proc = subprocess.Popen(
                 list(self.spec.argv), cwd=str(self.spec.cwd), env=dict(self.spec.env),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                bufsize=0,
                 start_new_session=True,  # own process group: we can always kill all of it
             )
         except FileNotFoundError as exc:
@@ -93,20 +95,40 @@ class Workload:
         self._changed.set()
 
     def _read(self) -> None:
-        # Blocking line reads: readiness is known the moment its line arrives, no polling.
+        # Blocking chunk reads: readiness is known the moment its line arrives, no polling.
+        # Whole chunks go to the log and through one multi-line regex search, so a workload
+        # printing 100,000 lines before its ready line costs C-speed work, not a Python loop.
         assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        pending = b""
         with open(self.spec.log_path, "ab") as log:
-            for raw in self.proc.stdout:
-                log.write(raw)
+            while True:
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    break
+                log.write(data)
                 log.flush()
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                self.tail.append(line)
-                if self.ready_at is None and self._ready_re.search(line):
-                    self.ready_at = time.time()
-                    self._ready.set()
-                    self._changed.set()
+                pending += data
+                cut = pending.rfind(b"\n")
+                if cut < 0:
+                    if len(pending) > 1 << 20:  # a 1 MiB line: scan it anyway
+                        self._scan(pending)
+                        pending = b""
+                    continue
+                self._scan(pending[:cut + 1])
+                pending = pending[cut + 1:]
+            if pending:
+                self._scan(pending)
         self._done.set()
         self._changed.set()
+
+    def _scan(self, chunk: bytes) -> None:
+        text = chunk.decode("utf-8", "replace")
+        if self.ready_at is None and self._ready_re.search(text):
+            self.ready_at = time.time()
+            self._ready.set()
+            self._changed.set()
+        self.tail.extend(text[-16384:].splitlines()[-self.tail.maxlen:])
 
     @property
     def pid(self) -> int | None:
