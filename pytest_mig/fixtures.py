@@ -79,6 +79,7 @@ class HeteroRunner:
         from dataclasses import replace
 
         from pytest_mig.report import allure_report
+        from pytest_mig.report.timeline import case_timeline
         from pytest_mig.suite import resolve_background
 
         # NVIDIA's rule again, on the instances this GPU really has free.
@@ -96,12 +97,14 @@ class HeteroRunner:
         self.request.node.stash[OUTCOME_KEY] = out
         say = _progress(self.request, test_dir)
         try:
-            hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say, out=out)
+            with case_timeline(self.request.config, self.session, self.slot, out, progress=say):
+                hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say,
+                               out=out)
             if out.main is not None and out.main.ended_at:
                 self.session.durations.observe(case, out.main.ended_at - out.main.started_at)
         finally:
             _record_properties(self.request.node, out)
-            allure_report.describe(self.request.config, out, self.session)
+            allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out
 
 

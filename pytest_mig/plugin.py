@@ -65,6 +65,8 @@ def pytest_addoption(parser) -> None:
                 help="seconds after which a main run is stopped and failed")
     from pytest_mig.manage_plugin import add_options as add_manage_options
     add_manage_options(parser)
+    from pytest_mig.report import hooks as report_hooks
+    report_hooks.addoption(parser)
 
 
 def _settings(config) -> Settings:
@@ -107,6 +109,8 @@ def pytest_configure(config) -> None:
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
     os.environ[RUN_MARKER] = run_id
     config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
+    from pytest_mig.report.hooks import ReportPlugin
+    config.pluginmanager.register(ReportPlugin(config, config.stash[SESSION_KEY]), "mig-report")
     from pytest_mig.manage_plugin import register as register_manage
     register_manage(config)  # --mig-manage / --mig-layout
     if _uses_suites(config):

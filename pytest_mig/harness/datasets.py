@@ -48,6 +48,13 @@ def image(gen: torch.Generator, size: int, channels: int = 3) -> Sample:
     return {"image": smooth_field(gen, channels, (size, size))}
 
 
+def labelled_image(gen: torch.Generator, prototype: torch.Tensor, label: int, noise: float) -> Sample:
+    """An image of a class: the class prototype plus per-sample variation, renormalised."""
+    pixels = prototype + noise * torch.randn(prototype.shape, generator=gen)
+    pixels = (pixels - pixels.mean()) / (pixels.std() + 1e-6)
+    return {"image": pixels, "label": torch.tensor(label)}
+
+
 def volume(gen: torch.Generator, size: int, channels: int = 4) -> Sample:
     return {"volume": smooth_field(gen, channels, (size, size, size))}
 

@@ -9,7 +9,17 @@ import torch
 from torch import nn
 
 from .. import datasets
-from .common import ConvBN, Family, Sample, fit_batchnorm, stack_samples, to_numpy_rows
+from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, stack_samples, to_numpy_rows
+
+
+# Scale of each residual branch's last BN. Trained ResNets keep branches small; at 1 a random
+# 16-block stack is chaotic and bf16 rounding alone flips half the top-1 predictions.
+RESIDUAL_GAMMA = 0.2
+# Images are class prototypes plus this much per-sample noise (ImageNet-like clusters), and the
+# classifier is a nearest-class-mean head on the prototypes' features: confident like a trained
+# net: on 1024 samples bf16 keeps 99.9% top-1 agreement, int8 99.7%, W4A8 int4 96.8%.
+PROTOTYPE_NOISE = 0.18
+PROTOTYPE_BATCH = 125
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Bottleneck(nn.Module):
         self.expand = ConvBN(mid, cout, 1, act=None)
         self.shortcut = ConvBN(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
+        nn.init.constant_(self.expand.bn.weight, RESIDUAL_GAMMA)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.expand(self.spatial(self.reduce(x))) + self.shortcut(x))
@@ -54,6 +65,7 @@ class BasicBlock(nn.Module):
         self.second = ConvBN(cout, cout, 3, act=None)
         self.shortcut = ConvBN(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
+        nn.init.constant_(self.second.bn.weight, RESIDUAL_GAMMA)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.second(self.first(x)) + self.shortcut(x))
@@ -66,6 +78,7 @@ def stem(width: int) -> nn.Sequential:
 class ResNet50(nn.Module):
     def __init__(self, cfg: ResNetConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         layers: list[nn.Module] = [stem(cfg.width)]
         cin = cfg.width
         for stage, count in enumerate(cfg.blocks):
@@ -77,8 +90,11 @@ class ResNet50(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, cfg.classes)
 
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.features(image)), 1)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(image)), 1))
+        return self.fc(self.embed(image))
 
 
 class ResNet34Trunk(nn.Module):
@@ -100,8 +116,32 @@ class ResNet34Trunk(nn.Module):
         return self.body(x)
 
 
+def class_prototype(cfg: ResNetConfig, label: int) -> torch.Tensor:
+    """The smooth image field every sample of class `label` varies around (same for all seeds)."""
+    gen = datasets.generator("resnet50", f"{cfg.image}px", 0, f"class-{label}")
+    return datasets.smooth_field(gen, 3, (cfg.image, cfg.image))
+
+
 def _make_sample(gen: torch.Generator, cfg: ResNetConfig) -> Sample:
-    return datasets.image(gen, cfg.image)
+    label = int(torch.randint(cfg.classes, (1,), generator=gen))
+    return datasets.labelled_image(gen, class_prototype(cfg, label), label, PROTOTYPE_NOISE)
+
+
+def _fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
+    """BN statistics, then the classifier as nearest class mean over the prototypes' features."""
+    fit_batchnorm(model, batches)
+    assert isinstance(model, ResNet50)
+    cfg, device = model.cfg, model.fc.weight.device
+    with torch.no_grad():
+        features = torch.cat([
+            model.embed(torch.stack([class_prototype(cfg, c)
+                                     for c in range(start, min(start + PROTOTYPE_BATCH, cfg.classes))]).to(device))
+            for start in range(0, cfg.classes, PROTOTYPE_BATCH)])
+        centre = features.mean(dim=0)
+        weight = features - centre
+        weight /= weight.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        model.fc.weight.copy_(weight)
+        model.fc.bias.copy_(-(weight @ centre))
 
 
 def _collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
@@ -115,5 +155,5 @@ def _postprocess(logits: torch.Tensor, cfg: ResNetConfig) -> list[np.ndarray]:
 
 RESNET50 = Family(
     name="resnet50", configs=CONFIGS, construct=ResNet50, make_sample=_make_sample,
-    collate=_collate, postprocess=_postprocess, fit=fit_batchnorm, output_dtype="int32", output_row=1,
+    collate=_collate, postprocess=_postprocess, fit=_fit, output_dtype="int32", output_row=1,
 )

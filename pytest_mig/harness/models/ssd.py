@@ -18,6 +18,7 @@ from .resnet import ResNet34Trunk
 SCALES = (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)
 VARIANCES = (0.1, 0.2)
 TARGET_LOGIT_STD = 2.0
+DETECTING_ANCHORS = 0.03  # share of anchors with some class above the score threshold
 
 
 @dataclass(frozen=True)
@@ -190,12 +191,24 @@ def _postprocess(outputs: tuple[torch.Tensor, torch.Tensor], cfg: SSDConfig) -> 
 
 
 def _fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
-    """BN statistics, then a logit scale giving class logits a fixed spread (peaked, like a trained net)."""
+    """BN statistics, a logit scale and a background bias, so that (as in a trained detector)
+    class logits are peaked and only a few anchors per image pass the score threshold."""
     fit_batchnorm(model, batches)
     assert isinstance(model, SSD)
     with torch.no_grad():
-        logits = torch.cat([model.raw(*inputs)[1].reshape(-1) for inputs in batches])
+        logits = torch.cat([model.raw(*inputs)[1].reshape(-1, model.cfg.classes) for inputs in batches])
         model.logit_scale.fill_(TARGET_LOGIT_STD / float(logits.std().clamp(min=1e-6)))
+        logits = logits * model.logit_scale
+        low, high = -50.0, 50.0
+        for _ in range(40):  # bisect the background bias for the wanted share of detecting anchors
+            bias = (low + high) / 2
+            shifted = logits.clone()
+            shifted[:, 0] += bias
+            share = float((torch.softmax(shifted, dim=1)[:, 1:].amax(dim=1) > model.cfg.score_threshold)
+                          .float().mean())
+            low, high = (bias, high) if share > DETECTING_ANCHORS else (low, bias)
+        for head, anchors in zip(model.conf, model.cfg.anchors):
+            head.bias.view(anchors, model.cfg.classes)[:, 0] += bias / float(model.logit_scale)
 
 
 def _make_sample(gen: torch.Generator, cfg: SSDConfig) -> Sample:

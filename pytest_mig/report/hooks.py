@@ -1,0 +1,191 @@
+"""The reporting layer's pytest hooks: compare gate, compare table, history, HTML, Allure files.
+
+`--mig-compare-fail` is the only place a report changes a test's outcome: a call-phase
+report that passed becomes failed when a metric regressed beyond its threshold.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_mig.errors import ConfigError, MigError
+from pytest_mig.report.compare import (Baselines, Comparison, RegressionFailure, failure_message,
+                                       format_table, parse_compare, parse_thresholds)
+from pytest_mig.report.history import (HISTORY_NAME, append_history, entry_from_record,
+                                       read_history)
+
+COMPARE_PROPERTY = "mig_compare"
+
+
+def addoption(parser) -> None:
+    g = parser.getgroup("mig", "pytest-mig: heterogeneous MIG benchmarking")
+    g.addoption("--mig-sample-interval", type=float, default=0.2, metavar="SECONDS",
+                help="GPU metric sampling interval per case (timeline.csv/.png); 0 turns it "
+                     "off. Default: 0.2")
+    g.addoption("--mig-compare", default=None, metavar="last|median:N|PATH",
+                help="compare each case's headline metric with a baseline from "
+                     "reports/history.jsonl (last run, median of the last N runs) or from "
+                     "PATH (history.jsonl, results.json, reports/<run-id>)")
+    g.addoption("--mig-compare-fail", default=None, metavar="KIND:PCT,...",
+                help="fail cases that regressed beyond thresholds against the --mig-compare "
+                     "baseline (default baseline: last), e.g. throughput:5%%,p99:10%%; kinds: "
+                     "throughput, latency, accuracy, pNN")
+    g.addoption("--mig-allure-history", default=None, metavar="DIR",
+                help="previous Allure report (or its history/ folder) whose history/ is copied "
+                     "into --alluredir so trends carry over")
+
+
+def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
+    """(sample interval, thresholds, CompareSpec or None, allure history dir); ConfigError."""
+    from pytest_mig.report.allure_env import history_source
+    interval = config.getoption("mig_sample_interval")
+    if interval < 0:
+        raise ConfigError(f"--mig-sample-interval={interval:g}: must be >= 0 seconds "
+                          "(0 turns sampling off), e.g. --mig-sample-interval=0.2")
+    fail = config.getoption("mig_compare_fail")
+    thresholds = parse_thresholds(fail) if fail is not None else {}
+    text = config.getoption("mig_compare") or ("last" if thresholds else None)
+    spec = parse_compare(text, Path(config.invocation_params.dir)) if text else None
+    history = config.getoption("mig_allure_history")
+    history_dir = None
+    if history:
+        if not getattr(config.option, "allure_report_dir", None):
+            raise ConfigError(f"--mig-allure-history={history} needs --alluredir=DIR: history is "
+                              "copied into the Allure results folder")
+        history_dir = Path(history)
+        history_source(history_dir)  # fail now, not at the end of a long run
+    return interval, thresholds, spec, history_dir
+
+
+class ReportPlugin:
+    """Registered once per process next to the main plugin; `session` is the MigSession."""
+
+    def __init__(self, config, session) -> None:
+        self.config, self.session = config, session
+        try:
+            self.interval, self.thresholds, self.spec, self.allure_history = _options(config)
+            self.baselines = (Baselines(self.spec, read_history(self.history_path),
+                                        session.run_id) if self.spec else None)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.comparisons: list[Comparison] = []
+        self.written: list[str] = []
+
+    @property
+    def history_path(self) -> Path:
+        return self.session.reports_root / HISTORY_NAME
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    # -- the gate ---------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_makereport(self, item, call):
+        # trylast: innermost wrapper, so the record writer and Allure see the final outcome.
+        rep = yield
+        if rep.when != "call" or self.baselines is None:
+            return rep
+        from pytest_mig.fixtures import OUTCOME_KEY
+        out = item.stash.get(OUTCOME_KEY, None)
+        if out is None or out.result is None:
+            return rep
+        from pytest_mig.report.records import outcome_record
+        entry = entry_from_record(outcome_record(out, rep.outcome, "", item.nodeid),
+                                  self.session.run_id, self._backend())
+        comparisons = self.baselines.compare(entry, self.thresholds)
+        if not comparisons:
+            return rep
+        rep.user_properties.append(
+            (COMPARE_PROPERTY, json.dumps([c.to_dict() for c in comparisons])))
+        regressions = [c for c in comparisons if c.regressed]
+        if regressions and rep.passed:
+            try:
+                raise RegressionFailure(failure_message(entry.case, regressions, self.spec))
+            except RegressionFailure:
+                excinfo = pytest.ExceptionInfo.from_current()
+            rep.outcome = "failed"
+            rep.longrepr = excinfo.getrepr(style="value")  # the message, no traceback
+            call.excinfo = excinfo  # Allure reads the failure from the call
+        return rep
+
+    def _backend(self) -> str:
+        try:
+            return self.session.topology().backend
+        except MigError:
+            return ""
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == COMPARE_PROPERTY:
+                self.comparisons.extend(Comparison.from_dict(d) for d in json.loads(value))
+
+    # -- end of run -------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session) -> None:
+        if self.is_worker or not self.session.run_dir.exists():
+            return
+        from pytest_mig.report.header import run_header
+        from pytest_mig.report.html import write_index
+        from pytest_mig.report.records import load_records
+        records = [r for r in load_records(self.session.run_dir) if "case" in r]
+        try:
+            header = run_header(self.session)
+        except MigError as exc:
+            header = {"run_id": self.session.run_id, "backend": "?", "error": str(exc)}
+        backend = str(header.get("backend", ""))
+        stamp = str(header.get("written_at", ""))
+        if records:
+            n = append_history(self.history_path, [
+                entry_from_record(r, self.session.run_id, backend, stamp) for r in records])
+            self.written.append(f"history: {n} line(s) appended to {self.history_path}")
+        by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for c in self.comparisons:
+            by_case[c.case].append(c.to_dict())
+        if self.spec is not None:
+            from pytest_mig.report.files import write_json_atomic
+            write_json_atomic(self.session.run_dir / "compare.json", {
+                "baseline": self.spec.describe(), "thresholds": self.thresholds,
+                "comparisons": [c.to_dict() for c in self.comparisons]})
+        page = write_index(self.session.run_dir, header, records, by_case)
+        self.written.append(f"summary page: {page}")
+        alluredir = getattr(self.config.option, "allure_report_dir", None)
+        if alluredir and "error" not in header:
+            self._allure_files(Path(alluredir), header)
+
+    def _allure_files(self, alluredir: Path, header: dict[str, Any]) -> None:
+        from pytest_mig.report import allure_env
+        alluredir.mkdir(parents=True, exist_ok=True)
+        allure_env.write_environment(alluredir, header)
+        allure_env.write_categories(alluredir)
+        allure_env.write_executor(alluredir)
+        if self.allure_history is not None:
+            dest = allure_env.copy_history(self.allure_history, alluredir)
+            self.written.append(f"allure history copied to {dest}")
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.is_worker:
+            return
+        tr = terminalreporter
+        if self.spec is not None:
+            tr.write_sep("=", "pytest-mig compare")
+            limits = ", ".join(f"{k} {v:g}%" for k, v in self.thresholds.items())
+            tr.write_line(f"baseline: {self.spec.describe()}"
+                          + (f"; fail beyond: {limits}" if limits else "; report only"))
+            if self.comparisons:
+                # by case (xdist finishes them in any order); metrics keep their order
+                for line in format_table(sorted(self.comparisons, key=lambda c: c.case)):
+                    tr.write_line(line)
+            else:
+                tr.write_line("no case produced a headline metric to compare")
+        if self.written and self.config.getoption("verbose") >= 0:
+            for line in self.written:
+                tr.write_line(f"pytest-mig: {line}")

@@ -1,0 +1,143 @@
+"""The run's index.html: rows, escaping, charts; then rendered by headless Chromium
+(`--dump-dom` after scripts ran, `--screenshot` non-blank)."""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from pytest_mig.report.html import (accuracy_text, health_text, interference_text, render_index,
+                                    write_index)
+from test_report_png import Decoded
+
+HEADER = {"run_id": "20260101-000000-1", "backend": "simulated", "simulated": True,
+          "driver": "580.1", "gpus": [{"index": 0, "model": "H100-SXM5-80GB"}],
+          "harness": "loadgen"}
+
+
+def record(case: str, benchmark: str, outcome: str, value: float | None, **extra) -> dict:
+    return {"case": case, "benchmark": benchmark, "outcome": outcome,
+            "result": None if value is None else {"metric": "Samples per second", "value": value,
+                                                  "accuracy": None},
+            "health": [{"name": "bg1-bert", "healthy": True, "problems": []}],
+            "paths": {"dir": f"/x/test_hetero_{case}"}, **extra}
+
+
+RECORDS = [
+    record("resnet50-Offline-1g.10gb-performance", "resnet50", "passed", 2500.0,
+           interference=0.125),
+    record("resnet50-Offline-2g.20gb-performance", "resnet50", "failed", 4100.0),
+    record("bert-Offline-1g.10gb-performance", "bert", "passed", 310.5),
+    record("dlrm-Offline-1g.10gb-performance", "dlrm", "failed", None),
+]
+COMPARISONS = {"resnet50-Offline-2g.20gb-performance": [
+    {"baseline": 5000.0, "change_pct": -18.0, "regressed": True}]}
+
+
+def test_cells():
+    assert interference_text(None) == "-" and interference_text(0.125) == "12.5%"
+    assert interference_text({"slowdown": 0.5, "note": "x"}) == "slowdown=0.5, note=x"
+    assert accuracy_text({"accuracy": 75.9, "accuracy_metric": "acc",
+                          "accuracy_target": 75.69}) == "acc 75.9 (target 75.69)"
+    assert accuracy_text({}) == "-"
+    rec = {"health": [{"name": "bg1", "healthy": True, "problems": []},
+                      {"name": "bg2", "healthy": False, "problems": ["exited with code 3"]}],
+           "warnings": []}
+    assert health_text(rec) == ("1/2 healthy: bg2: exited with code 3", False)
+    assert health_text({"health": []}) == ("-", True)
+
+
+def test_page_is_self_contained_with_rows_and_charts(tmp_path: Path):
+    page = render_index(tmp_path, HEADER, RECORDS + [
+        record("<script>alert(1)</script>", "x", "passed", 1.0)], COMPARISONS)
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page and "<link" not in page and "src=" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert page.count('<svg class="bars"') == 3  # bert, resnet50, x (dlrm has no metric)
+    for rec in RECORDS:
+        assert f'data-case="{rec["case"]}"' in page
+    assert "12.5%" in page and '<span class="bad">-18.0% vs 5000</span>' in page
+    assert "SIMULATED GPU" in page
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install "
+                                            "-y chromium chromium-driver; .ci/run installs it)")
+def test_page_renders_in_headless_chromium(tmp_path: Path):
+    run_dir = tmp_path / "reports" / HEADER["run_id"]
+    for rec in RECORDS:
+        (run_dir / Path(rec["paths"]["dir"]).name).mkdir(parents=True)
+    (run_dir / "test_hetero_bert-Offline-1g.10gb-performance" / "timeline.png").write_bytes(b"")
+    page = write_index(run_dir, HEADER, RECORDS, COMPARISONS)
+    url = page.resolve().as_uri()
+
+    dom = chromium(tmp_path, "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert 'data-ready="yes"' in html  # the inline script ran
+    assert "4 case(s), 2 chart(s)" in html  # ... and counted the rows and SVG charts it saw
+    for rec in RECORDS:
+        assert f'<tr class="{rec["outcome"]}" data-case="{rec["case"]}">' in html
+    assert html.count('<rect class="bar"') == 3  # 2 resnet50 + 1 bert; dlrm has no metric
+    assert 'href="test_hetero_bert-Offline-1g.10gb-performance/timeline.png"' in html
+
+    shot = tmp_path / "page.png"
+    result = chromium(tmp_path, f"--screenshot={shot}", "--window-size=800,1000", url)
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    png = decode_png_any(shot.read_bytes())
+    assert png.width == 800 and png.height == 1000
+    assert len(png.colors) > 20  # text, table borders, green and red bars: not a blank page
+    assert (49, 163, 107) in png.colors and (214, 69, 69) in png.colors  # passed / failed bars
+
+
+def decode_png_any(data: bytes) -> Decoded:
+    """Chromium's PNGs (RGB or RGBA, any row filter), CRCs checked; alpha dropped."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    assert depth == 8 and color in (2, 6)
+    n = 4 if color == 6 else 3
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    raw, stride = zlib.decompress(idat), width * n
+    prev, out = bytearray(stride), bytearray()
+    for y in range(height):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if f == 2:
+            line = bytearray((x + b) & 255 for x, b in zip(line, prev))
+        elif f:
+            for i in range(stride):
+                a = line[i - n] if i >= n else 0
+                b, c = prev[i], (prev[i - n] if i >= n else 0)
+                if f == 1:
+                    line[i] = (line[i] + a) & 255
+                elif f == 3:
+                    line[i] = (line[i] + (a + b) // 2) & 255
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc
+                                          else c)) & 255
+        out += line
+        prev = line
+    pixels = bytes(out) if n == 3 else bytes(b for i, b in enumerate(out) if i % 4 != 3)
+    return Decoded(width, height, pixels, {tuple(pixels[i:i + 3]) for i in range(0, len(pixels), 3)})
