@@ -42,8 +42,13 @@ def mig_slot(mig_session, mig_case: Case):
         g = by_uuid[uuid]
         return any(i.profile == wanted for i in topo.instances.get(g.index, []))
 
-    lease = leases.acquire(list(by_uuid), mig_session.lock_dir(),
-                           mig_session.settings.lease_timeout_s, prefer=has_profile)
+    session_bg = mig_session.lifetime(mig_case) == "session"
+    lease = mig_session.held_lease if session_bg else None
+    if lease is None:
+        lease = leases.acquire(list(by_uuid), mig_session.lock_dir(),
+                               mig_session.settings.lease_timeout_s, prefer=has_profile)
+        if session_bg:  # session backgrounds live on this GPU: keep it until session end
+            mig_session.held_lease = lease
     try:
         topo = mig_session.topology(refresh=True)
         gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
@@ -66,7 +71,8 @@ def mig_slot(mig_session, mig_case: Case):
             pytest.skip(slot.reason)
         yield slot
     finally:
-        lease.release()
+        if lease is not mig_session.held_lease:
+            lease.release()
 
 
 class HeteroRunner:
@@ -98,8 +104,10 @@ class HeteroRunner:
         say = _progress(self.request, test_dir)
         try:
             with case_timeline(self.request.config, self.session, self.slot, out, progress=say):
+                pool = (self.session.background_pool()
+                        if self.session.lifetime(case) == "session" else None)
                 hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say,
-                               out=out)
+                               out=out, pool=pool)
             if out.main is not None and out.main.ended_at:
                 self.session.durations.observe(case, out.main.ended_at - out.main.started_at)
         finally:

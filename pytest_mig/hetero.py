@@ -176,72 +176,104 @@ def _env_for(partition: Partition, run_id: str) -> dict[str, str]:
 
 
 def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: HeteroSettings,
-        progress=None, out: HeteroOutcome | None = None) -> HeteroOutcome:
-    """Run one case end to end; every child is reaped before this returns or raises.
+        progress=None, out: HeteroOutcome | None = None, pool=None) -> HeteroOutcome:
+    """Run one case end to end; every child of the case is reaped before this returns.
 
     Pass `out` to keep what was learnt so far even when this raises (reports use it).
+    With a `pool` (session lifetime) the backgrounds are the pool's: started once, kept
+    running across cases, checked alive at this main's end; else they are per-test.
     """
     say = progress or (lambda msg: None)
     test_dir.mkdir(parents=True, exist_ok=True)
     out = out or HeteroOutcome(case=case, test_dir=test_dir)
     out.lenient = settings.lenient
     main_work, bg_plan = plan_workspecs(case, slot, test_dir, settings)
+    if pool is not None:
+        bg_plan = pool.plan(case, slot, settings)
     out.background_min_duration_ms = bg_plan[0][0].min_duration_ms if bg_plan else 0
     bgs: list[tuple[WorkSpec, Workload]] = []
-    main: Workload | None = None
     if settings.isolated_baseline:
         out.isolated = _run_isolated(main_work, slot, harness, test_dir, settings, out, say)
     try:
-        for work, part in bg_plan:
-            spec = harness.launch(work, part, _env_for(part, settings.run_id),
-                                  test_dir / f"{work.name}.log")
-            out.commands[work.name] = list(spec.argv)
-            bgs.append((work, Workload(work.name, spec).start()))
-        out.phases["backgrounds_started"] = time.time()
-        say(f"{len(bgs)} background workload(s) started")
-        _await_ready(bgs, case.run_profile.start_time_buffer_s, say)
+        if pool is None:
+            bgs = _start_backgrounds(bg_plan, harness, test_dir, settings, out)
+            say(f"{len(bgs)} background workload(s) started")
+            _await_ready(bgs, case.run_profile.start_time_buffer_s, say)
+        else:
+            bgs = pool.ensure(bg_plan, harness, settings, out, say)
         out.phases["backgrounds_ready"] = time.time()
-
-        spec = harness.launch(main_work, slot.main, _env_for(slot.main, settings.run_id),
-                              test_dir / "main.log")
-        out.commands["main"] = list(spec.argv)
-        out.phases["main_start"] = time.time()
-        say(f"main {case.benchmark} {case.scenario} {case.mode} running")
-        main = Workload("main", spec).start()
-        code = main.wait(timeout=settings.main_timeout_s)
-        if code is None:
-            main.stop(grace=settings.stop_grace_s)
-            raise WorkloadFailure(f"main did not finish within {settings.main_timeout_s:.0f} s; "
-                                  f"stopped. log: {spec.log_path}")
-        out.phases["main_end"] = main.ended_at or time.time()
-        out.main = main.finished()
-        if code != 0:
-            raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
-                                  f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")
-        out.result = harness.collect(main_work, out.main, main_work.log_dir)
-
-        # Classic hetero rule: backgrounds finish on their own, after the main, with exit 0.
-        alive = [w for _, w in bgs if w.running()]
-        if alive:
-            say(f"waiting for {len(alive)} background workload(s) to finish")
-        wait_s = out.background_min_duration_ms / 1000 * 2 + case.run_profile.start_time_buffer_s
-        for _, w in bgs:
-            if w.wait(timeout=max(0.0, out.phases["main_start"] + wait_s - time.time())) is None:
-                w.stop(grace=settings.stop_grace_s)
+        _run_main(case, slot, harness, main_work, test_dir, settings, out, say)
+        if pool is None:
+            _await_backgrounds_end(bgs, case, settings, out, say)
+            out.health = check_health(
+                [(work.benchmark, w.finished()) for work, w in bgs], main=out.main,
+                end_buffer_s=case.run_profile.end_time_buffer_min_s)
+        else:
+            out.health = pool.check(out.main, slot.gpu_uuid)
         out.backgrounds = [w.finished() for _, w in bgs]
-        out.health = check_health(
-            [(work.benchmark, w.finished()) for work, w in bgs], main=out.main,
-            end_buffer_s=case.run_profile.end_time_buffer_min_s)
         if settings.lenient and not out.health.healthy:
             out.warnings.extend(out.health.problems())
         say("health checked")
         return out
     finally:
-        # Every path (pass, failure, error, Ctrl-C): no child of this case survives.
-        for w in [w for _, w in bgs] + ([main] if main else []):
-            w.stop(grace=settings.stop_grace_s)
+        # Every path (pass, failure, error, Ctrl-C): no per-test child survives the case.
+        if pool is None:
+            for _, w in bgs:
+                w.stop(grace=settings.stop_grace_s)
         if not out.backgrounds:
             out.backgrounds = [w.finished() for _, w in bgs]
+
+
+def _start_backgrounds(bg_plan, harness: Harness, log_dir: Path, settings: HeteroSettings,
+                       out: HeteroOutcome) -> list[tuple[WorkSpec, Workload]]:
+    bgs: list[tuple[WorkSpec, Workload]] = []
+    try:
+        for work, part in bg_plan:
+            spec = harness.launch(work, part, _env_for(part, settings.run_id),
+                                  log_dir / f"{work.name}.log")
+            out.commands[work.name] = list(spec.argv)
+            bgs.append((work, Workload(work.name, spec).start()))
+    except BaseException:
+        for _, w in bgs:
+            w.stop(grace=settings.stop_grace_s)
+        raise
+    out.phases["backgrounds_started"] = time.time()
+    return bgs
+
+
+def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, test_dir: Path,
+              settings: HeteroSettings, out: HeteroOutcome, say) -> None:
+    spec = harness.launch(main_work, slot.main, _env_for(slot.main, settings.run_id),
+                          test_dir / "main.log")
+    out.commands["main"] = list(spec.argv)
+    out.phases["main_start"] = time.time()
+    say(f"main {case.benchmark} {case.scenario} {case.mode} running")
+    main = Workload("main", spec).start()
+    try:
+        code = main.wait(timeout=settings.main_timeout_s)
+    finally:
+        main.stop(grace=settings.stop_grace_s)  # no-op when it already ended
+    out.phases["main_end"] = main.ended_at or time.time()
+    out.main = main.finished()
+    if code is None:
+        raise WorkloadFailure(f"main did not finish within {settings.main_timeout_s:.0f} s; "
+                              f"stopped. log: {spec.log_path}")
+    if code != 0:
+        raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
+                              f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")
+    out.result = harness.collect(main_work, out.main, main_work.log_dir)
+
+
+def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: HeteroOutcome,
+                           say) -> None:
+    """Classic hetero rule: backgrounds finish on their own, after the main, with exit 0."""
+    alive = [w for _, w in bgs if w.running()]
+    if alive:
+        say(f"waiting for {len(alive)} background workload(s) to finish")
+    wait_s = out.background_min_duration_ms / 1000 * 2 + case.run_profile.start_time_buffer_s
+    for _, w in bgs:
+        if w.wait(timeout=max(0.0, out.phases["main_start"] + wait_s - time.time())) is None:
+            w.stop(grace=settings.stop_grace_s)
 
 
 def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: Path,

@@ -54,6 +54,9 @@ def pytest_addoption(parser) -> None:
                      "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
     g.addoption("--mig-isolated-baseline", action="store_true",
                 help="run each main alone first and report interference = 1 - hetero/isolated")
+    g.addoption("--mig-background", default=None, choices=("per-test", "session"),
+                help="background lifetime, overriding the suite's: per-test (classic) or "
+                     "session (started once per slot, kept across main runs)")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -92,7 +95,8 @@ def _settings(config) -> Settings:
         main_startup_s=config.getoption("mig_main_startup"),
         main_timeout_s=config.getoption("mig_main_timeout"),
         partition=config.getoption("mig_partition"),
-        isolated_baseline=config.getoption("mig_isolated_baseline"))
+        isolated_baseline=config.getoption("mig_isolated_baseline"),
+        background=config.getoption("mig_background"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -186,10 +190,34 @@ def pytest_unconfigure(config) -> None:
         mig.close()  # MPS daemons stop on every path, failures and Ctrl-C included
 
 
+def _finish_session_backgrounds(session, mig: MigSession) -> None:
+    """Stop session backgrounds, check each exited 0, and fail the run when one did not."""
+    report = mig.stop_session_backgrounds()
+    if report is None:
+        return
+    from dataclasses import asdict
+
+    from pytest_mig.report.files import write_json_atomic
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    name = f"session-backgrounds-{worker}.json" if worker else "session-backgrounds.json"
+    write_json_atomic(mig.ensure_run_dir() / name, {
+        "healthy": report.healthy, "starts": mig.pool.starts, "restarts": mig.pool.restarts,
+        "workloads": [asdict(w) for w in report.workloads]})
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"pytest-mig: session backgrounds: {mig.pool.starts} started, "
+                      f"{mig.pool.restarts} restarted, stopped "
+                      + ("cleanly" if report.healthy else "UNHEALTHY: " + "; ".join(report.problems())),
+                      red=not report.healthy)
+    if not report.healthy and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_sessionfinish(session) -> None:
+    mig: MigSession = session.config.stash[SESSION_KEY]
+    _finish_session_backgrounds(session, mig)  # every process stops the backgrounds it owns
     if hasattr(session.config, "workerinput"):
         return  # the controller aggregates
-    mig: MigSession = session.config.stash[SESSION_KEY]
     if not mig.run_dir.exists():
         return
     from pytest_mig.report.header import run_header

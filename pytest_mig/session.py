@@ -37,6 +37,7 @@ class Settings:
     main_timeout_s: float = 900.0
     partition: str = "auto"
     isolated_baseline: bool = False
+    background: str | None = None  # per-test | session: overrides the suite's lifetime
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
@@ -47,6 +48,10 @@ class Settings:
             raise ConfigError(f"--mig-backend={self.backend}: unknown backend"
                               f"{did_you_mean(self.backend, BACKENDS)}; choose one of "
                               f"{', '.join(BACKENDS)}")
+        if self.background is not None and self.background not in BACKGROUND_LIFETIMES:
+            raise ConfigError(f"--mig-background={self.background}: unknown lifetime"
+                              f"{did_you_mean(self.background, BACKGROUND_LIFETIMES)}; choose "
+                              f"one of {', '.join(BACKGROUND_LIFETIMES)}")
         if self.sim_gpus < 1:
             raise ConfigError(f"--mig-sim-gpus={self.sim_gpus}: needs at least 1 GPU")
         for name in ("lease_timeout_s", "main_startup_s", "main_timeout_s"):
@@ -87,6 +92,8 @@ class MigSession:
         self._topology: Any = None
         self.suites: dict[Path, Any] = {}
         self.mps_daemons: dict[str, Any] = {}
+        self.pool: Any = None  # background.BackgroundPool, for session-lifetime backgrounds
+        self.held_lease: Any = None  # kept across tests while session backgrounds run
         self.durations = DurationEstimator()
         self.manager: Any = None  # manage_plugin.LayoutManager: each case's MIG layout
 
@@ -142,8 +149,28 @@ class MigSession:
             daemon.start()
         return self.mps_daemons[gpu.uuid].pipe_dir
 
+    def lifetime(self, case) -> str:
+        return self.settings.background or case.background_lifetime
+
+    def background_pool(self):
+        if self.pool is None:
+            from pytest_mig.background import BackgroundPool
+            self.pool = BackgroundPool(self.ensure_run_dir() / "session-backgrounds")
+        return self.pool
+
+    def stop_session_backgrounds(self):
+        """Stop and check session backgrounds; returns their HealthReport (None if none ran)."""
+        if self.pool is None:
+            return None
+        report = self.pool.stop_all()
+        if self.held_lease is not None:
+            self.held_lease.release()
+            self.held_lease = None
+        return report
+
     def close(self) -> None:
-        """Stop what the run started at session level (MPS daemons); safe to call twice."""
+        """Stop what the run started at session level (backgrounds, MPS daemons); idempotent."""
+        self.stop_session_backgrounds()
         for daemon in self.mps_daemons.values():
             daemon.stop()
         self.mps_daemons.clear()

@@ -219,3 +219,25 @@ def test_interference_direction():
     lat = "90.0th percentile latency (ns)"
     assert interference(res(lat, 100.0), res(lat, 125.0)) == pytest.approx(0.20)
     assert interference(None, res(lat, 1.0)) is None
+
+
+def test_session_backgrounds_start_once_and_stop_cleanly(pytester, suite_dir):
+    r = run(pytester, {}, "--mig-background=session")
+    r.assert_outcomes(passed=3)
+    r.stdout.fnmatch_lines(["*session backgrounds: 3 started, 0 restarted, stopped cleanly*"])
+    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    sb = json.loads((run_dir / "session-backgrounds.json").read_text())
+    assert sb["healthy"] and sb["starts"] == 3 and [w["exit_code"] for w in sb["workloads"]] == [0] * 3
+    recs = results(pytester)["tests"]
+    assert all(h["healthy"] for rec in recs for h in rec["health"])
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_session_background_dying_fails_that_test_and_is_restarted(pytester, suite_dir):
+    r = run(pytester, {"bg2": "crash_after_ready"}, "--mig-background=session", "-k", "bert")
+    # bg2 dies during the first main (fails it); the restarted bg2 dies again in the second.
+    r.assert_outcomes(failed=2)
+    r.stdout.fnmatch_lines(["*bg2-dlrm: ended (exit 3) before the main ended*"])
+    out = r.stdout.str()
+    assert "restarted" in out and "UNHEALTHY" in out
+    assert leftover_processes(pytester.path / "reports") == []

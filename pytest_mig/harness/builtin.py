@@ -33,6 +33,8 @@ class BuiltinHarness:
         for key, flag in PASSTHROUGH.items():
             if merged.get(key) not in (None, ""):
                 argv += [flag, str(merged[key])]
+        if merged.get("until_stopped") == "1":  # session-lifetime background
+            argv.append("--until-stopped")
         return LaunchSpec(argv=tuple(argv), env=env, cwd=Path.cwd(), ready_pattern=READY_PATTERN,
                           log_path=log_path, result_dir=work.log_dir)
 

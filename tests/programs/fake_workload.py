@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,9 @@ def main() -> int:
         time.sleep(0.3)
         print("[fake] segmentation fault (simulated)", flush=True)
         return 3
+    if how != "die_on_sigterm":
+        # Stopped in its timed phase (session backgrounds): end cleanly, exit 0.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     duration = 0.1 if how == "early" else a.min_duration_ms / 1000
     time.sleep(duration)
     if how != "no_summary":

@@ -1,0 +1,137 @@
+"""Session-lifetime backgrounds: started once per slot and layout, kept in their timed phase
+across many main runs, checked alive at each main's end, restarted when one died, and
+stopped and checked (exit 0) at session end.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pytest_mig.process import Workload
+from pytest_mig.types import (PERFORMANCE, Case, Finished, HealthReport, Partition, Slot,
+                              WorkloadHealth, WorkSpec)
+
+# Long enough to outlast any session; the built-in harness is also told to run until stopped.
+UNTIL_STOPPED_MS = 24 * 3600 * 1000
+
+
+@dataclass
+class _Running:
+    work: WorkSpec
+    partition: Partition
+    workload: Workload
+    restarts: int = 0
+
+
+@dataclass
+class BackgroundPool:
+    """Backgrounds per GPU, keyed by what they run where; one pool per pytest process."""
+
+    log_root: Path
+    stop_grace_s: float = 30.0
+    key: dict[str, tuple] = field(default_factory=dict)  # gpu uuid -> layout key
+    running: dict[str, list[_Running]] = field(default_factory=dict)
+    finals: list[WorkloadHealth] = field(default_factory=list)  # checks at stop time
+    restarts: int = 0
+    starts: int = 0
+
+    def plan(self, case: Case, slot: Slot, settings) -> list[tuple[WorkSpec, Partition]]:
+        gpu_dir = self.log_root / slot.gpu_uuid
+        plan = []
+        for i, (bench, part) in enumerate(zip(case.background, slot.background), start=1):
+            name = f"bg{i}-{bench}"
+            plan.append((WorkSpec(
+                role="background", name=name, benchmark=bench,
+                scenario=settings.background_scenario, mode=PERFORMANCE,
+                min_duration_ms=UNTIL_STOPPED_MS, min_query_count=1, log_dir=gpu_dir / name,
+                sample_count=case.run_profile.sample_count,
+                options={**case.harness_options, "until_stopped": "1"}), part))
+        self._start_buffer = case.run_profile.start_time_buffer_s
+        self._end_buffer = case.run_profile.end_time_buffer_min_s
+        return plan
+
+    def ensure(self, plan, harness, settings, out, say) -> list[tuple[WorkSpec, Workload]]:
+        """Start what is missing (first use, new layout, or a dead one) and await it."""
+        from pytest_mig.hetero import _await_ready, _env_for
+
+        if not plan:
+            return []
+        gpu = plan[0][1].gpu_uuid
+        key = tuple((w.benchmark, p.device_id) for w, p in plan)
+        if self.key.get(gpu) != key:
+            self.stop_gpu(gpu)
+            self.key[gpu] = key
+            self.running[gpu] = []
+        current = self.running[gpu]
+        fresh: list[tuple[WorkSpec, Workload]] = []
+        for i, (work, part) in enumerate(plan):
+            prior = current[i] if i < len(current) else None
+            if prior is not None and prior.workload.running():
+                continue
+            restarts = 0
+            if prior is not None:  # died since the last check: restart it under a new name
+                restarts = prior.restarts + 1
+                self.restarts += 1
+                work = replace(work, log_dir=work.log_dir.with_name(f"{work.name}-r{restarts}"))
+                say(f"restarting background {work.name} (it had ended: exit "
+                    f"{prior.workload.poll()})")
+            spec = harness.launch(work, part, _env_for(part, settings.run_id),
+                                  work.log_dir.with_suffix(".log"))
+            w = Workload(work.name, spec).start()
+            self.starts += 1
+            entry = _Running(work, part, w, restarts)
+            if prior is None:
+                current.append(entry)
+            else:
+                current[i] = entry
+            fresh.append((work, w))
+        for r in current:
+            out.commands[r.work.name] = list(r.workload.spec.argv)
+        if fresh:
+            out.phases["backgrounds_started"] = time.time()
+            say(f"{len(fresh)} session background workload(s) started")
+            _await_ready(fresh, self._start_buffer, say)
+        else:
+            say(f"{len(current)} session background workload(s) still running")
+        return [(r.work, r.workload) for r in current]
+
+    def check(self, main: Finished, gpu: str) -> HealthReport:
+        """At a main's end each background must still be in its timed phase."""
+        report = HealthReport()
+        for r in self.running.get(gpu, []):
+            f = r.workload.finished()
+            problems = []
+            if f.ready_at is None or f.ready_at > (main.ready_at or main.started_at):
+                problems.append("was not in its timed phase when the main's began")
+            if f.exit_code is not None:
+                problems.append(f"ended (exit {f.exit_code}) before the main ended; it is "
+                                "restarted for the next test")
+            report.workloads.append(WorkloadHealth(
+                name=f.name, benchmark=r.work.benchmark, started_at=f.started_at,
+                ready_at=f.ready_at, ended_at=f.ended_at, exit_code=f.exit_code, margin_s=None,
+                healthy=not problems, problems=problems, log_path=f.log_path))
+        return report
+
+    def stop_gpu(self, gpu: str) -> None:
+        """Stop one GPU's backgrounds gracefully (SIGTERM): each must then exit 0."""
+        for r in self.running.pop(gpu, []):
+            was_running = r.workload.running()
+            code = r.workload.stop(grace=self.stop_grace_s)
+            f = r.workload.finished()
+            problems = []
+            if not was_running:
+                problems.append(f"had already ended (exit {code}) before session end")
+            elif code != 0:
+                problems.append(f"exited with code {code} when stopped at session end")
+            self.finals.append(WorkloadHealth(
+                name=f.name, benchmark=r.work.benchmark, started_at=f.started_at,
+                ready_at=f.ready_at, ended_at=f.ended_at, exit_code=code, margin_s=None,
+                healthy=not problems, problems=problems, log_path=f.log_path))
+        self.key.pop(gpu, None)
+
+    def stop_all(self) -> HealthReport:
+        for gpu in list(self.running):
+            self.stop_gpu(gpu)
+        return HealthReport(list(self.finals))
+
