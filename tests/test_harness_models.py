@@ -1,7 +1,6 @@
 """Built-in harness models, synthetic data, precisions and LoadGen settings derivation (no subprocess)."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +171,11 @@ def test_settings_stream_scenarios():
     assert sut.batch_size_for(_config("MultiStream")) == 8
     assert sut.batch_size_for(_config("SingleStream")) == 1
     assert sut.batch_size_for(_config("Offline", batch_size=5)) == 5
+
+
+def test_cli_choices_match_the_registry():
+    from pytest_mig.harness import loadgen
+    from pytest_mig.harness.models import PRECISIONS, SIZES
+
+    assert loadgen.BENCHMARK_NAMES == BENCHMARKS
+    assert (loadgen.PRECISIONS, loadgen.SIZES, loadgen.SCENARIOS) == (PRECISIONS, SIZES, sut.SCENARIOS)

@@ -33,8 +33,8 @@ MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.Acc
 # 90th percentile needs 64; Server and MultiStream at the 99th need 459 with none late, 662 with one.
 EARLY_STOPPING_QUERIES = {"Offline": 1, "SingleStream": 64, "Server": 662, "MultiStream": 662}
 MULTISTREAM_SAMPLES = 8
-# Offline asks for 2x the fastest measured rate so the run outlasts min duration even when the
-# calibration ran while a neighbour held half the CPU (seen here: 4300/s calibrated, 7000/s run).
+# Offline asks for 2x the best-case rate (CPU time when neighbours share the cores) so the run
+# outlasts min duration even when the CPU frees up after calibration.
 OFFLINE_QPS_MARGIN = 2.0
 SERVER_LOAD = 0.5  # default Server target: this fraction of measured capacity
 # (one-sample rate, or the batched rate when a crowded CPU makes that the lower one)

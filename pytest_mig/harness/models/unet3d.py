@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .. import datasets
-from .common import Family, Inputs, Sample, stack_samples, to_numpy_rows
+from .common import ACTIVE_BIAS, Family, Inputs, Sample, stack_samples, to_numpy_rows
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class ConvNorm(nn.Sequential):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__(nn.Conv3d(cin, cout, 3, stride, 1), nn.InstanceNorm3d(cout, affine=True),
                          nn.LeakyReLU(0.01, inplace=True))
+        nn.init.constant_(self[1].bias, ACTIVE_BIAS)
 
 
 class UNet3D(nn.Module):
