@@ -179,3 +179,21 @@ def test_cli_choices_match_the_registry():
 
     assert loadgen.BENCHMARK_NAMES == BENCHMARKS
     assert (loadgen.PRECISIONS, loadgen.SIZES, loadgen.SCENARIOS) == (PRECISIONS, SIZES, sut.SCENARIOS)
+
+
+def test_builtin_options_per_benchmark_and_cli_precedence(tmp_path):
+    from pytest_mig.harness.builtin import BuiltinHarness
+    from pytest_mig.types import Partition, WorkSpec
+
+    part = Partition("mig", 0, "GPU-x", "MIG-x", "1g.10gb", True)
+
+    def argv(cli, suite, bench):
+        work = WorkSpec("main", "main", bench, "Offline", "performance", 1000, 1, tmp_path,
+                        options=suite)
+        a = list(BuiltinHarness(cli).launch(work, part, {}, tmp_path / "l").argv)
+        return a[a.index("--precision") + 1]
+
+    suite = {"precision": "fp16", "precision.rnnt": "fp32"}
+    assert argv({}, suite, "rnnt") == "fp32"
+    assert argv({}, suite, "resnet50") == "fp16"
+    assert argv({"precision": "int4"}, suite, "rnnt") == "int4"  # the command line wins

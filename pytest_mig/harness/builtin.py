@@ -13,6 +13,16 @@ PASSTHROUGH = {"size": "--size", "precision": "--precision", "device": "--device
                "target_latency_ms": "--target-latency-ms"}
 
 
+def for_benchmark(options, benchmark: str) -> dict[str, str]:
+    """Options as they apply to one benchmark: `precision.rnnt: fp32` overrides `precision`."""
+    out = {k: v for k, v in options.items() if "." not in k}
+    for key, value in options.items():
+        base, _, bench = key.partition(".")
+        if bench == benchmark:
+            out[base] = value
+    return out
+
+
 class BuiltinHarness:
     name = "loadgen"
 
@@ -29,7 +39,9 @@ class BuiltinHarness:
                 "--sample-count", str(work.sample_count)]
         if work.target_qps:
             argv += ["--target-qps", f"{work.target_qps:g}"]
-        merged = {**self.options, **work.options}
+        # The command line beats the suite; within each, "key.<benchmark>" beats "key".
+        merged = {**for_benchmark(work.options, work.benchmark),
+                  **for_benchmark(self.options, work.benchmark)}
         for key, flag in PASSTHROUGH.items():
             if merged.get(key) not in (None, ""):
                 argv += [flag, str(merged[key])]
