@@ -54,7 +54,7 @@ def mig_slot(mig_session, mig_case: Case):
         gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
         simulated = topo.backend == "simulated"
         kind = mig_session.partition_kind(gpu)
-        if kind == "mig" and mig_session.manager is not None:
+        if kind == "mig" and mig_session.manager is not None and not mig_session.settings.dry_run:
             # --mig-manage: reach the case's layout; without it, skip saying how to get it.
             problem = mig_session.manager.prepare(gpu.index, mig_case)
             if problem is not None:
@@ -99,6 +99,8 @@ class HeteroRunner:
             expected_main_s=self.session.durations.expect(case),
             isolated_baseline=s.isolated_baseline)
         test_dir = self.session.test_dir(self.request.node.name)
+        if s.dry_run:
+            self._dry_run(case, test_dir, settings)
         out = hetero_mod.HeteroOutcome(case=case, test_dir=test_dir)
         self.request.node.stash[OUTCOME_KEY] = out
         say = _progress(self.request, test_dir)
@@ -114,6 +116,22 @@ class HeteroRunner:
             _record_properties(self.request.node, out)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out
+
+
+    def _dry_run(self, case: Case, test_dir, settings) -> None:
+        """--mig-dry-run: every command with its environment, as NVIDIA's --dryrun; no run."""
+        from pytest_mig.dryrun import plan_text
+
+        text = plan_text(case, self.slot, self.harness, test_dir, settings)
+        test_dir.mkdir(parents=True, exist_ok=True)
+        (test_dir / "plan.txt").write_text(text)
+        self.request.node.add_report_section("call", "mig dry run", text)
+        if self.request.config.getoption("verbose") > 0:
+            tr = self.request.config.pluginmanager.get_plugin("terminalreporter")
+            capman = self.request.config.pluginmanager.get_plugin("capturemanager")
+            with capman.global_and_fixture_disabled():
+                tr.write_line(text)
+        pytest.skip(f"dry run: {len(text.splitlines())} plan lines in {test_dir / 'plan.txt'}")
 
 
 @pytest.fixture

@@ -57,6 +57,9 @@ def pytest_addoption(parser) -> None:
     g.addoption("--mig-background", default=None, choices=("per-test", "session"),
                 help="background lifetime, overriding the suite's: per-test (classic) or "
                      "session (started once per slot, kept across main runs)")
+    g.addoption("--mig-dry-run", action="store_true",
+                help="print every command and its environment per case (like NVIDIA's "
+                     "--dryrun); run nothing: cases are skipped with their plan")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -96,7 +99,8 @@ def _settings(config) -> Settings:
         main_timeout_s=config.getoption("mig_main_timeout"),
         partition=config.getoption("mig_partition"),
         isolated_baseline=config.getoption("mig_isolated_baseline"),
-        background=config.getoption("mig_background"))
+        background=config.getoption("mig_background"),
+        dry_run=config.getoption("mig_dry_run"))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -38,6 +38,7 @@ class Settings:
     partition: str = "auto"
     isolated_baseline: bool = False
     background: str | None = None  # per-test | session: overrides the suite's lifetime
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:

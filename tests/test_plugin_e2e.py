@@ -241,3 +241,13 @@ def test_session_background_dying_fails_that_test_and_is_restarted(pytester, sui
     out = r.stdout.str()
     assert "restarted" in out and "UNHEALTHY" in out
     assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_dry_run_prints_plan_and_runs_nothing(pytester, suite_dir):
+    r = run(pytester, {}, "--mig-dry-run", "-k", "resnet50", "-v")
+    r.assert_outcomes(skipped=1)
+    r.stdout.fnmatch_lines(["*# resnet50-Offline-1g.10gb-performance on GPU 0 (A100-SXM4-80GB)*",
+                            "*bg1-bert: bert Offline performance on MIG-*", "*env: CUDA_VISIBLE_DEVICES=MIG-*",
+                            "*cmd: *fake_workload.py --script*--role main --name main*",
+                            "*dry run: * plan lines in *plan.txt*"])
+    assert not list(pytester.path.glob("reports/*/*/main.log"))  # nothing was started
