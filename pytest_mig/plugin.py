@@ -220,8 +220,8 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
 def pytest_sessionfinish(session) -> None:
     mig: MigSession = session.config.stash[SESSION_KEY]
     _finish_session_backgrounds(session, mig)  # every process stops the backgrounds it owns
-    if hasattr(session.config, "workerinput"):
-        return  # the controller aggregates
+    if hasattr(session.config, "workerinput") or session.config.option.collectonly:
+        return  # the controller aggregates; a collect-only run has nothing to report
     if not mig.run_dir.exists():
         return
     from pytest_mig.report.header import run_header
