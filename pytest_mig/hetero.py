@@ -270,7 +270,8 @@ def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: Heter
     alive = [w for _, w in bgs if w.running()]
     if alive:
         say(f"waiting for {len(alive)} background workload(s) to finish")
-    wait_s = out.background_min_duration_ms / 1000 * 2 + case.run_profile.start_time_buffer_s
+    # Generous: on a loaded host a harness may take several times its min duration.
+    wait_s = out.background_min_duration_ms / 1000 * 10 + case.run_profile.start_time_buffer_s
     for _, w in bgs:
         if w.wait(timeout=max(0.0, out.phases["main_start"] + wait_s - time.time())) is None:
             w.stop(grace=settings.stop_grace_s)

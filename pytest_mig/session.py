@@ -151,7 +151,12 @@ class MigSession:
         return self.mps_daemons[gpu.uuid].pipe_dir
 
     def lifetime(self, case) -> str:
-        return self.settings.background or case.background_lifetime
+        """--mig-background, else per-test for submission runs (MLPerf's rule), else the suite's."""
+        if self.settings.background:
+            return self.settings.background
+        if case.run_profile.name == "submission":
+            return "per-test"
+        return case.background_lifetime
 
     def background_pool(self):
         if self.pool is None:

@@ -50,8 +50,8 @@ def test_datacenter_fields(datacenter):
         "resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet"]
     assert datacenter.modes == ("performance", "accuracy")
     assert datacenter.background.spec == "datacenter"
-    assert datacenter.background.lifetime == "per-test"
-    assert datacenter.harness == {"size": "tiny", "precision": "bf16"}
+    assert datacenter.background.lifetime == "session"
+    assert datacenter.harness == {"size": "tiny", "precision": "fp16", "precision.rnnt": "fp32"}
     assert datacenter.default_run_profile == "smoke"
     assert datacenter.run_profiles["smoke"] == RunProfile(
         "smoke", min_duration_ms=1000, min_query_count=64, start_time_buffer_s=60.0,
@@ -87,12 +87,13 @@ def test_case_fields(datacenter):
     assert case.gpu_model == "A100-SXM4-80GB"
     assert case.background == ("3d-unet", "bert", "dlrm", "resnet50", "rnnt", "ssd-resnet34")
     assert case.background_spec == "datacenter"
-    assert case.background_lifetime == "per-test"
+    assert case.background_lifetime == "session"
     assert (case.accuracy_metric, case.accuracy_reference, case.accuracy_fraction) == (
         "f1", 90.874, 0.99)
     assert case.run_profile.name == "nightly"
     assert case.run_profile.min_duration_ms == 60000
-    assert dict(case.harness_options) == {"size": "tiny", "precision": "bf16"}
+    assert dict(case.harness_options) == {"size": "tiny", "precision": "fp16",
+                                          "precision.rnnt": "fp32"}
     assert case.skip_reason is None
 
 
@@ -146,12 +147,12 @@ def test_edge_expansion(catalog):
         "3d-unet", "bert", "resnet50", "rnnt", "ssd-mobilenet", "ssd-resnet34")
 
 
-def test_explicit_background_and_session_lifetime(catalog, tmp_path):
-    text = DATACENTER.read_text().replace(
-        "  set: datacenter\n  lifetime: per-test", "  set: [rnnt, bert]\n  lifetime: session")
+def test_explicit_background_and_per_test_lifetime(catalog, tmp_path):
+    text = DATACENTER.read_text().replace("  set: datacenter\n", "  set: [rnnt, bert]\n")
+    text = text.replace("  lifetime: session", "  lifetime: per-test")
     path = tmp_path / "suite.yaml"
     path.write_text(text)
     suite = load_suite(path, catalog)
     case = suite.expand("A100-SXM4-80GB")[0]
     assert (case.background, case.background_spec, case.background_lifetime) == (
-        ("bert", "rnnt"), "explicit", "session")
+        ("bert", "rnnt"), "explicit", "per-test")
