@@ -91,6 +91,9 @@ class HeteroRunner:
         # NVIDIA's rule again, on the instances this GPU really has free.
         case = replace(case, background=resolve_background(
             list(case.background), case.benchmark, len(self.slot.background)))
+        if self.session.settings.min_duration_ms is not None:
+            case = replace(case, run_profile=replace(
+                case.run_profile, min_duration_ms=self.session.settings.min_duration_ms))
 
         s = self.session.settings
         settings = hetero_mod.HeteroSettings(

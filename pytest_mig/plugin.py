@@ -60,6 +60,8 @@ def pytest_addoption(parser) -> None:
     g.addoption("--mig-dry-run", action="store_true",
                 help="print every command and its environment per case (like NVIDIA's "
                      "--dryrun); run nothing: cases are skipped with their plan")
+    g.addoption("--mig-min-duration", type=int, default=None, metavar="MS",
+                help="main min duration in ms, overriding the run profile's")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -100,7 +102,8 @@ def _settings(config) -> Settings:
         partition=config.getoption("mig_partition"),
         isolated_baseline=config.getoption("mig_isolated_baseline"),
         background=config.getoption("mig_background"),
-        dry_run=config.getoption("mig_dry_run"))
+        dry_run=config.getoption("mig_dry_run"),
+        min_duration_ms=config.getoption("mig_min_duration"))
 
 
 @pytest.hookimpl(tryfirst=True)

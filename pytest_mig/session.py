@@ -39,6 +39,7 @@ class Settings:
     isolated_baseline: bool = False
     background: str | None = None  # per-test | session: overrides the suite's lifetime
     dry_run: bool = False
+    min_duration_ms: int | None = None  # overrides the run profile's main min duration
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
@@ -53,6 +54,8 @@ class Settings:
             raise ConfigError(f"--mig-background={self.background}: unknown lifetime"
                               f"{did_you_mean(self.background, BACKGROUND_LIFETIMES)}; choose "
                               f"one of {', '.join(BACKGROUND_LIFETIMES)}")
+        if self.min_duration_ms is not None and self.min_duration_ms < 0:
+            raise ConfigError(f"--mig-min-duration={self.min_duration_ms}: must be >= 0 ms")
         if self.sim_gpus < 1:
             raise ConfigError(f"--mig-sim-gpus={self.sim_gpus}: needs at least 1 GPU")
         for name in ("lease_timeout_s", "main_startup_s", "main_timeout_s"):
