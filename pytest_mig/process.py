@@ -1,7 +1,9 @@
 """Child processes of a run: spawned as argv in their own process group, logged, reaped.
 
 Every child gets the environment marker PYTEST_MIG_RUN_ID so a leftover can always be
-found, and is registered until reaped so an interpreter exit still kills its group.
+found, and PYTEST_MIG_SPAWNER_PID (the pytest process that started it) so the workloads of a
+killed xdist worker are known as orphans while the rest of the run goes on. Children are
+registered until reaped so an interpreter exit still kills their group.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pytest_mig.errors import HarnessError
 from pytest_mig.types import Finished, LaunchSpec
 
 RUN_MARKER = "PYTEST_MIG_RUN_ID"
+SPAWNER_MARKER = "PYTEST_MIG_SPAWNER_PID"
 # The only variables a workload inherits from us; everything else is explicit.
 # Secrets in the caller's environment therefore never reach a workload or a report.
 INHERITED_ENV = (
@@ -65,17 +68,19 @@ class Workload:
         self.spec.result_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.proc = subprocess.Popen(
-                list(self.spec.argv), cwd=str(self.spec.cwd), env=dict(self.spec.env),
+                list(self.spec.argv), cwd=str(self.spec.cwd),
+                env={**self.spec.env, SPAWNER_MARKER: str(os.getpid())},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 bufsize=0,
                 start_new_session=True,  # own process group: we can always kill all of it
             )
-        except FileNotFoundError as exc:
+        except FileNotFoundError:
+            # from None: the message says it all; subprocess internals would only bury it.
             raise HarnessError(
                 f"{self.name}: cannot start '{self.spec.argv[0]}': executable not found "
-                f"(check the harness options or PATH)") from exc
+                f"(check the harness options or PATH)") from None
         except PermissionError as exc:
-            raise HarnessError(f"{self.name}: cannot execute '{self.spec.argv[0]}': {exc}") from exc
+            raise HarnessError(f"{self.name}: cannot execute '{self.spec.argv[0]}': {exc}") from None
         self.started_at = time.time()
         with _live_lock:
             _live.add(self)
@@ -220,16 +225,20 @@ def stop_all(grace: float = 2.0) -> int:
     return len(live)
 
 
-def run_marker_of(pid: int) -> str | None:
-    """The PYTEST_MIG_RUN_ID in a process's environment, if it has one and we may read it."""
+def markers_of(pid: int) -> dict[str, str]:
+    """Our markers (run id, spawner pid) in a process's environment, where we may read it."""
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return None
-    for item in env:
-        if item.startswith(RUN_MARKER.encode() + b"="):
-            return item.split(b"=", 1)[1].decode("utf-8", "replace")
-    return None
+        return {}
+    wanted = (RUN_MARKER.encode() + b"=", SPAWNER_MARKER.encode() + b"=")
+    return {item.split(b"=", 1)[0].decode(): item.split(b"=", 1)[1].decode("utf-8", "replace")
+            for item in env if item.startswith(wanted)}
+
+
+def run_marker_of(pid: int) -> str | None:
+    """The PYTEST_MIG_RUN_ID in a process's environment, if it has one and we may read it."""
+    return markers_of(pid).get(RUN_MARKER)
 
 
 def owner_pid(run_id: str) -> int | None:
@@ -239,19 +248,38 @@ def owner_pid(run_id: str) -> int | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (a killed worker not yet waited for) is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
-def reap_orphans(current_run: str) -> list[tuple[int, str]]:
-    """Kill workloads left by runs whose pytest process is gone (killed with SIGKILL, say).
+def _is_orphan(pid: int, markers: dict[str, str], current_run: str, only_run: bool) -> bool:
+    """A marked process whose spawner died, or whose run's pytest (another run) is gone."""
+    run = markers.get(RUN_MARKER)
+    if not run or (only_run and run != current_run):
+        return False
+    spawner = markers.get(SPAWNER_MARKER, "")
+    if spawner.isdigit() and int(spawner) != pid and not _pid_alive(int(spawner)):
+        return True
+    owner = owner_pid(run)
+    return not (run == current_run or owner is None or owner == pid or _pid_alive(owner))
 
-    Found by the environment marker every child carries; returns (pid, run id) of each.
+
+def reap_orphans(current_run: str, only_run: bool = False) -> list[tuple[int, str]]:
+    """Kill workloads whose pytest process is gone: a run killed with SIGKILL or os._exit,
+    or a killed xdist worker (its spawner marker names a dead pid while the run goes on).
+
+    Found by the environment markers every child carries; returns (pid, run id) of each.
+    With `only_run`, only the current run's own orphans are touched.
     """
     reaped = []
     me = os.getpid()
@@ -259,18 +287,15 @@ def reap_orphans(current_run: str) -> list[tuple[int, str]]:
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         pid = int(entry.name)
-        run = run_marker_of(pid)
-        if not run or run == current_run:
-            continue
-        owner = owner_pid(run)
-        if owner is None or owner == pid or _pid_alive(owner):
+        markers = markers_of(pid)
+        if not _is_orphan(pid, markers, current_run, only_run):
             continue
         _signal_group(pid, signal.SIGKILL)
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
-        reaped.append((pid, run))
+        reaped.append((pid, markers[RUN_MARKER]))
     return reaped
 
 

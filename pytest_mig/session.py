@@ -68,8 +68,10 @@ def parse_harness_options(pairs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
-            raise ConfigError(f"--mig-harness-opt {pair!r}: expected KEY=VALUE, e.g. precision=bf16")
+        # KEY or KEY.<benchmark> (applies to one benchmark only, e.g. precision.rnnt=fp32)
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)?", key.strip()):
+            raise ConfigError(f"--mig-harness-opt {pair!r}: expected KEY=VALUE or "
+                              "KEY.<benchmark>=VALUE, e.g. precision=bf16 or precision.rnnt=fp32")
         out[key.strip()] = value.strip()
     return out
 
@@ -178,11 +180,25 @@ class MigSession:
         return report
 
     def close(self) -> None:
-        """Stop what the run started at session level (backgrounds, MPS daemons); idempotent."""
+        """Stop what the run started at session level (backgrounds, MPS daemons) and what a
+        killed xdist worker of this run left running; idempotent."""
         self.stop_session_backgrounds()
         for daemon in self.mps_daemons.values():
             daemon.stop()
         self.mps_daemons.clear()
+        if self.run_dir.exists():
+            self.reap_orphans()
+
+    def reap_orphans(self) -> list[tuple[int, str]]:
+        """Kill this run's workloads whose pytest process died; each noted in orphans.log."""
+        from pytest_mig.process import reap_orphans
+        reaped = reap_orphans(self.run_id, only_run=True)
+        if reaped:
+            with open(self.run_dir / "orphans.log", "a", encoding="utf-8") as fh:
+                for pid, _ in reaped:
+                    fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} killed workload pid {pid}: "
+                             "the pytest process that started it (an xdist worker) died\n")
+        return reaped
 
     def lock_dir(self) -> Path:
         if self.simulated:  # a simulated GPU belongs to this run alone

@@ -30,7 +30,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         "gpu_model": case.gpu_model,
         "run_profile": case.run_profile.name,
         "outcome": test_outcome,
-        "message": message[:4000],
+        "message": clip(message),
         "result": None if res is None else {
             "valid": res.valid, "result": res.result_text, "invalid_reasons": res.invalid_reasons,
             "metric": res.metric_name, "value": res.metric_value, "latencies_ns": res.latencies_ns,
@@ -51,6 +51,16 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
                   "main_log": str(outcome.main.log_path) if outcome.main else None,
                   "background_logs": [str(b.log_path) for b in outcome.backgrounds]},
     }
+
+
+def clip(message: str, limit: int = 4000) -> str:
+    """A long failure text cut in its middle: pytest puts the exception message last."""
+    if len(message) <= limit:
+        return message
+    head = limit // 4
+    tail = limit - head - 40
+    return f"{message[:head]}\n... [{len(message) - head - tail} characters cut] ...\n" \
+           f"{message[-tail:]}"
 
 
 def write_record(test_dir: Path, record: dict[str, Any]) -> Path:

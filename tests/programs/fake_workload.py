@@ -2,19 +2,54 @@
 
 Behaviours: valid | invalid (LoadGen INVALID summary) | crash_before_ready |
 crash_after_ready (exits 3 a moment after its ready line) | never_ready | exit_nonzero
-(finishes its duration, exits 4) | no_summary | early (finishes 0.1 s after ready).
+(finishes its duration, exits 4) | no_summary | early (finishes 0.1 s after ready) |
+die_on_sigterm (keeps the default SIGTERM action; others exit 0 when stopped) |
+crash_during_main (a background exiting 3 once the main has started) | crash_after_main
+(a background exiting 3 once the main has written its summary) | hang (ready, then sleeps) |
+corrupt_summary (a summary cut short and garbled) | gpu_lost (makes the simulated GPU answer
+NVML_ERROR_GPU_IS_LOST to the next telemetry read, then dies like a CUDA program would).
+
+The script maps a workload name (bg1-bert), its prefix (bg1) or its role to a behaviour;
+`"cases": {"resnet50": {...}}` scopes entries to the case whose test directory holds that
+text. `"print_env": true` prints the environment first; `"grandchild": true` leaves a
+sleeping child in the workload's process group. `--pid-file` records the pid.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "mlperf_logs" / "loadgen-6.0.17"
+
+
+def behaviour(script: dict, name: str, role: str, log_dir: Path) -> str:
+    scoped = [sub for key, sub in (script.get("cases") or {}).items()
+              if key in log_dir.parent.name]
+    for table in [*scoped, script]:
+        how = table.get(name) or table.get(name.split("-")[0]) or table.get(role)
+        if how:
+            return how
+    return "valid"
+
+
+def wait_for(path: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def lose_gpu(log_dir: Path) -> None:
+    """Inject GPU_IS_LOST into the run's simulated GPU (reports/<run>/simulated-gpu.json)."""
+    from pytest_mig.gpu.simulator import SimulatedNvml
+    state = log_dir.parents[1] / "simulated-gpu.json"
+    SimulatedNvml(state).inject_failure("nvmlDeviceGetMemoryInfo", "GPU_IS_LOST")
 
 
 def main() -> int:
@@ -25,12 +60,20 @@ def main() -> int:
     ap.add_argument("--log-dir", required=True)
     ap.add_argument("--min-duration-ms", type=int, default=1000)
     ap.add_argument("--noise-lines", type=int, default=3)
+    ap.add_argument("--pid-file", default=None)
     a = ap.parse_args()
+    if a.pid_file:
+        Path(a.pid_file).write_text(str(os.getpid()))
     script = json.loads(Path(a.script).read_text())
-    how = (script.get(a.name) or script.get(a.name.split("-")[0]) or script.get(a.role)
-           or "valid")
     out = Path(a.log_dir)
+    how = behaviour(script, a.name, a.role, out)
     out.mkdir(parents=True, exist_ok=True)
+    if script.get("print_env"):
+        for key, value in sorted(os.environ.items()):
+            print(f"[fake] env {key}={value}", flush=True)
+    if script.get("grandchild"):
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for i in range(a.noise_lines):
         print(f"[fake] warming up {i}", flush=True)
     if how == "crash_before_ready":
@@ -47,9 +90,27 @@ def main() -> int:
     if how != "die_on_sigterm":
         # Stopped in its timed phase (session backgrounds): end cleanly, exit 0.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if how in ("crash_during_main", "crash_after_main"):
+        test_dir = out.parent
+        wait_for(test_dir / "main.log" if how == "crash_during_main"
+                 else test_dir / "main" / "mlperf_log_summary.txt")
+        time.sleep(0.1 if how == "crash_during_main" else 0.3)
+        print(f"[fake] segmentation fault (simulated, {how})", flush=True)
+        return 3
+    if how == "hang":
+        time.sleep(3600)
+        return 0
+    if how == "gpu_lost":
+        time.sleep(0.1)
+        lose_gpu(out)
+        print("[fake] CUDA error: GPU is lost (simulated Xid 79: fell off the bus)", flush=True)
+        return 1
     duration = 0.1 if how == "early" else a.min_duration_ms / 1000
     time.sleep(duration)
-    if how != "no_summary":
+    if how == "corrupt_summary":
+        text = (DATA / "Offline-valid" / "mlperf_log_summary.txt").read_bytes()
+        (out / "mlperf_log_summary.txt").write_bytes(b"\x00\xff garbled \x00" + text[40:90])
+    elif how != "no_summary":
         src = "Offline-invalid" if how == "invalid" else "Offline-valid"
         shutil.copy(DATA / src / "mlperf_log_summary.txt", out / "mlperf_log_summary.txt")
     print("[fake] done", flush=True)
