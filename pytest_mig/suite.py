@@ -5,6 +5,7 @@ SuiteError naming the file, the line, the key path, the allowed values and the f
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -196,8 +197,21 @@ def default_fixtures_dir() -> Path:
 
 
 def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = None) -> Catalog:
-    """Load and validate the benchmark catalogue; GPU model keys come from <fixtures>/gpus."""
+    """Load and validate the benchmark catalogue; GPU model keys come from <fixtures>/gpus.
+
+    Cached per (file, modification time): a run with many suites or cases parses it once.
+    """
     path = Path(path) if path is not None else default_fixtures_dir() / "benchmarks.yaml"
+    gpus = Path(gpus_dir) if gpus_dir is not None else path.parent / "gpus"
+    try:
+        stamp = (path.stat().st_mtime_ns, gpus.stat().st_mtime_ns if gpus.exists() else 0)
+    except OSError:
+        stamp = (0, 0)  # missing file: _load_catalog raises the user-facing error
+    return _load_catalog(path.resolve(), gpus.resolve(), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_catalog(path: Path, gpus: Path, stamp: tuple[int, int]) -> Catalog:
     root = load_yaml(path)
     top = root.mapping(("source", "suite_classes", "scenarios", "benchmarks", "aliases"),
                        required=("source", "suite_classes", "scenarios", "benchmarks", "aliases"))
@@ -212,7 +226,6 @@ def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = N
     for alias, node in top["aliases"].mapping().items():
         items = node.items()
         aliases[alias] = (node.unique_names(list(benchmarks), "benchmark") if items else ())
-    gpus = Path(gpus_dir) if gpus_dir is not None else path.parent / "gpus"
     return Catalog(path=path, source=top["source"].text(), suite_classes=classes,
                    scenarios=scenarios, benchmarks=benchmarks, aliases=aliases,
                    gpu_models=_gpu_models(gpus))

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+# libyaml's C parser when PyYAML has it (same safe semantics, marks included), else pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 from pytest_mig.errors import SuiteError, did_you_mean
 
 # Guards against alias bombs ("billion laughs") and runaway nesting.
@@ -151,7 +154,7 @@ def load_yaml(path: Path | str) -> YNode:
 def parse_yaml(text: str, file: str) -> YNode:
     """Compose `text` (safe loader) into a YNode tree."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
