@@ -29,7 +29,8 @@ def harness_argv(args, log_dir: Path) -> list[str]:
     return [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", args.benchmark,
             "--scenario", "Offline", "--mode", "performance", "--log-dir", str(log_dir),
             "--min-duration-ms", str(args.min_duration_ms), "--size", args.size,
-            "--precision", args.precision, "--device", "cuda"]
+            "--precision", args.precision, "--device", "cuda", "--batch-size", str(args.batch_size),
+            "--start-from-device"]
 
 
 def run_many(args, tmp: Path, tag: str, n: int, extra_env: dict[str, str]) -> list[float]:
@@ -58,6 +59,7 @@ def main() -> int:
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--min-duration-ms", type=int, default=5000)
     ap.add_argument("--clients", type=int, default=7)
+    ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

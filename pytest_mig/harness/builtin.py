@@ -23,6 +23,12 @@ def for_benchmark(options, benchmark: str) -> dict[str, str]:
     return out
 
 
+# Switches: `until_stopped` is set for session-lifetime backgrounds; the others are the
+# GPU path's (NVIDIA's start_from_device: samples resident in GPU memory).
+FLAGS = {"until_stopped": "--until-stopped", "start_from_device": "--start-from-device",
+         "no_cuda_graphs": "--no-cuda-graphs", "no_channels_last": "--no-channels-last"}
+
+
 class BuiltinHarness:
     name = "loadgen"
 
@@ -45,8 +51,9 @@ class BuiltinHarness:
         for key, flag in PASSTHROUGH.items():
             if merged.get(key) not in (None, ""):
                 argv += [flag, str(merged[key])]
-        if merged.get("until_stopped") == "1":  # session-lifetime background
-            argv.append("--until-stopped")
+        for key, flag in FLAGS.items():  # on/off switches: "1"/"true" turns them on
+            if str(merged.get(key, "")).lower() in ("1", "true", "yes", "on"):
+                argv.append(flag)
         return LaunchSpec(argv=tuple(argv), env=env, cwd=Path.cwd(), ready_pattern=READY_PATTERN,
                           log_path=log_path, result_dir=work.log_dir)
 

@@ -105,6 +105,10 @@ class SampleLoader:
         self._make, self._collate, self.device = make, collate, device
         self._cache: dict[int, Sample] = {}
         self._lock = threading.Lock()
+        # Where loaded samples live: the GPU path sets a transform to device memory (start_from_device).
+        self.resident: Callable[[Sample], Sample] | None = None
+        # Keep samples across unloads: back-to-back tests load the same set each time.
+        self.retain = False
 
     def sample(self, index: int) -> Sample:
         """One sample, from memory when loaded, else generated (deterministically)."""
@@ -121,9 +125,12 @@ class SampleLoader:
         with self._lock:
             for index in indices:
                 if index not in self._cache:
-                    self._cache[index] = self.sample(index)
+                    sample = self.sample(index)
+                    self._cache[index] = self.resident(sample) if self.resident is not None else sample
 
     def unload(self, indices: Iterable[int]) -> None:
+        if self.retain:
+            return
         with self._lock:
             for index in indices:
                 self._cache.pop(index, None)

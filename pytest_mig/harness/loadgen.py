@@ -2,6 +2,8 @@
 
 Prints progress, then exactly one line ending in `running actual test.` right before
 LoadGen's timed phase; LoadGen writes its logs (and accuracy.txt in accuracy mode) to --log-dir.
+With --until-stopped it runs performance tests back to back (logs in run-<k>/) until SIGTERM,
+then exits 0 with the last completed test's summary in --log-dir.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +31,14 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class StopRequest:
+    """Set by the signal handler once `armed` (timed phase reached) so --until-stopped ends cleanly."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.armed = False
 
 
 def _positive_int(text: str) -> int:
@@ -72,6 +83,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--batch-size", type=_positive_int, help="largest batch the SUT runs")
+    gpu = p.add_argument_group("GPU path (CUDA only; ignored on the CPU)")
+    gpu.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                     help="one CUDA graph per batch size, partial batches padded (default: on; "
+                          "rnnt graphs each greedy-decoder step, its encoder runs eager)")
+    gpu.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                     help="channels-last layout for the conv nets (default: on)")
+    gpu.add_argument("--start-from-device", action="store_true",
+                     help="hold QSL samples in GPU memory, loaded when LoadGen loads them "
+                          "(a no-op on the CPU, where samples already live in host memory)")
+    p.add_argument("--until-stopped", action="store_true",
+                   help="performance tests back to back (each at most "
+                        "60 s, logs in <log-dir>/run-<k>/) until SIGTERM/SIGINT, then exit 0")
     return p
 
 
@@ -80,9 +103,20 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.until_stopped and args.mode != "performance":
+        cli.error("--until-stopped runs performance tests; use --mode performance")
+    stop = StopRequest() if args.until_stopped else None
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop is not None and stop.armed:
+            stop.event.set()  # finish the current test, keep its logs, exit 0
+        else:
+            _on_signal(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         from . import sut  # torch and LoadGen load here, after argument errors had their say
 
@@ -98,8 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_duration_ms=args.min_duration_ms, min_query_count=args.min_query_count,
             target_qps=args.target_qps, target_latency_ms=args.target_latency_ms,
             sample_count=args.sample_count, size=args.size, precision=args.precision,
-            device=args.device, threads=args.threads, seed=args.seed, batch_size=args.batch_size)
-        sut.run(config)
+            device=args.device, threads=args.threads, seed=args.seed, batch_size=args.batch_size,
+            cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
+            start_from_device=args.start_from_device)
+        if stop is not None:
+            sut.run_until_stopped(config, stop)
+        else:
+            sut.run(config)
     except Interrupted as stop:
         print(f"[pytest-mig loadgen] stopped by signal {stop.signum}", file=sys.stderr, flush=True)
         sys.stdout.flush()

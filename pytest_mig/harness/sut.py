@@ -8,22 +8,28 @@ enough queries for LoadGen's early-stopping check.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import shutil
 import statistics
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import mlperf_loadgen as lg
 import numpy as np
 import torch
 
-from . import scoring
-from .models import Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
+from . import accel, scoring
+from .datasets import SampleLoader
+from .models import Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
+
+if TYPE_CHECKING:
+    from .loadgen import StopRequest
 
 PREFIX = "[pytest-mig loadgen]"
 READY_LINE = f"{PREFIX} Starting running actual test."
@@ -47,6 +53,10 @@ SERVER_MAX_BATCH = 8
 SAMPLE_MEMORY_BYTES = 1 << 30  # performance sample set budget
 CALIBRATION_BUDGET_S = 0.25
 STOP_GRACE_S = 1.0
+# --until-stopped: each back-to-back test's min duration is capped so Offline queries stay small,
+# and a test cut short by a signal gets this long to answer what is pending and write its logs.
+UNTIL_STOPPED_TEST_MS = 60_000
+UNTIL_STOPPED_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,9 @@ class RunConfig:
     threads: int = 1
     seed: int = 0
     batch_size: int | None = None
+    cuda_graphs: bool | None = None  # None: on for CUDA (where the model allows)
+    channels_last: bool | None = None  # None: on for the conv nets on CUDA
+    start_from_device: bool = False  # QSL samples held in GPU memory, in the compute dtype
 
 
 @dataclass(frozen=True)
@@ -104,9 +117,11 @@ def say(message: str) -> None:
     print(f"{PREFIX} {message}", flush=True)
 
 
-def batch_size_for(cfg: RunConfig) -> int:
+def batch_size_for(cfg: RunConfig, device: torch.device | None = None) -> int:
     if cfg.batch_size:
         return cfg.batch_size
+    if device is not None and device.type == "cuda" and cfg.scenario == "Offline":
+        return accel.GPU_BATCH_SIZES[canonical_benchmark(cfg.benchmark)]
     return {"Offline": BATCH_SIZES[cfg.size], "Server": min(SERVER_MAX_BATCH, BATCH_SIZES[cfg.size]),
             "SingleStream": 1, "MultiStream": MULTISTREAM_SAMPLES}[cfg.scenario]
 
@@ -134,7 +149,7 @@ def _time_calls(fn: Callable[[], object], device: torch.device, threads: int, mi
     return statistics.median(walls), best
 
 
-def calibrate(predictor: Predictor, sample_count: int, batch: int, device: torch.device,
+def calibrate(predictor: Predictor | accel.AccelPredictor, sample_count: int, batch: int, device: torch.device,
               threads: int = 1) -> Calibration:
     """Time one-sample and full batches on QSL samples held in memory."""
     indices = [i % sample_count for i in range(batch)]
@@ -184,7 +199,7 @@ def test_settings(cfg: RunConfig, cal: Calibration) -> tuple[lg.TestSettings, di
 class BatchingSUT:
     """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them."""
 
-    def __init__(self, predictor: Predictor, max_batch: int) -> None:
+    def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int) -> None:
         self.predictor, self.max_batch = predictor, max_batch
         self._queue: collections.deque = collections.deque()
         self._cond = threading.Condition()
@@ -248,72 +263,181 @@ def _start_test(sut: object, qsl: object, ts: lg.TestSettings, log_dir: Path) ->
     return thread
 
 
-def run(cfg: RunConfig) -> RunOutcome:
-    """Build, calibrate, run LoadGen to completion and, in accuracy mode, score against FP32."""
+@dataclass
+class Prepared:
+    """A built, calibrated model with its LoadGen settings, ready for one or more tests."""
+
+    name: str
+    device: torch.device
+    loader: SampleLoader
+    predictor: Callable[[Sequence[int]], list[np.ndarray]]
+    reference: Callable[[Sequence[int]], list[np.ndarray]] | None
+    batch: int
+    settings: lg.TestSettings
+    shown: dict[str, float | int | str]
+    perf_count: int
+
+
+def _predictors(cfg: RunConfig, name: str, built: Built, device: torch.device, batch: int):
+    """(predictor, FP32 reference or None, description): the GPU path on CUDA, autocast on the CPU."""
+    model, loader, postprocess = built
+    accuracy = cfg.mode == "accuracy"
+    runnable, reference = apply_precision(model, cfg.precision, keep_reference=accuracy)
+    if device.type != "cuda":
+        ref = Predictor(reference, loader, postprocess, "fp32", device) if reference is not None else None
+        return Predictor(runnable, loader, postprocess, cfg.precision, device), ref, "autocast"
+    accel.setup_cuda()
+    opts = accel.options_for(name, cfg.precision, cfg.cuda_graphs, cfg.channels_last, cfg.start_from_device)
+    fast = accel.prepare_model(runnable, name, opts, copy_first=runnable is reference)
+    predictor = accel.AccelPredictor(fast, loader, postprocess, opts, device, batch)
+    ref = None
+    if reference is not None:  # the same weights, fp32, as built: no graphs, no layout change
+        plain = accel.options_for(name, "fp32", cuda_graphs=False, channels_last=False)
+        ref = accel.AccelPredictor(reference, loader, postprocess, plain, device, BATCH_SIZES[cfg.size])
+    return predictor, ref, opts.describe()
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Build the model on its device, capture graphs, calibrate and derive the test settings."""
     torch.set_num_threads(cfg.threads)
     name = canonical_benchmark(cfg.benchmark)
     device = resolve_device(cfg.device)
-    log_dir = Path(cfg.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-
     t0 = time.perf_counter()
-    model, loader, postprocess = build(name, cfg.size, cfg.seed, device)
-    accuracy = cfg.mode == "accuracy"
-    runnable, reference = apply_precision(model, cfg.precision, keep_reference=accuracy)
-    predictor = Predictor(runnable, loader, postprocess, cfg.precision, device)
-    params = sum(p.numel() for p in model.parameters())
+    built = build(name, cfg.size, cfg.seed, device)
+    batch = batch_size_for(cfg, device)
+    predictor, reference, how = _predictors(cfg, name, built, device, batch)
+    params = sum(p.numel() for p in built.model.parameters())
     say(f"model {name} size={cfg.size} precision={cfg.precision} device={device} threads={cfg.threads} "
-        f"params={params} built in {time.perf_counter() - t0:.2f}s")
-
-    batch = batch_size_for(cfg)
+        f"params={params} built in {time.perf_counter() - t0:.2f}s ({how})")
+    if device.type != "cuda" and cfg.start_from_device:
+        say("--start-from-device: the device is the CPU, where QSL samples already live (no-op)")
+    if isinstance(predictor, accel.AccelPredictor) and predictor.runner is not None:
+        indices = [i % cfg.sample_count for i in range(batch)]
+        built.make_inputs.load(indices)
+        took = predictor.capture(indices)
+        built.make_inputs.unload(indices)
+        say(f"captured CUDA graphs for batch sizes {', '.join(map(str, predictor.buckets))} in {took:.2f}s")
     cal = calibrate(predictor, cfg.sample_count, batch, device, cfg.threads)
     say(f"calibration: 1 sample {cal.latency_s * 1e3:.3f} ms ({cal.single_qps:.1f}/s), "
         f"batch {cal.batch_size} {cal.batch_s * 1e3:.3f} ms ({cal.batch_qps:.1f} samples/s, "
         f"peak {cal.peak_qps:.1f})")
     ts, shown = test_settings(cfg, cal)
+    loader = built.make_inputs
     perf_count = max(1, min(cfg.sample_count, SAMPLE_MEMORY_BYTES // max(1, loader.bytes_per_sample())))
     shown.update(sample_count=cfg.sample_count, performance_sample_count=perf_count, batch_size=batch)
     say("settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count)
 
-    batching = BatchingSUT(predictor, batch)
-    sut = lg.ConstructSUT(batching.issue, batching.flush)
-    qsl = lg.ConstructQSL(cfg.sample_count, perf_count, loader.load, loader.unload)
-    print(READY_LINE, flush=True)
-    started = time.perf_counter()
-    thread = _start_test(sut, qsl, ts, log_dir)
+
+def _await_test(thread: threading.Thread, batching: BatchingSUT, stop: threading.Event | None) -> bool:
+    """Wait for LoadGen; True when `stop` cut the test short (pending samples answered at once)."""
     try:
         while thread.is_alive():
             thread.join(0.1)  # short waits keep the main thread able to take signals
+            if stop is not None and stop.is_set():
+                batching.drain()
+                thread.join(UNTIL_STOPPED_GRACE_S)  # LoadGen still writes its logs
+                return True
     except BaseException:
         batching.drain()
         thread.join(STOP_GRACE_S)
         raise
+    return False
+
+
+def run(cfg: RunConfig) -> RunOutcome:
+    """Build, calibrate, run LoadGen to completion and, in accuracy mode, score against FP32."""
+    log_dir = Path(cfg.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(cfg)
+    batching = BatchingSUT(prep.predictor, prep.batch)
+    sut = lg.ConstructSUT(batching.issue, batching.flush)
+    qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
+    print(READY_LINE, flush=True)
+    started = time.perf_counter()
+    _await_test(_start_test(sut, qsl, prep.settings, log_dir), batching, None)
     test_s = time.perf_counter() - started
     batching.stop()
     lg.DestroyQSL(qsl)
     lg.DestroySUT(sut)
     say(f"test finished in {test_s:.2f}s; logs in {log_dir}")
-    outcome = RunOutcome(log_dir=log_dir, settings=shown, test_s=test_s,
+    outcome = RunOutcome(log_dir=log_dir, settings=prep.shown, test_s=test_s,
                          files={"summary": log_dir / "mlperf_log_summary.txt",
                                 "detail": log_dir / "mlperf_log_detail.txt",
                                 "accuracy_log": log_dir / scoring.ACCURACY_LOG})
-    if accuracy:
-        assert reference is not None
-        outcome.accuracy = evaluate(name, log_dir, Predictor(reference, loader, postprocess, "fp32", device),
-                                    BATCH_SIZES[cfg.size])
+    if cfg.mode == "accuracy":
+        assert prep.reference is not None
+        outcome.accuracy = evaluate(prep.name, log_dir, prep.reference, prep.loader, BATCH_SIZES[cfg.size])
         text, data = scoring.write_accuracy(log_dir, outcome.accuracy)
         outcome.files.update(accuracy_txt=text, accuracy_json=data)
-        say(f"accuracy vs fp32 reference: {scoring.format_accuracy_line(name, outcome.accuracy.fields)}")
+        say(f"accuracy vs fp32 reference: {scoring.format_accuracy_line(prep.name, outcome.accuracy.fields)}")
     return outcome
 
 
-def evaluate(benchmark: str, log_dir: Path, reference: Predictor, batch: int) -> scoring.AccuracyResult:
+def _publish(run_dir: Path, log_dir: Path) -> None:
+    """Copy a finished test's summary and detail log to the top of the log dir (atomically)."""
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+        src = run_dir / name
+        if src.exists():
+            tmp = log_dir / f".{name}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, log_dir / name)
+
+
+def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
+    """Back-to-back performance tests (logs in run-<k>/) until `stop` is set; returns the tests run.
+
+    Each test's min duration is capped so LoadGen's queries stay small; the last test that
+    completed on its own has its summary copied to the log dir (the cut-short one if none did).
+    """
+    log_dir = Path(cfg.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    capped = replace(cfg, min_duration_ms=min(cfg.min_duration_ms, UNTIL_STOPPED_TEST_MS))
+    prep = prepare(capped)
+    prep.loader.retain = True  # LoadGen loads the same performance set before every test
+    batching = BatchingSUT(prep.predictor, prep.batch)
+    sut = lg.ConstructSUT(batching.issue, batching.flush)
+    qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
+    stop.armed = True  # from here a signal ends the current test instead of the process
+    print(READY_LINE, flush=True)
+    completed: Path | None = None
+    tests = 0
+    while True:
+        run_dir = log_dir / f"run-{tests}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cut_short = _await_test(_start_test(sut, qsl, prep.settings, run_dir), batching, stop.event)
+        tests += 1
+        if not cut_short:
+            completed = run_dir
+            _publish(run_dir, log_dir)
+        if cut_short or stop.event.is_set():
+            break
+    if completed is None:
+        _publish(run_dir, log_dir)
+    say(f"stopped after {tests} test(s); last completed: {completed.name if completed else 'none'}")
+    return tests
+
+
+def evaluate(benchmark: str, log_dir: Path, reference: Callable[[Sequence[int]], list[np.ndarray]],
+             loader: SampleLoader, batch: int) -> scoring.AccuracyResult:
     """Score the samples LoadGen logged against the FP32 reference on the same samples."""
     produced = scoring.read_accuracy_log(log_dir / scoring.ACCURACY_LOG, benchmark)
     indices = sorted(produced)
     expected: dict[int, np.ndarray] = {}
-    for start in range(0, len(indices), batch):
-        chunk = indices[start:start + batch]
-        # Through the same byte codec as the logged outputs, so both sides have one shape.
-        expected.update((i, decode_output(benchmark, out.tobytes())) for i, out in zip(chunk, reference(chunk)))
-    return scoring.score(benchmark, produced, expected, reference.make_inputs.sample)
+    with _strict_fp32():
+        for start in range(0, len(indices), batch):
+            chunk = indices[start:start + batch]
+            # Through the same byte codec as the logged outputs, so both sides have one shape.
+            expected.update((i, decode_output(benchmark, out.tobytes())) for i, out in zip(chunk, reference(chunk)))
+    return scoring.score(benchmark, produced, expected, loader.sample)
+
+
+@contextlib.contextmanager
+def _strict_fp32():
+    """cuDNN convolutions default to TF32 on the GPU; the reference computes in true FP32."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import datasets
@@ -48,14 +49,38 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 
 def run_lstm(lstm: nn.LSTM, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-    """LSTM call that falls back to fp32 where oneDNN has no fp16 LSTM (CPU autocast fp16)."""
+    """LSTM call that falls back to fp32 where oneDNN has no fp16 LSTM (CPU autocast fp16).
+
+    Inputs and state follow the weights' dtype, so a model cast to bf16/fp16 runs too; outputs are fp32.
+    """
     if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.float16):
         with torch.autocast("cpu", enabled=False):
             out, (h, c) = lstm(x.float(), state)
     else:
-        out, (h, c) = lstm(x, state)
+        dtype = lstm.weight_ih_l0.dtype
+        if state is not None:
+            state = (state[0].to(dtype), state[1].to(dtype))
+        out, (h, c) = lstm(x.to(dtype), state)
     return out.float(), (h.float(), c.float())
+
+
+def lstm_step(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, State]:
+    """One time step of a multi-layer LSTM from its weights: plain matmuls, so a CUDA graph can hold it.
+
+    `x` is [B, in]; `h`, `c` are [layers, B, hidden]; PyTorch's gate order (input, forget, cell, output).
+    """
+    hs, cs = [], []
+    inp = x
+    for layer in range(lstm.num_layers):
+        gates = (F.linear(inp, getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"bias_ih_l{layer}"))
+                 + F.linear(h[layer], getattr(lstm, f"weight_hh_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")))
+        i, f, g, o = gates.chunk(4, dim=1)
+        c_new = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
+        inp = torch.sigmoid(o) * torch.tanh(c_new)
+        hs.append(inp)
+        cs.append(c_new)
+    return inp, (torch.stack(hs), torch.stack(cs))
 
 
 class RNNT(nn.Module):
@@ -93,12 +118,28 @@ class RNNT(nn.Module):
         return out[:, 0], state
 
     def joint(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return self.joint_out(torch.relu(self.joint_enc(f) + self.joint_pred(g))).float()
+        dtype = self.joint_enc.weight.dtype  # the decoder keeps fp32 state; a cast model computes in its own
+        return self.joint_out(torch.relu(self.joint_enc(f.to(dtype)) + self.joint_pred(g.to(dtype)))).float()
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Greedy transcripts as label ids [B, steps], -1 where nothing was emitted."""
         enc, enc_len = self.encode(features, lengths)
         return self.greedy(enc, enc_len)
+
+    def decode_step(self, f: torch.Tensor, g: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                    active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One symbol of `greedy` for the whole batch with fixed shapes and no host sync (graph-capturable).
+
+        Returns (token or -1 per sample, emitted mask, and g, h, c advanced where a sample emitted).
+        """
+        best = torch.argmax(self.joint(f, g), dim=1)
+        emit = active & (best != BLANK)
+        dtype = self.pred.weight_ih_l0.dtype
+        x = self.embed(torch.where(emit, best, BLANK)).to(dtype)
+        g_new, (h_new, c_new) = lstm_step(self.pred, x, h.to(dtype), c.to(dtype))
+        keep = emit[None, :, None]
+        return (torch.where(emit, best, -1), emit, torch.where(emit[:, None], g_new.float(), g),
+                torch.where(keep, h_new.float(), h), torch.where(keep, c_new.float(), c))
 
     def greedy(self, enc: torch.Tensor, enc_len: torch.Tensor,
                visited: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
@@ -168,7 +209,8 @@ def _make_sample(gen: torch.Generator, cfg: RNNTConfig) -> Sample:
 
 def _collate(samples: Sequence[Sample]) -> Inputs:
     lengths = torch.stack([s["length"] for s in samples])
-    padded = torch.zeros(len(samples), int(lengths.max()), samples[0]["features"].shape[1])
+    first = samples[0]["features"]  # on the GPU already when samples are device-resident
+    padded = torch.zeros(len(samples), int(lengths.max()), first.shape[1], dtype=first.dtype, device=first.device)
     for i, s in enumerate(samples):
         padded[i, :s["features"].shape[0]] = s["features"]
     return padded, lengths

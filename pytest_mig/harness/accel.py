@@ -1,0 +1,333 @@
+"""GPU path of the built-in harness: weights cast to bf16/fp16, channels-last conv nets,
+one CUDA graph per batch size (partial batches padded up) and device-resident QSL samples.
+
+CUDA only: on the CPU the harness keeps `models.Predictor` (autocast), unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import Sample, SampleLoader
+from .models.rnnt import BLANK, RNNT
+
+CAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MEMORY_FORMATS = {"resnet50": torch.channels_last, "ssd-resnet34": torch.channels_last,
+                  "ssd-mobilenet": torch.channels_last, "3d-unet": torch.channels_last_3d}
+FORMAT_RANK = {torch.channels_last: 4, torch.channels_last_3d: 5}
+GRAPH_WARMUP = 3  # eager runs on a side stream before capture (cuDNN autotuning, lazy caches)
+# Default Offline batch per benchmark on CUDA. On a whole H100 at --size full the sweep in
+# benchmarks/results/h100_harness_throughput.json gains at most 7% from larger batches except
+# RNN-T (4096: about 2x), whose larger batches need more memory than a 1g.10gb slice has.
+GPU_BATCH_SIZES = {"resnet50": 256, "ssd-resnet34": 16, "ssd-mobilenet": 256, "bert": 128,
+                   "rnnt": 1024, "dlrm": 256, "3d-unet": 4}
+
+
+@dataclass(frozen=True)
+class AccelOptions:
+    """How the GPU path runs one model."""
+
+    dtype: torch.dtype  # weights and floating inputs
+    memory_format: torch.memory_format | None  # channels-last variant, or None: as built
+    cuda_graphs: bool
+    start_from_device: bool
+
+    def describe(self) -> str:
+        fmt = {torch.channels_last: "channels_last", torch.channels_last_3d: "channels_last_3d"}
+        return (f"dtype={str(self.dtype).removeprefix('torch.')} "
+                f"layout={fmt.get(self.memory_format, 'contiguous')} "  # type: ignore[arg-type]
+                f"cuda_graphs={'on' if self.cuda_graphs else 'off'} "
+                f"start_from_device={'on' if self.start_from_device else 'off'}")
+
+
+def options_for(benchmark: str, precision: str, cuda_graphs: bool | None = None,
+                channels_last: bool | None = None, start_from_device: bool = False) -> AccelOptions:
+    """Defaults: graphs on, channels-last for the conv nets; None means default."""
+    return AccelOptions(
+        dtype=CAST_DTYPES.get(precision, torch.float32),
+        memory_format=MEMORY_FORMATS.get(benchmark) if channels_last is not False else None,
+        cuda_graphs=cuda_graphs is not False,
+        start_from_device=start_from_device)
+
+
+def setup_cuda() -> None:
+    """Fixed shapes throughout: let cuDNN pick the fastest algorithm per shape once."""
+    torch.backends.cudnn.benchmark = True
+
+
+# --- batch padding (pure) ---------------------------------------------------------------------
+
+def bucket_sizes(max_batch: int) -> tuple[int, ...]:
+    """Batch sizes that get a graph: powers of two below `max_batch`, then `max_batch` itself."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    sizes: list[int] = []
+    size = 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    return (*sizes, max_batch)
+
+
+def bucket_for(count: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket holding `count` samples."""
+    for size in sorted(buckets):
+        if count <= size:
+            return size
+    raise ValueError(f"{count} samples exceed the largest graphed batch {max(buckets)}")
+
+
+def pad_indices(indices: Sequence[int], size: int) -> list[int]:
+    """Fill a partial batch up to `size` by repeating its last sample (outputs of the copies are dropped)."""
+    if not indices or len(indices) > size:
+        raise ValueError(f"cannot pad {len(indices)} samples to a batch of {size}")
+    return [*indices, *[indices[-1]] * (size - len(indices))]
+
+
+def take_samples(output: Any, count: int, size: int) -> Any:
+    """The first `count` samples of a model output computed for `size` (tensors or nested tuples).
+
+    A tensor's leading dim holds a whole number of rows per sample (DLRM: pairs per query).
+    """
+    if isinstance(output, torch.Tensor):
+        rows, rest = divmod(output.shape[0], size)
+        if rest:
+            raise ValueError(f"output of {output.shape[0]} rows is not {size} equal samples")
+        return output[:count * rows]
+    if isinstance(output, (tuple, list)):
+        return type(output)(take_samples(part, count, size) for part in output)
+    raise TypeError(f"cannot split a model output of type {type(output).__name__}")
+
+
+# --- model preparation ------------------------------------------------------------------------
+
+class LayoutInstanceNorm(nn.Module):
+    """Instance norm that keeps its input's memory layout (PyTorch's makes channels-last contiguous)."""
+
+    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(x, dim=tuple(range(2, x.dim())), keepdim=True, correction=0)
+        scale = torch.rsqrt(var.float() + self.eps)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if self.weight is not None:
+            scale = scale * self.weight.float().view(shape)
+        shift = -mean.float() * scale
+        if self.bias is not None:
+            shift = shift + self.bias.float().view(shape)
+        return x * scale.to(x.dtype) + shift.to(x.dtype)
+
+
+def replace_instance_norms(model: nn.Module) -> int:
+    """Swap every InstanceNorm for a layout-keeping one with the same parameters; returns the count."""
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.modules.instancenorm._InstanceNorm) and not child.track_running_stats:
+                setattr(module, name, LayoutInstanceNorm(child))
+                swapped += 1
+    return swapped
+
+
+def cast_parameters(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast floating parameters to `dtype`; floating buffers (e.g. SSD's logit scale) stay fp32."""
+    kept = [(m, name, buf) for m in model.modules() for name, buf in m._buffers.items()
+            if buf is not None and buf.is_floating_point()]
+    model.to(dtype)  # nn.LSTM re-flattens its cuDNN weights in here
+    for module, name, buf in kept:
+        module._buffers[name] = buf
+    return model
+
+
+def prepare_model(model: nn.Module, benchmark: str, opts: AccelOptions, copy_first: bool) -> nn.Module:
+    """The model to run: cast and re-laid-out per `opts`, on a copy when the original must stay (reference)."""
+    changes = opts.dtype != torch.float32 or opts.memory_format is not None
+    if copy_first and changes:
+        model = copy.deepcopy(model)
+    if opts.dtype != torch.float32:
+        cast_parameters(model, opts.dtype)
+    if opts.memory_format is not None:
+        if opts.memory_format == torch.channels_last_3d:
+            replace_instance_norms(model)
+        model.to(memory_format=opts.memory_format)
+    return model.eval()
+
+
+def prepare_input(tensor: torch.Tensor, opts: AccelOptions) -> torch.Tensor:
+    """A floating input in the model's dtype and layout; integer inputs (ids) as they are."""
+    if not tensor.is_floating_point():
+        return tensor
+    fmt = opts.memory_format
+    if fmt is not None and tensor.dim() == FORMAT_RANK[fmt]:
+        return tensor.to(dtype=opts.dtype, memory_format=fmt)
+    return tensor.to(opts.dtype)
+
+
+def resident_sample(sample: Sample, device: torch.device, dtype: torch.dtype) -> Sample:
+    """A QSL sample as held in device memory: floating tensors already in the compute dtype."""
+    return {key: value.to(device, dtype=dtype if value.is_floating_point() else value.dtype)
+            for key, value in sample.items()}
+
+
+# --- execution --------------------------------------------------------------------------------
+
+class GraphRunner:
+    """One CUDA graph per batch size, all in one memory pool; inputs are copied into static buffers.
+
+    Sharing the pool is safe because replays run one at a time and each output is consumed
+    (post-processed to host arrays) before the next replay.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], Any]] = {}
+        self._pool: Any = None
+
+    def capture(self, size: int, inputs: Sequence[torch.Tensor]) -> None:
+        static = tuple(t.clone() for t in inputs)  # clone keeps the (channels-last) layout
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.inference_mode(), torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP):
+                self.model(*static)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            output = self.model(*static)
+        if self._pool is None:
+            self._pool = graph.pool()
+        self.graphs[size] = (graph, static, output)
+
+    def __call__(self, size: int, inputs: Sequence[torch.Tensor]) -> Any:
+        graph, static, output = self.graphs[size]
+        for dst, src in zip(static, inputs):
+            dst.copy_(src, non_blocking=True)  # casts and re-lays-out in the same copy
+        graph.replay()
+        return output
+
+
+class DecoderGraphRunner:
+    """RNN-T with one CUDA graph per batch size for a greedy symbol step (~40 small kernels).
+
+    The encoder runs eager (cuDNN LSTMs over whole sequences: few, large kernels) and the host
+    still ends each time step when no sample emitted, exactly as `RNNT.greedy` does; the step's
+    prediction LSTM is written out as matmuls (`rnnt.lstm_step`) so the graph can hold it.
+    """
+
+    def __init__(self, model: RNNT, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], tuple[torch.Tensor, ...]]] = {}
+        self._pool: Any = None
+
+    def _start(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens = torch.full((size,), BLANK, dtype=torch.long, device=self.device)
+        g, (h, c) = self.model.predict(tokens, None)
+        return g, h, c
+
+    def _body(self, s: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, emit, g, h, c = self.model.decode_step(s["f"], s["g"], s["h"], s["c"], s["active"])
+        for key, value in (("g", g), ("h", h), ("c", c), ("active", emit)):
+            s[key].copy_(value)
+        return tokens, emit.any()
+
+    def static_buffers(self, size: int, inputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The step's inputs, updated in place by each replay (g, h, c, active) or before it (f)."""
+        with torch.inference_mode():
+            enc, _ = self.model.encode(*inputs)
+            g, h, c = self._start(size)
+            return {"f": enc[:, 0].clone(), "g": g, "h": h, "c": c,
+                    "active": torch.ones(size, dtype=torch.bool, device=self.device)}
+
+    def capture(self, size: int, inputs: Sequence[torch.Tensor]) -> None:
+        static = self.static_buffers(size, inputs)
+        with torch.inference_mode():
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(GRAPH_WARMUP):
+                    self._body(static)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                output = self._body(static)
+        if self._pool is None:
+            self._pool = graph.pool()
+        self.graphs[size] = (graph, static, output)
+
+    def __call__(self, size: int, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        with torch.inference_mode():  # the static buffers are inference tensors
+            return self._decode(size, inputs)
+
+    def _decode(self, size: int, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        graph, s, (tokens, any_emitted) = self.graphs[size]
+        enc, enc_len = self.model.encode(*inputs)
+        for key, value in zip("ghc", self._start(size)):
+            s[key].copy_(value)
+        steps = enc.shape[1]
+        active = torch.arange(steps, device=self.device)[:, None] < enc_len[None, :]  # [T, B]
+        emitted: list[torch.Tensor] = []
+        for t in range(steps):
+            s["f"].copy_(enc[:, t])
+            s["active"].copy_(active[t])
+            for _ in range(self.model.cfg.max_symbols):
+                graph.replay()
+                if not bool(any_emitted):
+                    break
+                emitted.append(tokens.clone())
+        if not emitted:
+            return torch.full((size, 0), -1, dtype=torch.long, device=self.device)
+        return torch.stack(emitted, dim=1)
+
+
+def runner_for(model: nn.Module, device: torch.device) -> GraphRunner | DecoderGraphRunner:
+    """Whole-forward graphs for fixed-shape models; step graphs for RNN-T's data-dependent decoder."""
+    return DecoderGraphRunner(model, device) if isinstance(model, RNNT) else GraphRunner(model, device)
+
+
+class AccelPredictor:
+    """The GPU counterpart of `models.Predictor`: QSL indices in, one output array per sample out."""
+
+    def __init__(self, model: nn.Module, make_inputs: SampleLoader, postprocess: Callable[[Any], list[np.ndarray]],
+                 opts: AccelOptions, device: torch.device, max_batch: int) -> None:
+        self.model, self.make_inputs, self.postprocess = model, make_inputs, postprocess
+        self.opts, self.device = opts, device
+        self.buckets = bucket_sizes(max_batch)
+        self.runner = runner_for(model, device) if opts.cuda_graphs else None
+        if opts.start_from_device:
+            make_inputs.resident = lambda sample: resident_sample(sample, device, opts.dtype)
+
+    def capture(self, indices: Sequence[int]) -> float:
+        """Capture every bucket's graph up front (seconds taken), so no capture stalls a timed run."""
+        started = time.perf_counter()
+        if self.runner is not None:
+            for size in self.buckets:
+                self._graph_for(size, list(indices[:size]))
+        torch.cuda.synchronize(self.device)
+        return time.perf_counter() - started
+
+    def _graph_for(self, size: int, indices: Sequence[int]) -> None:
+        assert self.runner is not None
+        if size not in self.runner.graphs:
+            batch = self.make_inputs(pad_indices(indices, size))
+            self.runner.capture(size, tuple(prepare_input(t, self.opts) for t in batch))
+
+    def __call__(self, indices: Sequence[int]) -> list[np.ndarray]:
+        count = len(indices)
+        with torch.inference_mode():
+            if self.runner is not None and count <= self.buckets[-1]:
+                size = bucket_for(count, self.buckets)
+                padded = pad_indices(indices, size)
+                self._graph_for(size, padded)
+                output = take_samples(self.runner(size, self.make_inputs(padded)), count, size)
+            else:
+                output = self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(indices)))
+            return self.postprocess(output)
