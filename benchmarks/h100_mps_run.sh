@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Real heterogeneous runs on an H100 with MIG disabled: CUDA MPS partitions stand in for
 # 7 x 1g.10gb. Run from the repository root on the GPU machine; writes into $OUT.
-#   part=sweep    readiness latency, MPS scaling, interference of every datacenter benchmark
-#                 (Offline, session backgrounds, isolated baseline first)
+#   part=sweep    measure + interference
+#   part=measure  readiness latency, MPS scaling (one 1g.10gb share alone, seven together)
+#   part=interference  every datacenter benchmark Offline, session backgrounds, isolated
+#                 baseline first
 #   part=classic  resnet50 Offline and Server with classic per-test backgrounds
 # Never changes MIG mode; the MPS daemon pytest-mig starts is stopped on every path.
 set -u
@@ -15,21 +17,24 @@ PYTEST=(python3 -m pytest -p pytest_mig.plugin -p no:cacheprovider --partition=m
         --mig-harness-opt batch_size.resnet50=256 --mig-harness-opt batch_size.ssd-resnet34=16
         --mig-harness-opt batch_size.ssd-mobilenet=128 --mig-harness-opt batch_size.bert=32
         --mig-harness-opt batch_size.rnnt=256 --mig-harness-opt batch_size.dlrm=1024
-        --mig-harness-opt batch_size.3d-unet=2 --mig-harness-opt start_from_device=1
+        --mig-harness-opt batch_size.3d-unet=2
         --mig-min-duration 4000 -v)
 nvidia-smi -L
-if [ "$part" = sweep ]; then
+if [ "$part" = sweep ] || [ "$part" = measure ]; then
   timeout 60 python3 benchmarks/readiness.py --workloads 6 --lines 100000 --repeats 5 \
     --json "$OUT/h100_readiness.json" | tail -3
   timeout 200 python3 benchmarks/mps_scaling.py --benchmark resnet50 --batch-size 256 \
     --min-duration-ms 4000 --json "$OUT/h100_mps_scaling.json" | tail -12
-  timeout 320 "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
+fi
+if [ "$part" = sweep ] || [ "$part" = interference ]; then
+  timeout 420 "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
     --mig-background=session --mig-isolated-baseline --mig-reports "$PWD/reports/sweep" 2>&1 | tail -40
   r=$(ls -d reports/sweep/*/ | head -1)
   cp "$r/results.json" "$OUT/h100_mps_interference_results.json"
   cp "$r"/test_hetero_resnet50-Offline*/timeline.png "$OUT/h100_timeline_resnet50.png"
   cp "$r"/test_hetero_resnet50-Offline*/timeline.csv "$OUT/h100_timeline_resnet50.csv"
-else
+fi
+if [ "$part" = classic ]; then
   timeout 420 "${PYTEST[@]}" suites/datacenter -k "resnet50 and performance and (Offline or Server)" \
     --mig-background=per-test --mig-reports "$PWD/reports/classic" 2>&1 | tail -40
   r=$(ls -d reports/classic/*/ | head -1)
