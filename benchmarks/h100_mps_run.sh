@@ -16,7 +16,8 @@ PYTEST=(python3 -m pytest -p pytest_mig.plugin -p no:cacheprovider --partition=m
         --mig-harness-opt precision=bf16 --mig-harness-opt precision.rnnt=fp16
         --mig-harness-opt batch_size.resnet50=256 --mig-harness-opt batch_size.ssd-resnet34=16
         --mig-harness-opt batch_size.ssd-mobilenet=128 --mig-harness-opt batch_size.bert=32
-        --mig-harness-opt batch_size.rnnt=256 --mig-harness-opt batch_size.dlrm=1024
+        --mig-harness-opt batch_size.rnnt=256 --mig-harness-opt batch_size.dlrm=256
+        --mig-harness-opt no_cuda_graphs.dlrm=1
         --mig-harness-opt batch_size.3d-unet=2
         --mig-min-duration 4000 -v)
 nvidia-smi -L
@@ -26,16 +27,16 @@ if [ "$part" = sweep ] || [ "$part" = measure ]; then
   timeout 200 python3 benchmarks/mps_scaling.py --benchmark resnet50 --batch-size 256 \
     --min-duration-ms 4000 --json "$OUT/h100_mps_scaling.json" | tail -12
 fi
-if [ "$part" = sweep ] || [ "$part" = interference ]; then
-  timeout 420 "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
+if [ "$part" = sweep ] || [ "$part" = interference ] || [ "$part" = both ]; then
+  timeout 370 "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
     --mig-background=session --mig-isolated-baseline --mig-reports "$PWD/reports/sweep" 2>&1 | tail -40
   r=$(ls -d reports/sweep/*/ | head -1)
   cp "$r/results.json" "$OUT/h100_mps_interference_results.json"
   cp "$r"/test_hetero_resnet50-Offline*/timeline.png "$OUT/h100_timeline_resnet50.png"
   cp "$r"/test_hetero_resnet50-Offline*/timeline.csv "$OUT/h100_timeline_resnet50.csv"
 fi
-if [ "$part" = classic ]; then
-  timeout 420 "${PYTEST[@]}" suites/datacenter -k "resnet50 and performance and (Offline or Server)" \
+if [ "$part" = classic ] || [ "$part" = both ]; then
+  timeout 200 "${PYTEST[@]}" suites/datacenter -k "resnet50 and performance and (Offline or Server)" \
     --mig-background=per-test --mig-reports "$PWD/reports/classic" 2>&1 | tail -40
   r=$(ls -d reports/classic/*/ | head -1)
   cp "$r/results.json" "$OUT/h100_mps_classic_results.json"
