@@ -28,19 +28,19 @@ if [ "$part" = sweep ] || [ "$part" = measure ]; then
     --min-duration-ms 4000 --json "$OUT/h100_mps_scaling.json" | tail -12
 fi
 if [ "$part" = sweep ] || [ "$part" = interference ] || [ "$part" = both ]; then
-  timeout 370 "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
+  timeout ${SWEEP_T:-370} "${PYTEST[@]}" suites/datacenter -k "${SWEEP_K:-performance and Offline}" \
     --mig-background=session --mig-isolated-baseline --mig-reports "$PWD/reports/sweep" 2>&1 | tail -40
   r=$(ls -d reports/sweep/*/ | head -1)
   cp "$r/results.json" "$OUT/h100_mps_interference_results.json"
-  cp "$r"/test_hetero_resnet50-Offline*/timeline.png "$OUT/h100_timeline_resnet50.png"
-  cp "$r"/test_hetero_resnet50-Offline*/timeline.csv "$OUT/h100_timeline_resnet50.csv"
+  cp "$r"/test_hetero_resnet50-Offline*/timeline.png "$OUT/h100_timeline_resnet50.png" 2>/dev/null
+  cp "$r"/test_hetero_resnet50-Offline*/timeline.csv "$OUT/h100_timeline_resnet50.csv" 2>/dev/null
 fi
 if [ "$part" = classic ] || [ "$part" = both ]; then
-  timeout 200 "${PYTEST[@]}" suites/datacenter -k "resnet50 and performance and (Offline or Server)" \
+  timeout ${CLASSIC_T:-200} "${PYTEST[@]}" suites/datacenter -k "${CLASSIC_K:-resnet50 and performance and (Offline or Server)}" \
     --mig-background=per-test --mig-reports "$PWD/reports/classic" 2>&1 | tail -40
   r=$(ls -d reports/classic/*/ | head -1)
   cp "$r/results.json" "$OUT/h100_mps_classic_results.json"
-  grep -h "" "$r"/test_hetero_resnet50-Offline*/progress.log > "$OUT/h100_mps_classic_progress.log"
-  head -c 4000 "$r"/test_hetero_resnet50-Offline*/main.log > "$OUT/h100_mps_classic_main_log_excerpt.txt"
+  cat "$r"/test_hetero_resnet50-*/progress.log > "$OUT/h100_mps_classic_progress.log"
+  head -c 4000 "$(ls "$r"/test_hetero_resnet50-*/main.log | head -1)" > "$OUT/h100_mps_classic_main_log_excerpt.txt"
 fi
 pgrep -fa nvidia-cuda-mps || echo "no MPS daemon left running"

@@ -163,6 +163,15 @@ def make_project(root: Path, cases: int, lifetime: str, samples: Path) -> list[s
             "-p", "no:cacheprovider", "-q"]
 
 
+def rss_growth(samples: list[dict]) -> float | None:
+    """RSS growth per case in steady state (from case 50 to the last), in KiB."""
+    steady = [s for s in samples if s["label"].startswith("after case") and s["cases_done"] >= 50]
+    if len(steady) < 2 or steady[-1]["cases_done"] == steady[0]["cases_done"]:
+        return None
+    grew = (steady[-1]["rss_mib"] - steady[0]["rss_mib"]) * 1024
+    return round(grew / (steady[-1]["cases_done"] - steady[0]["cases_done"]), 1)
+
+
 def soak(cases: int, lifetime: str, keep: Path | None) -> dict:
     root = keep or Path(tempfile.mkdtemp(prefix=f"pytest-mig-soak-{lifetime}-"))
     samples_path = root / "soak-samples.json"
@@ -192,6 +201,7 @@ def soak(cases: int, lifetime: str, keep: Path | None) -> dict:
         "equal": all(start[k] == end[k] for k in COUNTERS),
         "fds_open_at_end_not_at_start": leaked_fds,
         "peak_rss_mib": data["peak_rss_mib"],
+        "rss_growth_kib_per_case": rss_growth(data["samples"]),
         "samples": data["samples"],
         "project": str(root),
     }
