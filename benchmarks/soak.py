@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -184,6 +185,8 @@ def soak(cases: int, lifetime: str, keep: Path | None) -> dict:
         raise SystemExit(f"pytest wrote no samples (exit {proc.returncode}):\n"
                          f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     data = json.loads(samples_path.read_text())
+    if keep is None:
+        shutil.rmtree(root, ignore_errors=True)
     start, end = data["samples"][0], data["samples"][-1]
     leaked_fds = sorted(set(end["fd_targets"]) - set(start["fd_targets"]))
     for s in data["samples"]:
@@ -203,7 +206,7 @@ def soak(cases: int, lifetime: str, keep: Path | None) -> dict:
         "peak_rss_mib": data["peak_rss_mib"],
         "rss_growth_kib_per_case": rss_growth(data["samples"]),
         "samples": data["samples"],
-        "project": str(root),
+        "project": str(root) if keep else None,
     }
 
 

@@ -13,7 +13,8 @@ from pytest_mig.errors import MigError
 from pytest_mig.fixtures import (OUTCOME_KEY, SESSION_KEY, hetero, mig_harness,  # noqa: F401
                                  mig_session, mig_slot, mig_topology)
 from pytest_mig.process import RUN_MARKER
-from pytest_mig.session import MigSession, Settings, new_run_id, parse_harness_options
+from pytest_mig.session import (MigSession, Settings, check_conflicts, new_run_id,
+                                parse_harness_options)
 
 MARKERS = {
     "performance": "a pytest-mig case run in LoadGen PerformanceOnly mode",
@@ -112,6 +113,8 @@ def pytest_configure(config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
         settings = _settings(config)
+        check_conflicts(settings, manage=config.getoption("mig_manage"),
+                        layout=config.getoption("mig_layout"))
     except MigError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
@@ -183,12 +186,65 @@ def pytest_generate_tests(metafunc) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     rep = yield
+    from pytest_mig.report.records import failure_record, outcome_record, write_record
     out = item.stash.get(OUTCOME_KEY, None)
     if out is not None and (rep.when == "call" or (rep.when == "teardown" and rep.failed)):
-        from pytest_mig.report.records import outcome_record, write_record
         message = rep.longreprtext if rep.failed else ""
         write_record(out.test_dir, outcome_record(out, rep.outcome, message, item.nodeid))
+    elif out is None and rep.when == "setup" and rep.failed:
+        # A case that errored before it ran (lease, layout, NVML) still gets its record.
+        case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")
+        if case is not None:
+            test_dir = item.config.stash[SESSION_KEY].test_dir(item.name)
+            write_record(test_dir, failure_record(item.nodeid, "error", rep.longreprtext,
+                                                  case, test_dir))
+    if rep.when == "teardown" and out is not None:
+        del item.stash[OUTCOME_KEY]  # the record is written: do not keep outcomes per item
     return rep
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem, report, sched):
+    """xdist: a worker died mid-case; the case still gets a record naming the crash."""
+    from pytest_mig.report.records import failure_record, write_record
+    test_dir = sched.config.stash[SESSION_KEY].test_dir(crashitem.rpartition("::")[2])
+    write_record(test_dir, failure_record(crashitem, "failed", str(report.longrepr),
+                                          test_dir=test_dir))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist: a worker died; its workloads must not keep the GPU it held."""
+    if error:
+        node.config.stash[SESSION_KEY].reap_orphans()
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's thread method ends the process with os._exit: stop our workload
+    groups first so none outlives it (the signal method unwinds normally)."""
+    if settings.method != "thread":
+        return None
+    import threading
+
+    import pytest_timeout
+
+    from pytest_mig.process import stop_all
+
+    def fire():
+        stop_all(grace=1.0)
+        pytest_timeout.timeout_timer(item, settings)
+
+    timer = threading.Timer(settings.timeout, fire)
+    timer.name = f"pytest-mig timeout {item.nodeid}"
+
+    def cancel():
+        timer.cancel()
+        timer.join()
+
+    item.cancel_timeout = cancel
+    timer.start()
+    return True
 
 
 def pytest_unconfigure(config) -> None:

@@ -80,7 +80,8 @@ class Workload:
                 f"{self.name}: cannot start '{self.spec.argv[0]}': executable not found "
                 f"(check the harness options or PATH)") from None
         except PermissionError as exc:
-            raise HarnessError(f"{self.name}: cannot execute '{self.spec.argv[0]}': {exc}") from None
+            raise HarnessError(
+                f"{self.name}: cannot execute '{self.spec.argv[0]}': {exc.strerror}") from None
         self.started_at = time.time()
         with _live_lock:
             _live.add(self)

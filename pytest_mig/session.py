@@ -4,6 +4,7 @@ Plain Python (no pytest import) so the plugin hooks stay thin and this stays tes
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -11,13 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_mig.errors import ConfigError, did_you_mean
+from pytest_mig.errors import ConfigError, GpuError, did_you_mean
+from pytest_mig.gpu.profiles import get_model
 from pytest_mig.hetero import DurationEstimator
 from pytest_mig.process import RUN_MARKER
 
 BACKENDS = ("auto", "nvml", "simulated")
 BACKGROUND_LIFETIMES = ("per-test", "session")
 PARTITIONS = ("auto", "mig", "mps", "none")
+HARNESS_NAMES = ("loadgen", "nvidia", "command")  # pytest_mig.harness.HARNESSES
+# Options that only NVIDIA's harness reads: harness option key -> the flag that sets it.
+NVIDIA_ONLY = {"mlperf_root": "--mlperf-root", "docker": "--mlperf-docker",
+               "action": "--mlperf-action", "extra_run_args": "--mlperf-extra-run-args",
+               "main_prefix": "--mlperf-main-prefix", "verbose": "--mlperf-verbose"}
+# (start_from_device is read by both the nvidia and the built-in harness.)
+SECONDS_OPTIONS = {"lease_timeout_s": "--mig-lease-timeout", "main_startup_s": "--mig-main-startup",
+                   "main_timeout_s": "--mig-main-timeout"}
+MAX_SIM_GPUS = 16  # the largest hosts (HGX/DGX) have 16; the simulator's PCI bus ids too
+DEFAULT_SIM_GPU = "A100-SXM4-80GB"
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,7 @@ class Settings:
     """Every user-facing knob, validated once at configure time."""
 
     backend: str = "auto"
-    sim_gpu: str = "A100-SXM4-80GB"
+    sim_gpu: str = DEFAULT_SIM_GPU
     sim_gpus: int = 1
     run_profile: str | None = None
     harness: str = "loadgen"
@@ -56,11 +68,59 @@ class Settings:
                               f"one of {', '.join(BACKGROUND_LIFETIMES)}")
         if self.min_duration_ms is not None and self.min_duration_ms < 0:
             raise ConfigError(f"--mig-min-duration={self.min_duration_ms}: must be >= 0 ms")
-        if self.sim_gpus < 1:
-            raise ConfigError(f"--mig-sim-gpus={self.sim_gpus}: needs at least 1 GPU")
-        for name in ("lease_timeout_s", "main_startup_s", "main_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if not 1 <= self.sim_gpus <= MAX_SIM_GPUS:
+            raise ConfigError(f"--mig-sim-gpus={self.sim_gpus}: needs at least 1 GPU and at most "
+                              f"{MAX_SIM_GPUS}")
+        for name, flag in SECONDS_OPTIONS.items():
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{flag}={value}: must be a finite number of seconds > 0, "
+                                  f"e.g. {flag}={getattr(Settings, name):g}")
+        if self.main_startup_s >= self.main_timeout_s:
+            raise ConfigError(f"--mig-main-startup={self.main_startup_s:g} is not below "
+                              f"--mig-main-timeout={self.main_timeout_s:g}: every main would be "
+                              "stopped before its timed phase; raise the timeout")
+        self._check_harness()
+        if self.backend == "nvml" and (self.sim_gpus != 1 or self.sim_gpu != DEFAULT_SIM_GPU):
+            flag = "--mig-sim-gpus" if self.sim_gpus != 1 else "--mig-sim-gpu"
+            raise ConfigError(f"{flag} applies to the simulated GPU only, but --mig-backend=nvml "
+                              "uses the real driver; drop it, or use --mig-backend=simulated")
+        if self.sim_gpu != DEFAULT_SIM_GPU:
+            try:
+                get_model(self.sim_gpu)
+            except GpuError as exc:
+                raise ConfigError(f"--mig-sim-gpu={self.sim_gpu}: {exc}") from None
+
+    def _check_harness(self) -> None:
+        """The harness exists and gets only options it reads (refused here, not at run time)."""
+        if self.harness not in HARNESS_NAMES:
+            raise ConfigError(f"--harness={self.harness}: unknown harness"
+                              f"{did_you_mean(self.harness, HARNESS_NAMES)}; choose one of "
+                              f"{', '.join(HARNESS_NAMES)}")
+        keys = {k.split(".")[0] for k in self.harness_options}
+        if self.harness == "command" and not self.harness_options.get("command", "").strip():
+            raise ConfigError("--harness=command needs --mig-command, the program to run, e.g. "
+                              "--mig-command='prog --bench {benchmark} --out {log_dir}'")
+        if self.harness != "command" and "command" in keys:
+            raise ConfigError(f"--mig-command is for --harness=command, but the harness is "
+                              f"{self.harness}; add --harness=command or drop --mig-command")
+        nvidia_only = sorted(keys & set(NVIDIA_ONLY))
+        if self.harness != "nvidia" and nvidia_only:
+            flag = NVIDIA_ONLY[nvidia_only[0]]
+            raise ConfigError(f"{flag} (harness option {nvidia_only[0]}) is for --harness=nvidia, "
+                              f"but the harness is {self.harness}; add --harness=nvidia or drop "
+                              f"{flag}")
+
+
+def check_conflicts(settings: Settings, manage: bool = False, layout: str | None = None) -> None:
+    """Options that contradict each other across plugins (--mig-manage and --mig-layout are
+    registered by manage_plugin); ConfigError naming both and the fix."""
+    if settings.partition in ("mps", "none"):
+        for flag, given in (("--mig-manage", manage), ("--mig-layout", layout)):
+            if given:
+                raise ConfigError(f"{flag} works on MIG instances, but --partition="
+                                  f"{settings.partition} runs without them; use --partition=mig "
+                                  f"(or auto) with {flag}, or drop {flag}")
 
 
 def parse_harness_options(pairs: list[str]) -> dict[str, str]:

@@ -7,20 +7,38 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from pytest_mig.errors import LeaseTimeout
+from pytest_mig.errors import ConfigError, LeaseTimeout
 
 
 def state_dir() -> Path:
-    """Per-user directory (0700) for locks and state shared by runs on this machine."""
+    """Per-user directory (0700) for locks and state shared by runs on this machine.
+
+    Under a shared /tmp anyone could create it first: it must be a real directory owned by
+    us, never a symlink, or our locks and MIG ownership records could be read or replaced.
+    """
     base = Path(os.environ.get("PYTEST_MIG_STATE_DIR")
                 or Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"pytest-mig-{os.getuid()}")
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(base, 0o700)
+    fix = ("remove it (or set PYTEST_MIG_STATE_DIR to a directory of your own); pytest-mig "
+           "creates it with mode 0700")
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(base)
+    except OSError as exc:
+        raise ConfigError(f"pytest-mig state directory {base}: {exc.strerror}; {fix}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"pytest-mig state directory {base} is a symlink or not a directory; "
+                          f"{fix}")
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"pytest-mig state directory {base} belongs to uid {st.st_uid}, not to "
+                          f"you (uid {os.getuid()}); {fix}")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(base, 0o700)
     return base
 
 

@@ -14,6 +14,7 @@ by more than its threshold fails with a message naming metric, baseline, value a
 """
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from dataclasses import asdict, dataclass
@@ -85,7 +86,7 @@ def parse_thresholds(text: str) -> dict[str, float]:
             value = float(pct.strip().removesuffix("%"))
         except ValueError:
             value = -1.0
-        if value < 0:
+        if not math.isfinite(value) or value < 0:
             raise ConfigError(f"--mig-compare-fail={text}: '{pct}' for {kind} is not a "
                               f"percentage >= 0; {example}")
         out[kind] = value

@@ -80,6 +80,13 @@ def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:
     with open(path, "a", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
+            # A writer killed mid-line left no newline: start on a fresh line so only the
+            # torn line is lost, not the first of ours.
+            if fh.tell() > 0:
+                with open(path, "rb") as tail:
+                    tail.seek(-1, 2)
+                    if tail.read(1) != b"\n":
+                        fh.write("\n")
             fh.write("".join(lines))
             fh.flush()
         finally:

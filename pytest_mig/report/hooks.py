@@ -6,6 +6,7 @@ report that passed becomes failed when a metric regressed beyond its threshold.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
     """(sample interval, thresholds, CompareSpec or None, allure history dir); ConfigError."""
     from pytest_mig.report.allure_env import history_source
     interval = config.getoption("mig_sample_interval")
-    if interval < 0:
+    if not math.isfinite(interval) or interval < 0:
         raise ConfigError(f"--mig-sample-interval={interval:g}: must be >= 0 seconds "
                           "(0 turns sampling off), e.g. --mig-sample-interval=0.2")
     fail = config.getoption("mig_compare_fail")

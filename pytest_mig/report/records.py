@@ -53,6 +53,25 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
     }
 
 
+def failure_record(nodeid: str, test_outcome: str, message: str, case=None,
+                   test_dir: Path | None = None) -> dict[str, Any]:
+    """The record of a case that failed before it ran (a setup error) or whose xdist worker
+    died: the same keys as outcome_record, the case named from `case` or from the node id."""
+    case_id = case.id if case is not None else nodeid.rpartition("[")[2].rstrip("]")
+    field = (lambda name: getattr(case, name, "")) if case is not None else (lambda name: "")
+    return {
+        "nodeid": nodeid, "case": case_id, "suite": field("suite"),
+        "benchmark": field("benchmark"), "scenario": field("scenario"),
+        "profile": field("profile"), "mode": field("mode"), "gpu_model": field("gpu_model"),
+        "run_profile": case.run_profile.name if case is not None else "",
+        "outcome": test_outcome, "message": clip(message), "result": None, "isolated": None,
+        "interference": None, "health": [], "background_min_duration_ms": 0, "phases": {},
+        "commands": {}, "warnings": [],
+        "paths": {"dir": str(test_dir) if test_dir else None, "main_log": None,
+                  "background_logs": []},
+    }
+
+
 def clip(message: str, limit: int = 4000) -> str:
     """A long failure text cut in its middle: pytest puts the exception message last."""
     if len(message) <= limit:

@@ -7,7 +7,9 @@ die_on_sigterm (keeps the default SIGTERM action; others exit 0 when stopped) |
 crash_during_main (a background exiting 3 once the main has started) | crash_after_main
 (a background exiting 3 once the main has written its summary) | hang (ready, then sleeps) |
 corrupt_summary (a summary cut short and garbled) | gpu_lost (makes the simulated GPU answer
-NVML_ERROR_GPU_IS_LOST to the next telemetry read, then dies like a CUDA program would).
+NVML_ERROR_GPU_IS_LOST to the next telemetry read, then dies like a CUDA program would) |
+trigger (a main that drops a trigger file beside the script and waits until it is taken) |
+crash_on_trigger (a background that takes the trigger and exits 3; else runs normally).
 
 The script maps a workload name (bg1-bert), its prefix (bg1) or its role to a behaviour;
 `"cases": {"resnet50": {...}}` scopes entries to the case whose test directory holds that
@@ -100,12 +102,27 @@ def main() -> int:
     if how == "hang":
         time.sleep(3600)
         return 0
+    trigger = Path(a.script).with_name("trigger")
+    if how == "trigger":  # a main that makes a crash_on_trigger background die mid-run
+        trigger.write_text(a.name)
+        deadline = time.monotonic() + 30
+        while trigger.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+    if how == "crash_on_trigger":  # otherwise a normal (session) background
+        deadline = time.monotonic() + a.min_duration_ms / 1000
+        while time.monotonic() < deadline:
+            if trigger.exists():
+                trigger.unlink()
+                print("[fake] segmentation fault (simulated, on trigger)", flush=True)
+                return 3
+            time.sleep(0.02)
     if how == "gpu_lost":
         time.sleep(0.1)
         lose_gpu(out)
         print("[fake] CUDA error: GPU is lost (simulated Xid 79: fell off the bus)", flush=True)
         return 1
-    duration = 0.1 if how == "early" else a.min_duration_ms / 1000
+    duration = {"early": 0.1, "crash_on_trigger": 0.0}.get(how, a.min_duration_ms / 1000)
     time.sleep(duration)
     if how == "corrupt_summary":
         text = (DATA / "Offline-valid" / "mlperf_log_summary.txt").read_bytes()

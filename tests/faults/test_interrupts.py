@@ -1,0 +1,203 @@
+"""pytest itself is interrupted: a hang stopped by pytest-timeout (signal and thread methods),
+Ctrl-C, an xdist worker killed mid-case. Children die with the case, or, where pytest is
+gone before it can act (thread method: os._exit), the next run reaps them by their marker."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import (BGS, FAULTY, FAULTY_DIR, HEALTHY, HEALTHY_DIR, RECORD_HOOKS, TIMEOUT_HOOK,
+                      assert_clean, assert_gpu_as_found, assert_leases_free, assert_logs_kept,
+                      gpu_state, processes)
+
+def wait_for_file(root: Path, pattern: str, timeout_s: float = 90.0) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [p for p in root.glob(pattern) if p.stat().st_size > 0] if root.exists() else []
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"nothing matched {root}/{pattern} within {timeout_s} s")
+
+
+def ppid_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[1])
+
+
+def test_hang_stopped_by_timeout_signal_method(project):
+    r = project.run({"cases": {"resnet50": {"main": "hang"}}},
+                    "--timeout=12", "--timeout-method=signal")
+    r.assert_outcomes(failed=1, passed=1)
+    r.stdout.fnmatch_lines(["*Failed: Timeout (>12.0s) from pytest-timeout.*"])
+    r.stdout.fnmatch_lines([f"PASSED *test_hetero?{HEALTHY}?"])
+    rec = project.records()[FAULTY]
+    assert rec["outcome"] == "failed" and "Timeout (>12.0s) from pytest-timeout" in rec["message"]
+    assert rec["commands"]["main"]  # it got as far as the main
+    assert_logs_kept(project.run_dir(), FAULTY_DIR, ("main", *BGS))
+    assert_clean(project)
+
+
+def test_hang_under_thread_method_exits_and_the_next_run_reaps_it(project):
+    r = project.run({"cases": {"resnet50": {"main": "hang"}}},
+                    "--timeout=12", "--timeout-method=thread")
+    # pytest-timeout's thread method dumps every stack and calls os._exit(1): no finally,
+    # no atexit, no report hook runs. Workloads live in their own sessions and survive.
+    assert r.ret == 1
+    r.stdout.fnmatch_lines(["*+ Timeout +*"])
+    (first,) = project.run_dirs()
+    assert not (first / "results.json").exists()
+    assert_logs_kept(first, FAULTY_DIR, ("main", *BGS))
+    main_pid = int((first / FAULTY_DIR / "main.pid").read_text())
+    # Run alone, nothing else reaps it meanwhile; under xdist another test's pytest-mig run
+    # starting in between may reap it first (it goes by the same marker): accepted there.
+    parallel = "PYTEST_XDIST_WORKER" in os.environ
+    assert parallel or main_pid in {p.pid for p in processes()}, "the hung main should have " \
+        "outlived pytest"
+    # The lease died with pytest (flock), though its workloads live on.
+    assert_leases_free(first)
+    # The next run on this machine kills them by their run marker before it starts anything.
+    r2 = project.run({})
+    r2.assert_outcomes(passed=2)
+    warning = f"pytest-mig: killed leftover workload pid {main_pid} of dead run {first.name}"
+    assert parallel or warning in r2.stdout.str(), r2.stdout.str()[-3000:]
+    assert project.wait_no_leftovers() == []
+    second = project.run_dirs()[-1]
+    assert_gpu_as_found(second)
+
+
+# The next run on the same machine: the simulated GPU and its ownership records carried over.
+SAME_MACHINE = textwrap.dedent("""
+    import shutil
+    from pathlib import Path
+    from pytest_mig.fixtures import SESSION_KEY
+
+    def pytest_configure(config):
+        s = config.stash[SESSION_KEY]
+        s.ensure_run_dir()
+        for name in ("simulated-gpu.json", "mig-ownership.json"):
+            shutil.copy(Path({previous!r}) / name, s.run_dir / name)
+""")
+
+
+EMPTY_GPU = textwrap.dedent("""
+    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.gpu.simulator import SimulatedNvml
+
+    def pytest_configure(config):
+        s = config.stash[SESSION_KEY]
+        s.ensure_run_dir()
+        SimulatedNvml(s.run_dir / "simulated-gpu.json", layout={})
+""")
+
+
+def test_mig_instances_of_a_run_killed_by_thread_timeout_are_reclaimed_next_run(project):
+    project.pytester.makeconftest(EMPTY_GPU)  # --mig-manage then creates every instance
+    r = project.run({"cases": {"resnet50": {"main": "hang"}}}, "--mig-manage",
+                    "--timeout=10", "--timeout-method=thread")
+    assert r.ret == 1
+    (first,) = project.run_dirs()
+    (gpu,) = gpu_state(first)["gpus"]
+    owned = json.loads((first / "mig-ownership.json").read_text())["instances"]
+    # os._exit skipped the teardown: the run's 4 x 1g instances stay, recorded as its own.
+    assert len(gpu["gpu_instances"]) == len(owned) == 4
+    assert {o["run_id"] for o in owned} == {first.name}
+    project.pytester.makeconftest(SAME_MACHINE.format(previous=str(first)))
+    r2 = project.run({}, "--mig-manage")
+    r2.assert_outcomes(passed=2)
+    r2.stdout.fnmatch_lines([
+        f"pytest-mig: crashed-run cleanup: destroyed GPU instance * (1g.10gb at memory slice *) "
+        f"on GPU 0 (GPU-*), left behind: run {first.name} (pid *) ended without removing "
+        "it"] * 4)
+    second = project.run_dirs()[-1]
+    assert gpu_state(second)["gpus"][0]["gpu_instances"] == []
+    assert json.loads((second / "mig-ownership.json").read_text())["instances"] == []
+    assert project.wait_no_leftovers() == []
+
+
+def test_hang_under_thread_method_leaves_no_process_at_once(project):
+    r = project.run({"cases": {"resnet50": {"main": "hang"}}},
+                    "--timeout=12", "--timeout-method=thread")
+    assert r.ret == 1
+    assert project.leftovers() == []
+
+
+def test_the_proposed_timeout_hook_stops_workloads_before_os_exit(project):
+    project.pytester.makeconftest(TIMEOUT_HOOK)
+    r = project.run({"cases": {"resnet50": {"main": "hang"}}},
+                    "--timeout=12", "--timeout-method=thread")
+    assert r.ret == 1
+    r.stdout.fnmatch_lines(["*+ Timeout +*"])
+    assert project.leftovers() == []
+    assert_leases_free(project.run_dir())
+
+
+def test_ctrl_c_mid_run(project):
+    # Reversed roles: resnet50 (run first) is fine and bert's main hangs, so that Ctrl-C
+    # lands mid-run after one case has finished and its results can be checked.
+    first, second, second_dir = FAULTY, HEALTHY, HEALTHY_DIR
+    proc = project.popen({"cases": {"bert": {"main": "hang"}}})
+    pid_file = wait_for_file(project.reports, f"*/{second_dir}/main.pid")
+    time.sleep(0.5)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C delivers to pytest
+    assert proc.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
+    out = project.output()
+    assert "KeyboardInterrupt" in out and "1 passed" in out, out[-3000:]
+    run_dir = project.run_dir()
+    assert_logs_kept(run_dir, second_dir, ("main", *BGS))
+    assert int(pid_file.read_text()) not in {p.pid for p in processes()}
+    recs = project.records()  # results.json was still written, with the case that finished
+    assert recs[first]["outcome"] == "passed" and second not in recs
+    assert_clean(project)
+
+
+def kill_worker_mid_case(project) -> tuple[int, str]:
+    """Run both cases on two xdist workers sharing one GPU; SIGKILL the worker whose main
+    hangs. Returns the hung main's pid and pytest's output."""
+    proc = project.popen({"cases": {"resnet50": {"main": "hang"}}}, "-n", "2",
+                         "--mig-lease-timeout=120")
+    pid_file = wait_for_file(project.reports, f"*/{FAULTY_DIR}/main.pid")
+    main_pid = int(pid_file.read_text())
+    time.sleep(0.5)
+    worker = ppid_of(main_pid)
+    assert worker != proc.pid
+    os.kill(worker, signal.SIGKILL)
+    assert proc.wait(timeout=180) == pytest.ExitCode.TESTS_FAILED
+    return main_pid, project.output()
+
+
+def test_xdist_worker_killed_mid_case(project):
+    main_pid, out = kill_worker_mid_case(project)
+    assert (f"crashed while running 'suites/test_faults.py::test_hetero[{FAULTY}]'" in out
+            and "1 failed, 1 passed" in out), out[-3000:]
+    run_dir = project.run_dir()
+    # The run killed what the dead worker had started (any process of the run does so when
+    # it closes, and notes it in orphans.log), unless another pytest-mig run on this machine
+    # started meanwhile and reaped them first: both go by the dead spawner's marker.
+    orphans = run_dir / "orphans.log"
+    if orphans.exists():
+        assert f"killed workload pid {main_pid}" in orphans.read_text()
+    assert main_pid not in {p.pid for p in processes()}
+    assert_logs_kept(run_dir, FAULTY_DIR, ("main", *BGS))
+    assert project.records()[HEALTHY]["outcome"] == "passed"
+    assert_clean(project)
+
+
+def test_xdist_crashed_case_is_in_results_json(project):
+    kill_worker_mid_case(project)
+    assert project.records()[FAULTY]["outcome"] == "failed"
+
+
+def test_the_proposed_record_hooks_record_a_crashed_workers_case(project):
+    project.pytester.makeconftest(RECORD_HOOKS)
+    kill_worker_mid_case(project)
+    rec = project.records()[FAULTY]
+    assert rec["outcome"] == "failed" and "crashed while running" in rec["message"]
+    assert rec["nodeid"] == f"suites/test_faults.py::test_hetero[{FAULTY}]"
+    assert_clean(project)

@@ -1,0 +1,102 @@
+"""The markers behind orphan reaping: every workload names its run and the pytest process
+that spawned it, so a dead spawner's workloads (a killed xdist worker's) are found while the
+run goes on, and a dead run's are found by the next run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_mig.process import (RUN_MARKER, SPAWNER_MARKER, Workload, child_env, markers_of,
+                                reap_orphans)
+from pytest_mig.session import MigSession, Settings
+from pytest_mig.types import LaunchSpec
+
+SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def sleeper(run: str, spawner: int) -> subprocess.Popen:
+    env = {**child_env({}, run), SPAWNER_MARKER: str(spawner)}
+    return subprocess.Popen(SLEEP, env=env, start_new_session=True)
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def wait_marked(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while RUN_MARKER not in markers_of(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_workloads_carry_run_and_spawner_markers(tmp_path):
+    spec = LaunchSpec(argv=tuple(SLEEP), env=child_env({}, "run-x"), cwd=tmp_path,
+                      ready_pattern="never", log_path=tmp_path / "w.log",
+                      result_dir=tmp_path / "w")
+    w = Workload("w", spec).start()
+    try:
+        wait_marked(w.pid)
+        assert markers_of(w.pid) == {RUN_MARKER: "run-x", SPAWNER_MARKER: str(os.getpid())}
+        assert SPAWNER_MARKER not in spec.env  # added at spawn time, not in the planned env
+    finally:
+        w.stop(grace=0.5)
+
+
+def test_dead_spawners_workloads_are_reaped_while_the_run_goes_on(procs):
+    run = f"20260101-000000-{os.getpid()}"  # this run: its pytest (us) is alive
+    orphan = sleeper(run, dead_pid())
+    kept = sleeper(run, os.getpid())
+    other = sleeper(f"20260101-000001-{os.getpid()}", dead_pid())  # another live run's orphan
+    procs += [orphan, kept, other]
+    for p in procs:
+        wait_marked(p.pid)
+    assert reap_orphans(run, only_run=True) == [(orphan.pid, run)]
+    assert orphan.wait(timeout=5) == -9
+    assert kept.poll() is None and other.poll() is None
+    reaped = reap_orphans(run)  # not only this run: every dead spawner's workloads
+    assert (other.pid, f"20260101-000001-{os.getpid()}") in reaped
+    assert other.wait(timeout=5) == -9 and kept.poll() is None
+
+
+def test_a_zombie_spawner_counts_as_dead(procs):
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    run = f"20260101-000000-{os.getpid()}"
+    orphan = sleeper(run, zombie.pid)  # its spawner died and was not waited for yet
+    procs.append(orphan)
+    wait_marked(orphan.pid)
+    try:
+        assert reap_orphans(run, only_run=True) == [(orphan.pid, run)]
+    finally:
+        zombie.wait()
+
+
+def test_session_close_reaps_its_runs_orphans_and_logs_them(tmp_path, procs):
+    session = MigSession(Settings(), f"20260101-000000-{os.getpid()}", tmp_path)
+    session.ensure_run_dir()
+    orphan = sleeper(session.run_id, dead_pid())
+    procs.append(orphan)
+    wait_marked(orphan.pid)
+    session.close()
+    assert orphan.wait(timeout=5) == -9
+    log = (session.run_dir / "orphans.log").read_text()
+    assert f"killed workload pid {orphan.pid}: the pytest process that started it" in log
