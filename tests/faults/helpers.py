@@ -57,66 +57,6 @@ TEST = textwrap.dedent("""
 """)
 
 
-# The change proposed for pytest_mig/plugin.py: the thread method's timer stops our workloads
-# before pytest-timeout dumps stacks and calls os._exit (which skips every finally and atexit).
-TIMEOUT_HOOK = textwrap.dedent("""
-    import threading
-
-    import pytest
-
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_timeout_set_timer(item, settings):
-        if settings.method != "thread":
-            return None
-        import pytest_timeout
-        from pytest_mig.process import stop_all
-
-        def fire():
-            stop_all(grace=1.0)
-            pytest_timeout.timeout_timer(item, settings)
-
-        timer = threading.Timer(settings.timeout, fire)
-        timer.name = f"pytest-mig timeout {item.nodeid}"
-
-        def cancel():
-            timer.cancel()
-            timer.join()
-
-        item.cancel_timeout = cancel
-        timer.start()
-        return True
-""")
-
-
-# The change proposed for pytest_mig/plugin.py so that results.json names every case: a case
-# that errors in setup (before hetero.run) and a case whose xdist worker died get a record.
-RECORD_HOOKS = textwrap.dedent("""
-    import pytest
-    from pytest_mig.fixtures import OUTCOME_KEY, SESSION_KEY
-    from pytest_mig.report.records import failure_record, write_record
-
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(item, call):
-        rep = yield
-        if rep.when == "setup" and rep.failed and item.stash.get(OUTCOME_KEY, None) is None:
-            case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")
-            if case is not None:
-                test_dir = item.config.stash[SESSION_KEY].test_dir(item.name)
-                write_record(test_dir, failure_record(item.nodeid, "error", rep.longreprtext,
-                                                      case, test_dir))
-        return rep
-
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_handlecrashitem(crashitem, report, sched):
-        test_dir = sched.config.stash[SESSION_KEY].test_dir(crashitem.rpartition("::")[2])
-        write_record(test_dir, failure_record(crashitem, "failed", str(report.longrepr),
-                                              test_dir=test_dir))
-""")
-
-
 def fake_command(script: Path, program: str | None = None) -> str:
     """--mig-command for the fake workload; every workload records its pid beside its log."""
     prog = program or f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"

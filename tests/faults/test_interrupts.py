@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from .helpers import (BGS, FAULTY, FAULTY_DIR, HEALTHY, HEALTHY_DIR, RECORD_HOOKS, TIMEOUT_HOOK,
+from .helpers import (BGS, FAULTY, FAULTY_DIR, HEALTHY, HEALTHY_DIR,
                       assert_clean, assert_gpu_as_found, assert_leases_free, assert_logs_kept,
                       gpu_state, processes)
 
@@ -127,8 +128,7 @@ def test_hang_under_thread_method_leaves_no_process_at_once(project):
     assert project.leftovers() == []
 
 
-def test_the_proposed_timeout_hook_stops_workloads_before_os_exit(project):
-    project.pytester.makeconftest(TIMEOUT_HOOK)
+def test_timeout_thread_method_stops_workloads_before_os_exit(project):
     r = project.run({"cases": {"resnet50": {"main": "hang"}}},
                     "--timeout=12", "--timeout-method=thread")
     assert r.ret == 1
@@ -141,12 +141,21 @@ def test_ctrl_c_mid_run(project):
     # Reversed roles: resnet50 (run first) is fine and bert's main hangs, so that Ctrl-C
     # lands mid-run after one case has finished and its results can be checked.
     first, second, second_dir = FAULTY, HEALTHY, HEALTHY_DIR
-    proc = project.popen({"cases": {"bert": {"main": "hang"}}})
+    # PYTHONFAULTHANDLER: if pytest ever fails to stop, SIGABRT dumps every thread's stack.
+    proc = project.popen({"cases": {"bert": {"main": "hang"}}},
+                         env=dict(os.environ, PYTHONFAULTHANDLER="1"))
     pid_file = wait_for_file(project.reports, f"*/{second_dir}/main.pid")
     time.sleep(0.5)
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C delivers to pytest
-    assert proc.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
+    try:
+        code = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=30)
+        pytest.fail("pytest did not stop within 120 s of SIGINT; its output and thread "
+                    "stacks:\n" + project.output()[-8000:])
+    assert code == pytest.ExitCode.INTERRUPTED
     out = project.output()
     assert "KeyboardInterrupt" in out and "1 passed" in out, out[-3000:]
     run_dir = project.run_dir()
@@ -194,8 +203,7 @@ def test_xdist_crashed_case_is_in_results_json(project):
     assert project.records()[FAULTY]["outcome"] == "failed"
 
 
-def test_the_proposed_record_hooks_record_a_crashed_workers_case(project):
-    project.pytester.makeconftest(RECORD_HOOKS)
+def test_a_crashed_workers_case_gets_a_record(project):
     kill_worker_mid_case(project)
     rec = project.records()[FAULTY]
     assert rec["outcome"] == "failed" and "crashed while running" in rec["message"]
