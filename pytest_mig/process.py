@@ -168,12 +168,7 @@ class Workload:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
-        if self.ended_at is None:
-            self.ended_at = time.time()
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-        self._forget()
-        return code
+        return self._reaped(code)
 
     def stop(self, grace: float = 5.0) -> int | None:
         """SIGTERM the whole group, then SIGKILL after `grace`; always reaps."""
@@ -188,7 +183,10 @@ class Workload:
                 pass
         # Grandchildren may outlive the leader: the group goes in every case.
         _signal_group(self.proc.pid, signal.SIGKILL)
-        code = self.proc.wait()
+        return self._reaped(self.proc.wait())
+
+    def _reaped(self, code: int) -> int:
+        """Bookkeeping once the child is reaped: end time, drained output, unregistered."""
         if self.ended_at is None:
             self.ended_at = time.time()
         if self._reader is not None:
