@@ -57,6 +57,10 @@ TEST = textwrap.dedent("""
 """)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def fake_command(script: Path, program: str | None = None) -> str:
     """--mig-command for the fake workload; every workload records its pid beside its log."""
     prog = program or f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
@@ -133,9 +137,12 @@ class Project:
         self.set_script(script)
         out = open(self.path / "pytest.out", "wb")
         try:
+            # xdist workers ignore SIGINT and children inherit that; a terminal's pytest does
+            # not, so give the child the default disposition (Python then raises
+            # KeyboardInterrupt on Ctrl-C, as it does for a user).
             return subprocess.Popen([sys.executable, "-m", "pytest", *self.args(*extra)],
                                     cwd=self.path, stdout=out, stderr=subprocess.STDOUT,
-                                    env=env)
+                                    env=env, preexec_fn=_default_sigint)
         finally:
             out.close()
 
