@@ -38,7 +38,7 @@ def add_options(parser) -> None:
                      "the instances this run created at the end; never changes MIG mode")
     g.addoption("--mig-layout", default=None, metavar="FILE:NAME",
                 help="MIG layout for every case, in mig-parted's format: FILE:NAME, or NAME "
-                     "from fixtures/layouts/ (default: the case's profile + background fill)")
+                     "from data/layouts/ (default: the case's profile + background fill)")
 
 
 class LayoutManager:

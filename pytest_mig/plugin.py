@@ -4,11 +4,13 @@ Hooks stay thin: the work happens in session.py, suite.py, hetero.py and report/
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import pytest
 
+from pytest_mig.datadir import DATA_ENV
 from pytest_mig.errors import MigError
 from pytest_mig.fixtures import (OUTCOME_KEY, SESSION_KEY, hetero, mig_harness,  # noqa: F401
                                  mig_session, mig_slot, mig_topology)
@@ -29,7 +31,10 @@ def pytest_addoption(parser) -> None:
                 help="GPU access: auto (real NVML if a driver is present, else simulated), "
                      "nvml, simulated. Default: auto")
     g.addoption("--mig-sim-gpu", default="A100-SXM4-80GB",
-                help="GPU model the simulator presents (fixtures/gpus/<model>.yaml)")
+                help="GPU model the simulator presents (data/gpus/<model>.yaml)")
+    g.addoption("--mig-data", default=None, type=_parse_data_dir, metavar="DIR",
+                help="folder overriding the packaged data (gpus/, layouts/, benchmarks.yaml; "
+                     "what it lacks comes from the package); same as $PYTEST_MIG_DATA")
     g.addoption("--mig-sim-gpus", type=int, default=1, help="number of simulated GPUs")
     g.addoption("--mig-run-profile", default=None,
                 help="run profile of the suite: smoke (default), nightly, submission")
@@ -78,6 +83,15 @@ def pytest_addoption(parser) -> None:
     report_hooks.addoption(parser)
 
 
+def _parse_data_dir(value: str) -> str:
+    """--mig-data: an existing folder, made absolute (workloads inherit it)."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a folder; give a folder holding gpus/, layouts/ or benchmarks.yaml")
+    return str(path.resolve())
+
+
 def _settings(config) -> Settings:
     opts = parse_harness_options(config.getoption("mig_harness_opt"))
     if config.getoption("mig_command"):
@@ -111,6 +125,8 @@ def _settings(config) -> Settings:
 def pytest_configure(config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    if config.getoption("mig_data"):
+        os.environ[DATA_ENV] = config.getoption("mig_data")
     try:
         settings = _settings(config)
         check_conflicts(settings, manage=config.getoption("mig_manage"),

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from pytest_mig.datadir import data_path
 from pytest_mig.errors import SuiteError, did_you_mean
 from pytest_mig.types import TEST_MODES, Case, RunProfile
 from pytest_mig.yamlpos import YNode, load_yaml
 
-FIXTURES_ENV = "PYTEST_MIG_FIXTURES"
 PROFILE_RE = re.compile(r"^[1-9][0-9]*g\.[1-9][0-9]*gb(\+me)?$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LIFETIMES = ("per-test", "session")
@@ -45,7 +45,7 @@ class BenchmarkInfo:
 
 @dataclass(frozen=True)
 class Catalog:
-    """The benchmark catalogue (fixtures/benchmarks.yaml) plus the GPU model keys."""
+    """The benchmark catalogue (data/benchmarks.yaml) plus the GPU model keys."""
 
     path: Path
     source: str
@@ -53,7 +53,7 @@ class Catalog:
     scenarios: tuple[str, ...]
     benchmarks: dict[str, BenchmarkInfo]
     aliases: dict[str, tuple[str, ...]]
-    # fixtures/gpus/<model>.yaml stem -> MIG profile names found in it (empty: not known).
+    # data/gpus/<model>.yaml stem -> MIG profile names found in it (empty: not known).
     gpu_models: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def benchmarks_for(self, suite_class: str) -> tuple[str, ...]:
@@ -190,19 +190,17 @@ def find_suites(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def default_fixtures_dir() -> Path:
-    """$PYTEST_MIG_FIXTURES, else fixtures/ next to the package's parent folder."""
-    env = os.environ.get(FIXTURES_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "fixtures"
-
-
 def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = None) -> Catalog:
-    """Load and validate the benchmark catalogue; GPU model keys come from <fixtures>/gpus.
+    """Load and validate the benchmark catalogue; GPU model keys come from data/gpus.
 
     Cached per (file, modification time): a run with many suites or cases parses it once.
     """
-    path = Path(path) if path is not None else default_fixtures_dir() / "benchmarks.yaml"
-    gpus = Path(gpus_dir) if gpus_dir is not None else path.parent / "gpus"
+    if path is None:
+        path, default_gpus = data_path("benchmarks.yaml"), data_path("gpus")
+    else:  # a catalogue of one's own: its gpus/ folder beside it when it has one
+        path = Path(path)
+        default_gpus = path.parent / "gpus" if (path.parent / "gpus").is_dir() else data_path("gpus")
+    gpus = Path(gpus_dir) if gpus_dir is not None else default_gpus
     try:
         stamp = (path.stat().st_mtime_ns, gpus.stat().st_mtime_ns if gpus.exists() else 0)
     except OSError:
@@ -386,7 +384,7 @@ def _suite_gpus(node: YNode, catalog: Catalog) -> dict[str, GpuEntry]:
         if known and model not in known:
             raise entry.fail(f"unknown GPU model '{model}'{did_you_mean(model, known)}; "
                              f"allowed: {', '.join(known)}",
-                             fix="use a fixtures/gpus/<model>.yaml key", at_key=True)
+                             fix="use a GPU model key (data/gpus/<model>.yaml)", at_key=True)
         fields = entry.mapping(("profiles", "slots"), required=("profiles", "slots"))
         valid = sorted(catalog.gpu_models.get(model, ()))
         profiles: list[str] = []

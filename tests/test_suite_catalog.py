@@ -18,18 +18,18 @@ def catalog():
 
 
 def test_default_path_is_repo_fixtures(monkeypatch):
-    monkeypatch.delenv("PYTEST_MIG_FIXTURES", raising=False)
+    monkeypatch.delenv("PYTEST_MIG_DATA", raising=False)
     catalog = load_catalog()
-    assert catalog.path == REPO / "fixtures" / "benchmarks.yaml"
+    assert catalog.path == REPO / "pytest_mig" / "data" / "benchmarks.yaml"
     assert "inference_results_v1.1" in catalog.source
 
 
 def test_env_override(tmp_path, monkeypatch):
-    text = (REPO / "fixtures" / "benchmarks.yaml").read_text()
+    text = (REPO / "pytest_mig" / "data" / "benchmarks.yaml").read_text()
     (tmp_path / "benchmarks.yaml").write_text(text.replace("reference: 76.46", "reference: 1.5"))
     (tmp_path / "gpus").mkdir()
     (tmp_path / "gpus" / "X1-8GB.yaml").write_text("profiles: [1g.8gb, 2g.8gb+me, 7g]\n")
-    monkeypatch.setenv("PYTEST_MIG_FIXTURES", str(tmp_path))
+    monkeypatch.setenv("PYTEST_MIG_DATA", str(tmp_path))
     cat = load_catalog()
     assert cat.path == tmp_path / "benchmarks.yaml"
     assert cat.benchmarks["resnet50"].reference == 1.5
@@ -115,7 +115,7 @@ def test_resolve_background_unknown_names(catalog):
 
 
 def test_catalog_errors_have_lines(tmp_path):
-    text = (REPO / "fixtures" / "benchmarks.yaml").read_text()
+    text = (REPO / "pytest_mig" / "data" / "benchmarks.yaml").read_text()
     bad = text.replace("fractions: [0.99, 0.999]}\n  rnnt:", "fractions: [0.99, 1.5]}\n  rnnt:")
     path = tmp_path / "benchmarks.yaml"
     path.write_text(bad)
@@ -130,3 +130,20 @@ def test_catalog_errors_have_lines(tmp_path):
                                  "edge: [Ofline, SingleStream]\n    accuracy: {metric: f1"))
     with pytest.raises(SuiteError, match="did you mean 'Offline'"):
         load_catalog(path)
+
+
+def test_data_override_reaches_every_reader(tmp_path, monkeypatch):
+    """One override: the profile tables and layouts honour $PYTEST_MIG_DATA like the catalogue."""
+    from pytest_mig.gpu.layouts import default_layout_dir
+    from pytest_mig.gpu.profiles import default_gpu_dir, load_models
+    packaged = REPO / "pytest_mig" / "data"
+    (tmp_path / "gpus").mkdir()
+    text = (packaged / "gpus" / "A30-24GB.yaml").read_text()
+    (tmp_path / "gpus" / "Z9-24GB.yaml").write_text(text.replace("model: A30-24GB", "model: Z9-24GB"))
+    monkeypatch.setenv("PYTEST_MIG_DATA", str(tmp_path))
+    assert default_gpu_dir() == tmp_path / "gpus"
+    assert set(load_models()) == {"Z9-24GB"}
+    # layouts/ is missing from the override: the packaged one is used
+    assert default_layout_dir() == packaged / "layouts"
+    monkeypatch.delenv("PYTEST_MIG_DATA")
+    assert "A30-24GB" in load_models()

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from pytest_mig.datadir import data_path
 from pytest_mig.errors import LayoutError, did_you_mean
 
 ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
@@ -28,8 +29,8 @@ PROFILE_NAME = re.compile(r"^([1-9][0-9]*c\.)?[1-9][0-9]*g\.[1-9][0-9]*gb([+-][a
 
 
 def default_layout_dir() -> Path:
-    """fixtures/layouts of this checkout."""
-    return Path(__file__).resolve().parents[2] / "fixtures" / "layouts"
+    """layouts/ of the packaged data, or of $PYTEST_MIG_DATA when it has one (datadir.py)."""
+    return data_path("layouts")
 
 
 @dataclass(frozen=True)

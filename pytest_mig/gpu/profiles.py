@@ -1,4 +1,4 @@
-"""MIG profile tables per GPU model (fixtures/gpus/<model>.yaml) as typed values.
+"""MIG profile tables per GPU model (pytest_mig/data/gpus/<model>.yaml) as typed values.
 
 The simulator answers NVML profile queries from these tables and the planner places
 instances with them; the H100 table equals a real capture (see its `source:`).
@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from pytest_mig.datadir import data_path
 from pytest_mig.errors import GpuError, did_you_mean
 
 MIB = 1024 * 1024
@@ -24,12 +25,12 @@ SIM_FIELDS = ("power_idle_w", "power_max_w", "sm_clock_idle_mhz", "sm_clock_max_
 
 
 class ProfileTableError(GpuError):
-    """A GPU profile table in fixtures/gpus is malformed."""
+    """A GPU profile table (data/gpus/<model>.yaml) is malformed."""
 
 
 def default_gpu_dir() -> Path:
-    """fixtures/gpus of this checkout."""
-    return Path(__file__).resolve().parents[2] / "fixtures" / "gpus"
+    """gpus/ of the packaged data, or of $PYTEST_MIG_DATA when it has one (datadir.py)."""
+    return data_path("gpus")
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def _profile(path: Path, key: str, raw: Any, memory_slices: int) -> MigProfile:
 
 
 def load_model_file(path: Path | str) -> GpuModel:
-    """Read and validate one fixtures/gpus/<model>.yaml."""
+    """Read and validate one data/gpus/<model>.yaml."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -226,7 +227,7 @@ def _load_dir(directory: Path) -> dict[str, GpuModel]:
 
 
 def load_models(directory: Path | str | None = None) -> dict[str, GpuModel]:
-    """All tables of a directory (default fixtures/gpus), keyed by model key."""
+    """All tables of a directory (default: data/gpus), keyed by model key."""
     return dict(_load_dir(Path(directory or default_gpu_dir()).resolve()))
 
 

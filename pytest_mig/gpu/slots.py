@@ -55,7 +55,7 @@ def build_shared_slot(gpu, kind: str, main_profile: str, simulated: bool, gpu_mo
     from pytest_mig.gpu.profiles import get_model, profile_fraction
 
     if gpu.model_key is None:
-        return SlotProblem(f"GPU {gpu.index} ({gpu.name}) has no profile table in fixtures/gpus/; "
+        return SlotProblem(f"GPU {gpu.index} ({gpu.name}) has no profile table in data/gpus/; "
                            f"--partition={kind} needs one to size its partitions")
     model = get_model(gpu.model_key)
     if not model.has_profile(main_profile):
