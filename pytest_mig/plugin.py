@@ -81,6 +81,8 @@ def pytest_addoption(parser) -> None:
     add_manage_options(parser)
     from pytest_mig.report import hooks as report_hooks
     report_hooks.addoption(parser)
+    from pytest_mig.fleet import shard_plugin
+    shard_plugin.add_options(parser)  # --mig-shard, --mig-shard-durations
 
 
 def _parse_data_dir(value: str) -> str:
@@ -135,7 +137,8 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
     # Only xdist hands a run id down; a nested pytest (pytester) starts a run of its own.
-    run_id = (worker or {}).get("mig_run_id") or new_run_id()
+    from pytest_mig.fleet import shard_plugin
+    run_id = (worker or {}).get("mig_run_id") or new_run_id() + shard_plugin.run_id_suffix(config)
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
     os.environ[RUN_MARKER] = run_id
     config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
@@ -143,6 +146,7 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(ReportPlugin(config, config.stash[SESSION_KEY]), "mig-report")
     from pytest_mig.manage_plugin import register as register_manage
     register_manage(config)  # --mig-manage / --mig-layout
+    shard_plugin.register(config)  # --mig-shard
     if _uses_suites(config):
         from pytest_mig.process import install_sigterm_handler, reap_orphans
         install_sigterm_handler()
@@ -206,7 +210,10 @@ def pytest_runtest_makereport(item, call):
     out = item.stash.get(OUTCOME_KEY, None)
     if out is not None and (rep.when == "call" or (rep.when == "teardown" and rep.failed)):
         message = rep.longreprtext if rep.failed else ""
-        write_record(out.test_dir, outcome_record(out, rep.outcome, message, item.nodeid))
+        record = outcome_record(out, rep.outcome, message, item.nodeid)
+        if rep.when == "call":
+            record["duration_s"] = round(rep.duration, 3)  # shards balance with it
+        write_record(out.test_dir, record)
     elif out is None and rep.when == "setup" and rep.failed:
         # A case that errored before it ran (lease, layout, NVML) still gets its record.
         case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")

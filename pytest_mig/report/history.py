@@ -3,7 +3,8 @@
 The controller appends at session end (xdist workers never write it), one locked write per
 run, so concurrent runs sharing a reports folder interleave whole lines only. Each line:
 case, run_id, timestamp, gpu_model, backend, metric/value (the headline), p99_ns, latencies_ns,
-accuracy, interference, outcome. Baselines for `--mig-compare` are read from here (or from a results.json).
+accuracy, interference, outcome, duration_s (the case's call time: fleet/shard.py balances
+shards with it). Baselines for `--mig-compare` are read from here (or from a results.json).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class HistoryEntry:
     accuracy_metric: str | None = None
     accuracy: float | None = None
     interference: float | None = None  # 1 - hetero/isolated, with --mig-isolated-baseline
+    duration_s: float | None = None  # seconds the case's test call took
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -68,7 +70,7 @@ def entry_from_record(record: dict[str, Any], run_id: str, backend: str,
         scenario=record.get("scenario", ""), mode=record.get("mode", ""),
         metric=res.get("metric") or "", value=res.get("value"), p99_ns=lat.get("p99"),
         latencies_ns=lat, accuracy_metric=res.get("accuracy_metric"), accuracy=res.get("accuracy"),
-        interference=record.get("interference"))
+        interference=record.get("interference"), duration_s=record.get("duration_s"))
 
 
 def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:

@@ -201,6 +201,10 @@ def render_index(run_dir: Path, header: Mapping[str, Any], records: list[Mapping
     sim = ('<p class="sim">SIMULATED GPU: no hardware was used; numbers are not GPU results.</p>'
            if header.get("simulated") else "")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no cases"
+    merged = header.get("merged_from") or []  # a `pytest-mig merge` of shard runs
+    shards = (f'<p class="meta" id="merged">merged from {len(merged)} run(s): '
+              + _e(", ".join(f"{m.get('shard')} ({m.get('cases')} case(s), run "
+                             f"{m.get('run_id')})" for m in merged)) + "</p>") if merged else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:">
@@ -208,7 +212,7 @@ def render_index(run_dir: Path, header: Mapping[str, Any], records: list[Mapping
 <body>
 <h1>pytest-mig run {_e(header.get('run_id', ''))}</h1>{sim}
 <p class="meta">backend {_e(header.get('backend', '?'))}, driver {_e(header.get('driver', '?'))}; {_e(gpu_text or 'no GPUs')};
-harness {_e(header.get('harness', '?'))}; {_e(summary)}. <span id="js-status"></span></p>
+harness {_e(header.get('harness', '?'))}; {_e(summary)}. <span id="js-status"></span></p>{shards}
 <h2>Cases</h2>
 <table id="cases"><thead><tr><th>case</th><th>outcome</th><th>headline metric</th>
 <th>vs baseline</th><th>accuracy</th><th>interference</th><th>background health</th><th>files</th></tr></thead>
