@@ -22,12 +22,17 @@ def smoke_project(root: Path) -> Path:
     return root
 
 
-def shard_args(root: Path, index: int, count: int, reports: Path, *extra: str) -> list[str]:
-    """The pytest command line of one shard of the smoke suite on the simulated GPU."""
+def smoke_args(root: Path) -> list[str]:
+    """pytest options for the smoke suite on the simulated GPU with the fake workload."""
     command = (f"{sys.executable} {FAKE} --script {root / 'script.json'} --role {{role}} "
                f"--name {{name}} --log-dir {{log_dir}} --min-duration-ms {{min_duration_ms}}")
-    return [sys.executable, "-m", "pytest", str(root / "suites"), "--mig-backend=simulated",
-            f"--mig-shard={index}/{count}", "--harness=command", f"--mig-command={command}",
-            "--mig-main-startup=1.5", "--mig-sample-interval=0", f"--mig-reports={reports}",
-            f"--alluredir={reports / 'allure-results'}", "-p", "no:cacheprovider", "-q",
-            f"--rootdir={root}", *extra]
+    return ["--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
+            "--mig-main-startup=1.5", "--mig-sample-interval=0", "-p", "no:cacheprovider", "-q",
+            f"--rootdir={root}"]
+
+
+def shard_args(root: Path, index: int, count: int, reports: Path, *extra: str) -> list[str]:
+    """The pytest command line of one shard of the smoke suite."""
+    return [sys.executable, "-m", "pytest", str(root / "suites"), f"--mig-shard={index}/{count}",
+            f"--mig-reports={reports}", f"--alluredir={reports / 'allure-results'}",
+            *smoke_args(root), *extra]
