@@ -184,3 +184,14 @@ def test_skipped_cases_are_skipped_not_missing(shards, tmp_path):
     assert summary.missing == [] and summary.outcomes.get("skipped") == 1
     rec = failure_record(gone, "skipped", "x")
     assert rec["case"] in (tmp_path / "m" / "summary.txt").read_text()
+
+
+def test_a_shard_left_empty_by_the_plan_exits_zero(shards, tmp_path):
+    root = shards[0].parents[1]
+    done = subprocess.run(shard_args(root, 7, 7, tmp_path / "r"), cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]  # 6 cases, 7 shards: nothing to do
+    (run,) = [d for d in (tmp_path / "r").iterdir() if d.name.endswith("-shard-7-of-7")]
+    info = json.loads((run / "shard.json").read_text())
+    assert info["cases"] == 0 and sum(map(len, info["shards"])) == SMOKE_CASES
+    assert json.loads((run / "results.json").read_text())["tests"] == []
