@@ -1,6 +1,13 @@
 """Session-lifetime backgrounds: started once per slot and layout, kept in their timed phase
 across many main runs, checked alive at each main's end, restarted when one died, and
-stopped and checked (exit 0) at session end.
+stopped and checked at session end.
+
+A background pytest-mig stops (session end, or a pause so an isolated baseline runs with no
+neighbour) is recorded `stopped by pytest-mig`; it is healthy when its end answers the stop
+(health.stop_problem: the built-in harness must exit 0, NVIDIA's make may die of the signal).
+One that had ended before it was stopped is unhealthy and says how it ended. When the run
+itself was interrupted (pytest got SIGTERM/SIGINT/SIGHUP), a background found dead at the
+stop is reported as ended during the interruption, not as a crash of its own.
 """
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pytest_mig.health import describe_exit, ended_by, stop_problem
 from pytest_mig.process import Workload
 from pytest_mig.types import (PERFORMANCE, Case, Finished, HealthReport, Partition, Slot,
                               WorkloadHealth, WorkSpec)
@@ -22,6 +30,7 @@ class _Running:
     partition: Partition
     workload: Workload
     restarts: int = 0
+    stop_exit_zero: bool = True  # the harness's promise (Harness.stop_exit_zero)
 
 
 @dataclass
@@ -35,6 +44,7 @@ class BackgroundPool:
     finals: list[WorkloadHealth] = field(default_factory=list)  # checks at stop time
     restarts: int = 0
     starts: int = 0
+    pauses: int = 0  # stops for isolated baselines
 
     def plan(self, case: Case, slot: Slot, settings) -> list[tuple[WorkSpec, Partition]]:
         gpu_dir = self.log_root / slot.gpu_uuid
@@ -74,13 +84,14 @@ class BackgroundPool:
                 restarts = prior.restarts + 1
                 self.restarts += 1
                 work = replace(work, log_dir=work.log_dir.with_name(f"{work.name}-r{restarts}"))
-                say(f"restarting background {work.name} (it had ended: exit "
-                    f"{prior.workload.poll()})")
+                say(f"restarting background {work.name} (it had ended: "
+                    f"{describe_exit(prior.workload.poll())})")
             spec = harness.launch(work, part, _env_for(part, settings.run_id),
                                   work.log_dir.with_suffix(".log"))
             w = Workload(work.name, spec).start()
             self.starts += 1
-            entry = _Running(work, part, w, restarts)
+            entry = _Running(work, part, w, restarts,
+                             stop_exit_zero=getattr(harness, "stop_exit_zero", True))
             if prior is None:
                 current.append(entry)
             else:
@@ -105,33 +116,54 @@ class BackgroundPool:
             if f.ready_at is None or f.ready_at > (main.ready_at or main.started_at):
                 problems.append("was not in its timed phase when the main's began")
             if f.exit_code is not None:
-                problems.append(f"ended (exit {f.exit_code}) before the main ended; it is "
-                                "restarted for the next test")
+                problems.append(f"ended ({describe_exit(f.exit_code)}) before the main ended; "
+                                "it is restarted for the next test")
             report.workloads.append(WorkloadHealth(
                 name=f.name, benchmark=r.work.benchmark, started_at=f.started_at,
                 ready_at=f.ready_at, ended_at=f.ended_at, exit_code=f.exit_code, margin_s=None,
                 healthy=not problems, problems=problems, log_path=f.log_path))
         return report
 
-    def stop_gpu(self, gpu: str) -> None:
-        """Stop one GPU's backgrounds gracefully (SIGTERM): each must then exit 0."""
+    def stop_gpu(self, gpu: str, why: str = "session end", interrupted: str = "") -> None:
+        """Stop one GPU's backgrounds (SIGTERM, then SIGKILL after the grace) and judge each.
+
+        `why` names the occasion in messages; `interrupted` names the signal that interrupted
+        the run, if any (a background found dead then ended with the run, not on its own).
+        """
         for r in self.running.pop(gpu, []):
-            was_running = r.workload.running()
-            code = r.workload.stop(grace=self.stop_grace_s)
+            r.workload.stop(grace=self.stop_grace_s)
             f = r.workload.finished()
             problems = []
-            if not was_running:
-                problems.append(f"had already ended (exit {code}) before session end")
-            elif code != 0:
-                problems.append(f"exited with code {code} when stopped at session end")
+            if not f.stopped_by_us:
+                how = describe_exit(f.exit_code)
+                if interrupted:
+                    problems.append(f"had ended ({how}) during the interruption ({interrupted}) "
+                                    f"before pytest-mig stopped it; see its log")
+                else:
+                    problems.append(f"had already ended ({how}) before {why}; see its log")
+            else:
+                problem = stop_problem(f, r.stop_exit_zero)
+                if problem:
+                    problems.append(f"{problem} at {why}")
             self.finals.append(WorkloadHealth(
                 name=f.name, benchmark=r.work.benchmark, started_at=f.started_at,
-                ready_at=f.ready_at, ended_at=f.ended_at, exit_code=code, margin_s=None,
-                healthy=not problems, problems=problems, log_path=f.log_path))
+                ready_at=f.ready_at, ended_at=f.ended_at, exit_code=f.exit_code, margin_s=None,
+                healthy=not problems, problems=problems, log_path=f.log_path,
+                ended_by=ended_by(f)))
         self.key.pop(gpu, None)
 
-    def stop_all(self) -> HealthReport:
+    def pause_gpu(self, gpu: str, say) -> int:
+        """Stop one GPU's backgrounds so a main can run with no neighbour (isolated baseline);
+        the next ensure() starts them afresh. Returns how many were stopped."""
+        count = len(self.running.get(gpu, []))
+        if count:
+            say(f"pausing {count} session background workload(s) for the isolated baseline")
+            self.stop_gpu(gpu, why="the pause for an isolated baseline")
+            self.pauses += 1
+        return count
+
+    def stop_all(self, interrupted: str = "") -> HealthReport:
         for gpu in list(self.running):
-            self.stop_gpu(gpu)
+            self.stop_gpu(gpu, interrupted=interrupted)
         return HealthReport(list(self.finals))
 

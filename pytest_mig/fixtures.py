@@ -112,7 +112,7 @@ class HeteroRunner:
                 pool = (self.session.background_pool()
                         if self.session.lifetime(case) == "session" else None)
                 hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say,
-                               out=out, pool=pool)
+                               out=out, pool=pool, gpu_processes=self._gpu_processes())
             if out.main is not None and out.main.ended_at:
                 self.session.durations.observe(case, out.main.ended_at - out.main.started_at)
         finally:
@@ -120,6 +120,13 @@ class HeteroRunner:
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out
 
+
+    def _gpu_processes(self):
+        """NVML's compute pids on this slot's GPU (real NVML only; None when simulated)."""
+        if self.session.simulated:
+            return None
+        nvml, uuid = self.session.nvml, self.slot.gpu_uuid
+        return lambda: nvml.device_processes(uuid)
 
     def _dry_run(self, case: Case, test_dir, settings) -> None:
         """--mig-dry-run: every command with its environment, as NVIDIA's --dryrun; no run."""
@@ -177,6 +184,9 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
             props.append(("mig_accuracy_target", f"{out.accuracy_target:.4f}"))
     if out.interference is not None:
         props.append(("mig_interference", f"{out.interference:.4f}"))
+    if out.isolation:
+        props.append(("mig_baseline_isolation", out.isolation.get("method", "")))
+        props.append(("mig_baseline_verified", out.isolation.get("verification", "")))
     if out.health.workloads:
         props.append(("mig_background_healthy", str(out.health.healthy).lower()))
     props.append(("mig_dir", str(out.test_dir)))

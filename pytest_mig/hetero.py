@@ -1,11 +1,19 @@
 """One heterogeneous run: backgrounds started and awaited, the main run, the health check.
 
 It knows nothing of which harness or GPU backend is used: it gets a Harness and a Slot.
+
+Isolated baselines (--mig-isolated-baseline) run the main alone with no neighbour workload
+active on its GPU: per-test backgrounds are not started yet; session backgrounds of that GPU
+are stopped (recorded `stopped by pytest-mig`, healthy) and started afresh after the
+baseline. `HeteroOutcome.isolation` records how the baseline was isolated and, on a real
+GPU, which compute processes NVML saw on the main's device while it ran.
 """
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pytest_mig.harness.base import Harness
@@ -50,6 +58,7 @@ class HeteroOutcome:
     phases: dict[str, float] = field(default_factory=dict)  # name -> time.time()
     lenient: bool = False
     isolated: BenchmarkResult | None = None  # the main alone on its partition, when asked
+    isolation: dict = field(default_factory=dict)  # how the baseline was isolated (see module)
 
     @property
     def interference(self) -> float | None:
@@ -176,12 +185,15 @@ def _env_for(partition: Partition, run_id: str) -> dict[str, str]:
 
 
 def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: HeteroSettings,
-        progress=None, out: HeteroOutcome | None = None, pool=None) -> HeteroOutcome:
+        progress=None, out: HeteroOutcome | None = None, pool=None,
+        gpu_processes: Callable[[], list[int]] | None = None) -> HeteroOutcome:
     """Run one case end to end; every child of the case is reaped before this returns.
 
     Pass `out` to keep what was learnt so far even when this raises (reports use it).
     With a `pool` (session lifetime) the backgrounds are the pool's: started once, kept
     running across cases, checked alive at this main's end; else they are per-test.
+    `gpu_processes` (real NVML only) lists the pids of compute processes on the main's GPU;
+    an isolated baseline samples it to show that only the main ran.
     """
     say = progress or (lambda msg: None)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +205,14 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
     out.background_min_duration_ms = bg_plan[0][0].min_duration_ms if bg_plan else 0
     bgs: list[tuple[WorkSpec, Workload]] = []
     if settings.isolated_baseline:
-        out.isolated = _run_isolated(main_work, slot, harness, test_dir, settings, out, say)
+        paused = pool.pause_gpu(slot.gpu_uuid, say) if pool is not None else 0
+        out.isolation = {
+            "method": ("session backgrounds of this GPU stopped for the baseline, restarted "
+                       "after it" if pool is not None else
+                       "run before this case's backgrounds were started"),
+            "backgrounds_paused": paused}
+        out.isolated = _run_isolated(main_work, slot, harness, test_dir, settings, out, say,
+                                     gpu_processes)
     try:
         if pool is None:
             bgs = _start_backgrounds(bg_plan, harness, test_dir, settings, out)
@@ -278,19 +297,25 @@ def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: Heter
 
 
 def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: Path,
-                  settings: HeteroSettings, out: HeteroOutcome, say) -> BenchmarkResult:
+                  settings: HeteroSettings, out: HeteroOutcome, say,
+                  gpu_processes: Callable[[], list[int]] | None = None) -> BenchmarkResult:
     """The main alone on its partition (no neighbours): the baseline of the interference."""
-    from dataclasses import replace
-
     work = replace(main_work, name="main-isolated", log_dir=test_dir / "main-isolated")
     spec = harness.launch(work, slot.main, _env_for(slot.main, settings.run_id),
                           test_dir / "main-isolated.log")
     out.commands[work.name] = list(spec.argv)
     say("isolated baseline: main alone")
     w = Workload(work.name, spec).start()
+    watch = _ProcessWatch(gpu_processes, w.pid) if gpu_processes is not None else None
     try:
         code = w.wait(timeout=settings.main_timeout_s)
     finally:
+        if watch is not None:
+            out.isolation.update(watch.finish())
+        else:
+            out.isolation["verified"] = None
+            out.isolation["verification"] = ("not verifiable: no NVML process list "
+                                             "(simulated GPU)")
         w.stop(grace=settings.stop_grace_s)
     if code != 0:
         raise WorkloadFailure(f"isolated baseline run exited with code {code}; log: {spec.log_path}"
@@ -313,3 +338,83 @@ def _await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) ->
                 f"background {work.name} ({work.benchmark}) {why}; log: {w.spec.log_path}\n"
                 f"--- last lines ---\n{w.tail_text()}")
         say(f"backgrounds ready {n}/{len(bgs)}")
+
+
+def _process_tree(root: int) -> set[int]:
+    """`root` and its descendants, read from /proc (children files, else a ppid scan)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[-1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, p in parents.items() if p == pid and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return tree
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+class _ProcessWatch:
+    """Samples NVML's compute processes of the main's GPU while an isolated baseline runs.
+
+    Verified when every pid NVML showed is the main's (or a child of it) or an MPS server;
+    a pid that /proc cannot name (another pid namespace) makes it unverified, never passed.
+    """
+
+    def __init__(self, list_pids: Callable[[], list[int]], main_pid: int | None,
+                 every_s: float = 0.5) -> None:
+        self.list_pids, self.main_pid, self.every_s = list_pids, main_pid, every_s
+        self.seen: dict[int, str] = {}
+        self.samples = 0
+        self.error = ""
+        self.ours: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mig-isolation-watch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pids = self.list_pids()
+            except Exception as exc:  # NVML refused (permissions, driver): say so, stop
+                self.error = f"{type(exc).__name__}: {exc}"
+                return
+            self.samples += 1
+            if self.main_pid is not None:
+                self.ours |= _process_tree(self.main_pid)
+            for pid in pids:
+                self.seen.setdefault(pid, _comm(pid))
+            self._stop.wait(self.every_s)
+
+    def finish(self) -> dict:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        others = {pid: name for pid, name in self.seen.items()
+                  if pid not in self.ours and name != "nvidia-cuda-mps-server"}
+        record = {"gpu_processes_seen": {str(k): v for k, v in sorted(self.seen.items())},
+                  "samples": self.samples, "main_pids": sorted(self.ours)}
+        if self.error:
+            record.update(verified=None, verification=f"not verifiable: {self.error}")
+        elif not self.samples:
+            record.update(verified=None, verification="not verifiable: no sample taken")
+        elif others:
+            record.update(verified=False, verification=(
+                "NVML saw compute processes other than the main: " + ", ".join(
+                    f"{pid} ({name})" for pid, name in sorted(others.items()))))
+        else:
+            record.update(verified=True, verification=(
+                f"only the main ran: {self.samples} NVML samples"))
+        return record

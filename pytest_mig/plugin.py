@@ -278,7 +278,10 @@ def pytest_unconfigure(config) -> None:
 
 def _finish_session_backgrounds(session, mig: MigSession) -> None:
     """Stop session backgrounds, check each exited 0, and fail the run when one did not."""
-    report = mig.stop_session_backgrounds()
+    from pytest_mig.process import interruption
+    interrupted = interruption() or (
+        "SIGINT" if session.exitstatus == pytest.ExitCode.INTERRUPTED else "")
+    report = mig.stop_session_backgrounds(interrupted=interrupted)
     if report is None:
         return
     from dataclasses import asdict
@@ -288,11 +291,14 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
     name = f"session-backgrounds-{worker}.json" if worker else "session-backgrounds.json"
     write_json_atomic(mig.ensure_run_dir() / name, {
         "healthy": report.healthy, "starts": mig.pool.starts, "restarts": mig.pool.restarts,
+        "pauses": mig.pool.pauses, "interrupted": interrupted or None,
         "workloads": [asdict(w) for w in report.workloads]})
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
         tr.write_line(f"pytest-mig: session backgrounds: {mig.pool.starts} started, "
-                      f"{mig.pool.restarts} restarted, stopped "
+                      f"{mig.pool.restarts} restarted, "
+                      + (f"{mig.pool.pauses} paused for isolated baselines, " if mig.pool.pauses
+                         else "") + "stopped "
                       + ("cleanly" if report.healthy else "UNHEALTHY: " + "; ".join(report.problems())),
                       red=not report.healthy)
     if not report.healthy and session.exitstatus == 0:

@@ -4,6 +4,13 @@ Every child gets the environment marker PYTEST_MIG_RUN_ID so a leftover can alwa
 found, and PYTEST_MIG_SPAWNER_PID (the pytest process that started it) so the workloads of a
 killed xdist worker are known as orphans while the rest of the run goes on. Children are
 registered until reaped so an interpreter exit still kills their group.
+
+Who ended a child is decided without a race: one waiter thread per child learns of the exit
+with waitid(WNOWAIT), records it under the workload's lock and only then reaps. stop() takes
+the same lock and asks the kernel (waitid WNOHANG|WNOWAIT: a zombie not yet reaped still
+answers) whether the child has already exited; only a child alive at that instant is
+signalled and counted as `stopped_by_us`. Until the child is reaped its pid cannot be reused,
+so the signal can never reach another process. Nothing else calls Popen.poll()/wait().
 """
 from __future__ import annotations
 
@@ -59,6 +66,11 @@ class Workload:
         self.ended_at: float | None = None
         self.started_at = 0.0
         self.stopped_by_us = False
+        self.stop_signalled_at: float | None = None
+        self.returncode: int | None = None  # set once reaped
+        self._state = threading.Lock()  # exit bookkeeping vs. stop()'s signal decision
+        self._exited = False  # the kernel reported the exit (reaped or about to be)
+        self._reaped_event = threading.Event()
         self.tail: deque[str] = deque(maxlen=40)
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -95,9 +107,18 @@ class Workload:
 
     def _await_exit(self) -> None:
         assert self.proc is not None
-        self.proc.wait()
-        if self.ended_at is None:
-            self.ended_at = time.time()
+        try:  # the exit, without reaping: until reaped the pid stays ours
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # already reaped (cannot happen unless someone called waitpid behind us)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
+            pass
+        with self._state:
+            self._exited = True
+            if self.ended_at is None:
+                self.ended_at = time.time()
+        self.returncode = self.proc.wait()  # reaps
+        self._reaped_event.set()
         self._changed.set()
 
     def _read(self) -> None:
@@ -141,15 +162,12 @@ class Workload:
         return self.proc.pid if self.proc else None
 
     def poll(self) -> int | None:
-        if self.proc is None:
-            return None
-        code = self.proc.poll()
-        if code is not None and self.ended_at is None:
-            self.ended_at = time.time()
-        return code
+        """The exit code once the child is reaped, else None (never reaps itself)."""
+        return self.returncode
 
     def running(self) -> bool:
-        return self.proc is not None and self.poll() is None
+        """True until the kernel reports the child's exit."""
+        return self.proc is not None and not self._exited
 
     def wait_ready(self, timeout: float) -> bool:
         """True once the ready line was seen; False on exit-before-ready or timeout."""
@@ -164,26 +182,39 @@ class Workload:
         """Exit code, or None if still running after `timeout` seconds."""
         if self.proc is None:
             return None
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if not self._reaped_event.wait(timeout=timeout):
             return None
-        return self._reaped(code)
+        return self._reaped(self.returncode)
+
+    def _exited_now(self) -> bool:
+        """Ask the kernel, under the state lock: has the child exited (zombie or reaped)?"""
+        assert self.proc is not None
+        if self._exited:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
 
     def stop(self, grace: float = 5.0) -> int | None:
-        """SIGTERM the whole group, then SIGKILL after `grace`; always reaps."""
+        """SIGTERM the whole group, then SIGKILL after `grace`; always reaps.
+
+        Only a child still alive when stop() decides is signalled and marked
+        `stopped_by_us`; one that had already exited keeps its own exit as its story.
+        """
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.stopped_by_us = True
-            _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
+        with self._state:
+            if not self._exited_now():
+                self.stopped_by_us = True
+                self.stop_signalled_at = time.time()
+                _signal_group(self.proc.pid, signal.SIGTERM)
+        self._reaped_event.wait(timeout=grace)
         # Grandchildren may outlive the leader: the group goes in every case.
         _signal_group(self.proc.pid, signal.SIGKILL)
-        return self._reaped(self.proc.wait())
+        self._reaped_event.wait()
+        return self._reaped(self.returncode)
 
     def _reaped(self, code: int) -> int:
         """Bookkeeping once the child is reaped: end time, drained output, unregistered."""
@@ -199,10 +230,11 @@ class Workload:
             _live.discard(self)
 
     def finished(self) -> Finished:
-        code = self.proc.poll() if self.proc else None
+        code = self.returncode
         return Finished(name=self.name, started_at=self.started_at, ready_at=self.ready_at,
                         ended_at=self.ended_at if code is not None else None, exit_code=code,
-                        log_path=self.spec.log_path, stopped_by_us=self.stopped_by_us)
+                        log_path=self.spec.log_path, stopped_by_us=self.stopped_by_us,
+                        stop_signalled_at=self.stop_signalled_at)
 
     def tail_text(self, lines: int = 15) -> str:
         return "\n".join(list(self.tail)[-lines:])
@@ -298,9 +330,19 @@ def reap_orphans(current_run: str, only_run: bool = False) -> list[tuple[int, st
     return reaped
 
 
+received_signal: int | None = None  # the signal that interrupted this run, if any
+
+
+def interruption() -> str:
+    """'SIGTERM' (etc.) when a signal interrupted this run, else ''."""
+    return signal.Signals(received_signal).name if received_signal else ""
+
+
 def _on_sigterm(signum, frame) -> None:
     # SIGTERM (a CI job cancelled, `kill`) must unwind like Ctrl-C so every finally runs
     # and every workload group is stopped; the default action would orphan them.
+    global received_signal
+    received_signal = signum
     raise KeyboardInterrupt(f"pytest-mig: received signal {signum}")
 
 

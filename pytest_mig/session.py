@@ -229,11 +229,12 @@ class MigSession:
             self.pool = BackgroundPool(self.ensure_run_dir() / "session-backgrounds")
         return self.pool
 
-    def stop_session_backgrounds(self):
-        """Stop and check session backgrounds; returns their HealthReport (None if none ran)."""
+    def stop_session_backgrounds(self, interrupted: str = ""):
+        """Stop and check session backgrounds; returns their HealthReport (None if none ran).
+        `interrupted` names what interrupted the run ('SIGTERM', 'SIGINT'), if anything."""
         if self.pool is None:
             return None
-        report = self.pool.stop_all()
+        report = self.pool.stop_all(interrupted=interrupted)
         if self.held_lease is not None:
             self.held_lease.release()
             self.held_lease = None

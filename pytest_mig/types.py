@@ -110,7 +110,8 @@ class Finished:
     ended_at: float | None  # None: still running when observed (then stopped by us)
     exit_code: int | None
     log_path: Path
-    stopped_by_us: bool = False
+    stopped_by_us: bool = False  # alive when pytest-mig signalled it (process.py decides)
+    stop_signalled_at: float | None = None
 
 
 @dataclass
@@ -148,6 +149,7 @@ class WorkloadHealth:
     healthy: bool
     problems: list[str] = field(default_factory=list)
     log_path: Path | None = None
+    ended_by: str = ""  # "stopped by pytest-mig", "itself" or "" (still running)
 
 
 @dataclass

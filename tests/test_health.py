@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_mig.health import check_health, check_one
+import pytest
+
+from pytest_mig.health import check_health, check_one, stop_problem
 from pytest_mig.types import Finished
 
 MAIN = Finished("main", started_at=100.0, ready_at=105.0, ended_at=110.0, exit_code=0,
@@ -48,3 +50,30 @@ def test_report_aggregates():
     rep = check_health([("bert", bg()), ("dlrm", bg(name="bg2-dlrm", exit_code=2))], MAIN, 2.0)
     assert not rep.healthy
     assert rep.problems() == ["bg2-dlrm: exited with code 2"]
+
+
+def test_crash_before_main_end_is_a_crash_not_an_early_finish():
+    h = check_one("bert", bg(ended_at=108.0, exit_code=1), MAIN, 2.0)
+    assert h.problems == ["crashed (exit code 1) 2.00 s before the main ended; see its log"]
+    h = check_one("bert", bg(ended_at=108.0, exit_code=-11), MAIN, 2.0)
+    assert h.problems == ["crashed (killed by SIGSEGV) 2.00 s before the main ended; see its log"]
+    assert h.ended_by == "itself"
+
+
+def test_killed_by_signal_after_main_is_named():
+    h = check_one("bert", bg(exit_code=-9), MAIN, 2.0)
+    assert h.problems == ["killed by SIGKILL"]
+
+
+@pytest.mark.parametrize("code,must_zero,problem", [
+    (0, True, None),
+    (-15, False, None),                       # make died of our SIGTERM
+    (2, False, None),                         # make: *** [run_harness] Terminated
+    (-9, False, None),                        # killed after the grace period
+    (-15, True, "killed by SIGTERM when stopped by pytest-mig (this harness exits 0 on SIGTERM; see its log)"),
+    (1, True, "exit code 1 when stopped by pytest-mig (this harness exits 0 on SIGTERM; see its log)"),
+    (-11, False, "crashed while being stopped (killed by SIGSEGV)"),
+    (-6, True, "crashed while being stopped (killed by SIGABRT)"),
+])
+def test_stop_problem(code, must_zero, problem):
+    assert stop_problem(bg(stopped_by_us=True, exit_code=code), must_zero) == problem

@@ -65,8 +65,11 @@ class MpsDaemon:
                            "toolkit) on PATH; use --partition=mig or --partition=none instead")
         self.pipe_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Its own session: a signal to pytest's process group (a CI job limit, Ctrl-C in a
+        # terminal) must not take the daemon, and with it every client, down before
+        # pytest-mig has stopped the workloads in order (backgrounds, then the daemon).
         res = subprocess.run([exe, "-d"], env=self._env(), capture_output=True, text=True,
-                             timeout=timeout_s)
+                             timeout=timeout_s, start_new_session=True)
         if res.returncode != 0:
             raise GpuError(f"{CONTROL} -d failed (exit {res.returncode}): "
                            f"{(res.stderr or res.stdout).strip()}; see {self.log_dir}")

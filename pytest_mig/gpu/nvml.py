@@ -400,3 +400,18 @@ class Nvml:
         except pynvml.NVMLError as exc:
             raise self._error(exc, "nvmlDeviceGetHandleByUUID", what) from exc
         return int(self._call("nvmlDeviceGetMemoryInfo", what, h).used)
+
+    def device_processes(self, uuid: str) -> list[int]:
+        """Pids of every compute process NVML sees on device `uuid` (a GPU or a MIG device),
+        MPS clients included: what an isolated baseline checks is alone on its GPU."""
+        what = f"list compute processes on {uuid}"
+        try:
+            h = self.api.nvmlDeviceGetHandleByUUID(uuid)
+        except pynvml.NVMLError as exc:
+            raise self._error(exc, "nvmlDeviceGetHandleByUUID", what) from exc
+        pids = {int(p.pid) for p in self._call("nvmlDeviceGetComputeRunningProcesses", what, h)}
+        mps = getattr(self.api, "nvmlDeviceGetMPSComputeRunningProcesses", None)
+        if mps is not None:
+            extra = self._try(lambda: mps(h))
+            pids.update(int(p.pid) for p in extra or [])
+        return sorted(pids)

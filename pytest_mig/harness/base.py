@@ -14,6 +14,9 @@ READY_PATTERN = r"running actual test\.\s*$"
 
 class Harness(Protocol):
     name: str
+    # True: a workload stopped by pytest-mig (SIGTERM) must exit 0; False: any end that
+    # answers the stop is fine (health.stop_problem still flags crash signals).
+    stop_exit_zero: bool
 
     def launch(self, work: WorkSpec, partition: Partition, env: dict[str, str],
                log_path: Path) -> LaunchSpec: ...

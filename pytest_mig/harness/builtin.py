@@ -31,6 +31,7 @@ FLAGS = {"until_stopped": "--until-stopped", "start_from_device": "--start-from-
 
 class BuiltinHarness:
     name = "loadgen"
+    stop_exit_zero = True  # our own child ends its LoadGen test and exits 0 on SIGTERM
 
     def __init__(self, options: dict[str, str]) -> None:
         self.options = options

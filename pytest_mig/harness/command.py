@@ -19,6 +19,7 @@ FIELDS = ("benchmark", "scenario", "mode", "log_dir", "min_duration_ms", "min_qu
 
 class CommandHarness:
     name = "command"
+    stop_exit_zero = False  # a user's program promises nothing about SIGTERM
 
     def __init__(self, options: dict[str, str]) -> None:
         if not options.get("command"):

@@ -125,6 +125,7 @@ def config_ver(work: WorkSpec, options: Mapping[str, str]) -> str:
 
 class NvidiaHarness:
     name = "nvidia"
+    stop_exit_zero = False  # `make run_harness` dies of SIGTERM or exits 2 (make: *** Terminated)
 
     def __init__(self, options: dict[str, str]) -> None:
         self.options = dict(options)

@@ -40,7 +40,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         },
         "isolated": None if outcome.isolated is None else {
             "valid": outcome.isolated.valid, "metric": outcome.isolated.metric_name,
-            "value": outcome.isolated.metric_value},
+            "value": outcome.isolated.metric_value, "isolation": outcome.isolation},
         "interference": outcome.interference,
         "health": [dataclasses.asdict(w) for w in outcome.health.workloads],
         "background_min_duration_ms": outcome.background_min_duration_ms,
