@@ -82,25 +82,12 @@ class HeteroRunner:
         self.request, self.session, self.slot, self.harness = request, session, slot, harness
 
     def run(self, case: Case) -> hetero_mod.HeteroOutcome:
-        from dataclasses import replace
-
         from pytest_mig.report import allure_report
         from pytest_mig.report.timeline import case_timeline
-        from pytest_mig.suite import resolve_background
 
-        # NVIDIA's rule again, on the instances this GPU really has free.
-        case = replace(case, background=resolve_background(
-            list(case.background), case.benchmark, len(self.slot.background)))
-        if self.session.settings.min_duration_ms is not None:
-            case = replace(case, run_profile=replace(
-                case.run_profile, min_duration_ms=self.session.settings.min_duration_ms))
-
+        case = self._effective(case)
         s = self.session.settings
-        settings = hetero_mod.HeteroSettings(
-            run_id=self.session.run_id, main_startup_s=s.main_startup_s,
-            main_timeout_s=s.main_timeout_s, lenient=s.lenient,
-            expected_main_s=self.session.durations.expect(case),
-            isolated_baseline=s.isolated_baseline)
+        settings = self._settings(case)
         test_dir = self.session.test_dir(self.request.node.name)
         if s.dry_run:
             self._dry_run(case, test_dir, settings)
@@ -111,8 +98,11 @@ class HeteroRunner:
             with case_timeline(self.request.config, self.session, self.slot, out, progress=say):
                 pool = (self.session.background_pool()
                         if self.session.lifetime(case) == "session" else None)
+                if pool is not None and s.isolated_baseline:
+                    self._baselines_first(case, pool, say)
                 hetero_mod.run(case, self.slot, self.harness, test_dir, settings, progress=say,
-                               out=out, pool=pool, gpu_processes=self._gpu_processes())
+                               out=out, pool=pool, gpu_processes=self._gpu_processes(),
+                               baseline=self.session.baselines.pop(case.id, None))
             if out.main is not None and out.main.ended_at:
                 self.session.durations.observe(case, out.main.ended_at - out.main.started_at)
         finally:
@@ -120,6 +110,61 @@ class HeteroRunner:
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out
 
+
+    def _effective(self, case: Case) -> Case:
+        """The case as it runs here: backgrounds cut to this slot, CLI overrides applied."""
+        from dataclasses import replace
+
+        from pytest_mig.suite import resolve_background
+
+        # NVIDIA's rule again, on the instances this GPU really has free.
+        case = replace(case, background=resolve_background(
+            list(case.background), case.benchmark, len(self.slot.background)))
+        if self.session.settings.min_duration_ms is not None:
+            case = replace(case, run_profile=replace(
+                case.run_profile, min_duration_ms=self.session.settings.min_duration_ms))
+        return case
+
+    def _settings(self, case: Case) -> hetero_mod.HeteroSettings:
+        s = self.session.settings
+        return hetero_mod.HeteroSettings(
+            run_id=self.session.run_id, main_startup_s=s.main_startup_s,
+            main_timeout_s=s.main_timeout_s, lenient=s.lenient,
+            expected_main_s=self.session.durations.expect(case),
+            isolated_baseline=s.isolated_baseline)
+
+    def _baselines_first(self, case: Case, pool, say) -> None:
+        """Session backgrounds + isolated baselines, one pytest process: before this GPU's
+        pool starts, measure the baselines of every case this process will run on the same
+        kind of slot, so the pool starts once instead of pausing for each case. Under xdist
+        (cases spread at run time) each case pauses the pool instead (hetero.run)."""
+        if (hasattr(self.request.config, "workerinput") or case.id in self.session.baselines
+                or pool.running.get(self.slot.gpu_uuid)):
+            return
+        items = [i for i in self.request.session.items
+                 if "mig_case" in getattr(getattr(i, "callspec", None), "params", {})]
+        todo = []
+        for item in items:
+            other = item.callspec.params["mig_case"]
+            if (other.profile, other.gpu_model) != (case.profile, case.gpu_model):
+                continue
+            if self.session.lifetime(other) != "session" or other.id in self.session.baselines:
+                continue
+            if item.name in self.session.baselines_done:
+                continue
+            todo.append((item.name, self._effective(other)))
+        if len(todo) > 1:
+            say(f"isolated baselines first: {len(todo)} case(s) before the session backgrounds "
+                "start")
+        for name, other in todo:
+            self.session.baselines_done.add(name)
+            try:
+                self.session.baselines[other.id] = hetero_mod.measure_baseline(
+                    other, self.slot, self.harness, self.session.test_dir(name),
+                    self._settings(other), say, self._gpu_processes())
+            except hetero_mod.WorkloadFailure as exc:
+                say(f"baseline of {other.id} failed; it is measured again in its own test: "
+                    f"{str(exc).splitlines()[0]}")
 
     def _gpu_processes(self):
         """NVML's compute pids on this slot's GPU (real NVML only; None when simulated)."""

@@ -186,14 +186,16 @@ def _env_for(partition: Partition, run_id: str) -> dict[str, str]:
 
 def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: HeteroSettings,
         progress=None, out: HeteroOutcome | None = None, pool=None,
-        gpu_processes: Callable[[], list[int]] | None = None) -> HeteroOutcome:
+        gpu_processes: Callable[[], list[int]] | None = None,
+        baseline: HeteroOutcome | None = None) -> HeteroOutcome:
     """Run one case end to end; every child of the case is reaped before this returns.
 
     Pass `out` to keep what was learnt so far even when this raises (reports use it).
     With a `pool` (session lifetime) the backgrounds are the pool's: started once, kept
     running across cases, checked alive at this main's end; else they are per-test.
     `gpu_processes` (real NVML only) lists the pids of compute processes on the main's GPU;
-    an isolated baseline samples it to show that only the main ran.
+    an isolated baseline samples it to show that only the main ran. `baseline`: this case's
+    isolated baseline, already measured (measure_baseline) before the pool started.
     """
     say = progress or (lambda msg: None)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +206,10 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
         bg_plan = pool.plan(case, slot, settings)
     out.background_min_duration_ms = bg_plan[0][0].min_duration_ms if bg_plan else 0
     bgs: list[tuple[WorkSpec, Workload]] = []
-    if settings.isolated_baseline:
+    if settings.isolated_baseline and baseline is not None:
+        out.isolated, out.isolation = baseline.isolated, baseline.isolation
+        out.commands.update(baseline.commands)
+    elif settings.isolated_baseline:
         paused = pool.pause_gpu(slot.gpu_uuid, say) if pool is not None else 0
         out.isolation = {
             "method": ("session backgrounds of this GPU stopped for the baseline, restarted "
@@ -294,6 +299,21 @@ def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: Heter
     for _, w in bgs:
         if w.wait(timeout=max(0.0, out.phases["main_start"] + wait_s - time.time())) is None:
             w.stop(grace=settings.stop_grace_s)
+
+
+def measure_baseline(case: Case, slot: Slot, harness: Harness, test_dir: Path,
+                     settings: HeteroSettings, say,
+                     gpu_processes: Callable[[], list[int]] | None = None) -> HeteroOutcome:
+    """The isolated baseline of `case` alone, measured ahead of its test (nothing else of
+    this run may be running on the GPU: the caller starts no background before it)."""
+    test_dir.mkdir(parents=True, exist_ok=True)
+    main_work, _ = plan_workspecs(case, slot, test_dir, settings)
+    out = HeteroOutcome(case=case, test_dir=test_dir)
+    out.isolation = {"method": "measured before the session backgrounds started "
+                               "(baselines first)", "backgrounds_paused": 0}
+    out.isolated = _run_isolated(main_work, slot, harness, test_dir, settings, out, say,
+                                 gpu_processes)
+    return out
 
 
 def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: Path,

@@ -161,6 +161,10 @@ class MigSession:
         self.pool: Any = None  # background.BackgroundPool, for session-lifetime backgrounds
         self.held_lease: Any = None  # kept across tests while session backgrounds run
         self.durations = DurationEstimator()
+        # --mig-isolated-baseline with session backgrounds: baselines measured before the
+        # pool started (case id -> HeteroOutcome holding them); test names already tried.
+        self.baselines: dict[str, Any] = {}
+        self.baselines_done: set[str] = set()
         self.manager: Any = None  # manage_plugin.LayoutManager: each case's MIG layout
 
     def ensure_run_dir(self) -> Path:

@@ -206,3 +206,40 @@ def test_missing_mlperf_root(pytester, mlperf_root):
     r.assert_outcomes(errors=1)
     r.stdout.fnmatch_lines(["*HarnessError: --harness=nvidia needs --mlperf-root DIR*"])
     assert calls(mlperf_root) == []
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "suites" / "datacenter"
+
+
+@pytest.fixture
+def shipped_suite(pytester, mlperf_root) -> Path:
+    """The repository's datacenter suite as shipped (session backgrounds), in place of the mini one."""
+    suites = pytester.path / "suites"
+    for f in suites.iterdir():
+        f.unlink()
+    for name in ("suite.yaml", "test_datacenter.py"):
+        (suites / name).write_text((SHIPPED / name).read_text())
+    return mlperf_root
+
+
+def test_session_backgrounds_stopped_by_us_are_healthy(pytester, shipped_suite):
+    """NVIDIA's `make run_harness` dies of SIGTERM: at session end that is our stop, not a failure."""
+    r = run(pytester, shipped_suite, {}, "-k", "resnet50 and Offline and performance")
+    r.assert_outcomes(passed=1)
+    assert r.ret == 0
+    r.stdout.fnmatch_lines(["*session backgrounds: 6 started, 0 restarted, stopped cleanly*"])
+    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    final = json.loads((run_dir / "session-backgrounds.json").read_text())
+    assert final["healthy"] and len(final["workloads"]) == 6
+    assert {w["ended_by"] for w in final["workloads"]} == {"stopped by pytest-mig"}
+    assert all(w["exit_code"] != 0 for w in final["workloads"])  # make died of the signal
+    assert leftover_processes(pytester.path / "reports") == []
+
+
+def test_session_background_dying_during_the_main_fails(pytester, shipped_suite):
+    r = run(pytester, shipped_suite, {"background:bert": "crash_during_main"},
+            "-k", "resnet50 and Offline and performance", "--mig-min-duration=3000")
+    r.assert_outcomes(failed=1)
+    assert r.ret == 1
+    r.stdout.fnmatch_lines(["*bg*-bert: ended (exit code *) before the main ended*"])
+    assert leftover_processes(pytester.path / "reports") == []

@@ -117,7 +117,7 @@ def test_background_crash_mid_run_fails_naming_it(pytester, suite_dir):
     r = run(pytester, {"bg2": "crash_after_ready"}, "-k", "resnet50")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*background unhealthy*bg2-dlrm*"])
-    assert "exited with code 3" in r.stdout.str()
+    assert "crashed (exit code 3)" in r.stdout.str()
     assert leftover_processes(pytester.path / "reports") == []
 
 
@@ -199,7 +199,11 @@ def test_isolated_baseline_reports_interference(pytester, suite_dir):
     r = run(pytester, {}, "-k", "resnet50", "--mig-isolated-baseline", "--junitxml=j.xml")
     r.assert_outcomes(passed=1)
     rec = results(pytester)["tests"][0]
+    isolation = rec["isolated"].pop("isolation")
     assert rec["isolated"] == {"valid": True, "metric": "Samples per second", "value": 318100.0}
+    assert isolation == {"method": "run before this case's backgrounds were started",
+                         "backgrounds_paused": 0, "verified": None,
+                         "verification": "not verifiable: no NVML process list (simulated GPU)"}
     assert rec["interference"] == 0.0  # the fake reports the same throughput alone and loaded
     assert "main-isolated" in rec["commands"]
     xml = (pytester.path / "j.xml").read_text()
@@ -237,7 +241,7 @@ def test_session_background_dying_fails_that_test_and_is_restarted(pytester, sui
     r = run(pytester, {"bg2": "crash_after_ready"}, "--mig-background=session", "-k", "bert")
     # bg2 dies during the first main (fails it); the restarted bg2 dies again in the second.
     r.assert_outcomes(failed=2)
-    r.stdout.fnmatch_lines(["*bg2-dlrm: ended (exit 3) before the main ended*"])
+    r.stdout.fnmatch_lines(["*bg2-dlrm: ended (exit code 3) before the main ended*"])
     out = r.stdout.str()
     assert "restarted" in out and "UNHEALTHY" in out
     assert leftover_processes(pytester.path / "reports") == []
@@ -251,3 +255,43 @@ def test_dry_run_prints_plan_and_runs_nothing(pytester, suite_dir):
                             "*cmd: *fake_workload.py --script*--role main --name main*",
                             "*dry run: * plan lines in *plan.txt*"])
     assert not list(pytester.path.glob("reports/*/*/main.log"))  # nothing was started
+
+
+def _session_suite(suite_dir):
+    (suite_dir / "suite.yaml").write_text(SUITE.replace("lifetime: per-test", "lifetime: session"))
+
+
+def test_isolated_baselines_first_with_session_backgrounds(pytester, suite_dir):
+    """One pytest process: every baseline runs before the session pool starts, which starts once."""
+    _session_suite(suite_dir)
+    r = run(pytester, {}, "-k", "Offline", "--mig-isolated-baseline")
+    r.assert_outcomes(passed=2)
+    recs = results(pytester)["tests"]
+    assert [rec["isolated"]["isolation"]["method"] for rec in recs] == [
+        "measured before the session backgrounds started (baselines first)"] * 2
+    started = min(rec["phases"]["backgrounds_started"] for rec in recs
+                  if "backgrounds_started" in rec["phases"])
+    for rec in recs:  # each baseline's main had ended before any background started
+        log = Path(rec["paths"]["dir"]) / "main-isolated.log"
+        assert log.stat().st_mtime <= started
+    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    final = json.loads((run_dir / "session-backgrounds.json").read_text())
+    assert (final["starts"], final["pauses"], final["healthy"]) == (3, 0, True)
+
+
+def test_isolated_baseline_pauses_the_session_pool_under_xdist(pytester, suite_dir):
+    """Cases spread by xdist at run time: the pool of the GPU is stopped for each baseline."""
+    _session_suite(suite_dir)
+    r = run(pytester, {}, "-k", "Offline", "--mig-isolated-baseline", "-p", "xdist", "-n", "1")
+    r.assert_outcomes(passed=2)
+    recs = sorted(results(pytester)["tests"], key=lambda rec: rec["phases"]["main_start"])
+    methods = [rec["isolated"]["isolation"] for rec in recs]
+    assert [m["backgrounds_paused"] for m in methods] == [0, 3]
+    assert all(m["method"].startswith("session backgrounds of this GPU stopped") for m in methods)
+    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    (final_path,) = run_dir.glob("session-backgrounds*.json")
+    final = json.loads(final_path.read_text())
+    assert (final["starts"], final["pauses"], final["healthy"]) == (6, 1, True)
+    paused = [w for w in final["workloads"] if w["ended_by"] == "stopped by pytest-mig"]
+    assert len(paused) == 6  # three paused for the baseline, three at session end
+    assert leftover_processes(pytester.path / "reports") == []

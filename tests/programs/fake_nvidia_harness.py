@@ -5,7 +5,9 @@ test.`, sleeps for --min_duration, and writes real LoadGen outputs (copied from 
 into `$LOG_DIR/<timestamp>/<system id>/<benchmark>/<scenario>/`. Each call is appended to
 calls.jsonl in the working directory (the Makefile's). What it does comes from
 behaviour.json there, keyed "<role>:<benchmark>" or "<role>" (role: main | background):
-valid | invalid | exit<N> (fails after its ready line) | never_ready | no_logs | audit_fail.
+valid | invalid | exit<N> (fails after its ready line) | never_ready | no_logs | audit_fail |
+crash_during_main (a background that exits 3 once calls.jsonl shows a main started).
+Every workload keeps Python's default SIGTERM action: like `make run_harness`, it dies of it.
 """
 from __future__ import annotations
 
@@ -100,6 +102,13 @@ def main(argv: list[str]) -> int:
         time.sleep(3600)
         return 0
     print("[I] Starting running actual test.", flush=True)
+    if how == "crash_during_main":
+        while not any(json.loads(line).get("role") == "main"
+                      for line in Path("calls.jsonl").read_text().splitlines()):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        print("[E] fatal: CUDA error 700 (simulated) during the main", flush=True)
+        return 3
     if how.startswith("exit"):
         time.sleep(0.1)
         print("[E] fatal: CUDA error 700 (simulated)", flush=True)
