@@ -48,16 +48,20 @@ if [ "$part" = all ] || [ "$part" = signal ]; then
 fi
 
 if [ "$part" = all ] || [ "$part" = sweep ]; then
+  # REPEATS sweeps at once, one per GPU (each pytest leases a free GPU: use a machine with
+  # REPEATS GPUs; they share the host's CPUs, not a GPU).
   first=${FIRST:-1}
   for k in $(seq "$first" $((first + ${REPEATS:-1} - 1))); do
     rm -rf "reports/sweep-$k"
-    timeout "${SWEEP_T:-420}" "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
-      --mig-background=session --mig-isolated-baseline --mig-min-duration "${MIN_MS:-2000}" \
-      --mig-reports "$PWD/reports/sweep-$k" -q -rA 2>&1 | tail -15 | tee "$OUT/sweep_r$k.txt"
-    r=$(ls -d reports/sweep-$k/*/ | head -1)
-    cp "$r/results.json" "$OUT/interference_r$k.json"
-    cp "$r/session-backgrounds.json" "$OUT/interference_r${k}_backgrounds.json" 2>/dev/null
+    ( timeout "${SWEEP_T:-420}" "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
+        --mig-background=session --mig-isolated-baseline --mig-min-duration "${MIN_MS:-2000}" \
+        --mig-reports "$PWD/reports/sweep-$k" -q -rA > "reports/sweep-$k.log" 2>&1
+      r=$(ls -d reports/sweep-$k/*/ | head -1)
+      cp "$r/results.json" "$OUT/interference_r$k.json"
+      cp "$r/session-backgrounds.json" "$OUT/backgrounds_r$k.json" 2>/dev/null ) &
   done
+  wait
+  tail -n 12 reports/sweep-*.log
   python3 benchmarks/interference_table.py "$OUT"/interference_r*.json | tee "$OUT/interference_table.md"
 fi
 pgrep -fa nvidia-cuda-mps || echo "no MPS daemon left running"

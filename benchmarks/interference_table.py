@@ -17,6 +17,15 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def others(isolation: dict) -> list[str]:
+    """Processes NVML saw during the baseline that are neither the main's nor an MPS server,
+    recomputed from the raw observations (so a record is judged by today's rule)."""
+    from pytest_mig.hetero import is_mps_server
+    mine = set(isolation.get("main_pids", []))
+    return [f"{pid} ({name})" for pid, name in (isolation.get("gpu_processes_seen") or {}).items()
+            if int(pid) not in mine and not is_mps_server(name)]
+
+
 def rows(paths: list[Path]) -> tuple[dict, list[str]]:
     per: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     skipped = []
@@ -26,7 +35,7 @@ def rows(paths: list[Path]) -> tuple[dict, list[str]]:
             how = iso.get("isolation") or {}
             why = ("not passed" if rec.get("outcome") != "passed"
                    else "INVALID" if not (res.get("valid") and iso.get("valid"))
-                   else "baseline not verified alone" if how.get("verified") is False
+                   else "baseline not alone: " + ", ".join(others(how)) if others(how)
                    else "")
             if why or not iso.get("value") or not res.get("value"):
                 skipped.append(f"{path.name}: {rec['case']}: {why or 'no value'}")

@@ -379,6 +379,11 @@ def _process_tree(root: int) -> set[int]:
     return tree
 
 
+def is_mps_server(comm: str) -> bool:
+    """/proc/<pid>/comm of the MPS server: 'nvidia-cuda-mps-server' cut to 15 characters."""
+    return "nvidia-cuda-mps-server".startswith(comm) and comm.startswith("nvidia-cuda-mps")
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -423,7 +428,7 @@ class _ProcessWatch:
         self._stop.set()
         self._thread.join(timeout=5)
         others = {pid: name for pid, name in self.seen.items()
-                  if pid not in self.ours and name != "nvidia-cuda-mps-server"}
+                  if pid not in self.ours and not is_mps_server(name)}
         record = {"gpu_processes_seen": {str(k): v for k, v in sorted(self.seen.items())},
                   "samples": self.samples, "main_pids": sorted(self.ours)}
         if self.error:
