@@ -138,8 +138,8 @@ def main() -> int:
         result["sizes"].append(row)
         print(f"{size:>6} cases: median {row['median_s']:.3f} s ({row['ms_per_case_median']:.2f} "
               f"ms/case), min {row['min_s']:.3f} s, max {row['max_s']:.3f} s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # after each size: nothing lost
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {args.out}")
     return 0
 
