@@ -227,7 +227,7 @@ def merged_header(runs: list[ShardRun], run_id: str) -> dict[str, Any]:
     gpus, layout = [], {}
     for r in runs:
         for g in r.header.get("gpus") or []:
-            gpus.append({**g, "shard": r.name})
+            gpus.append({**g, "index": f"{r.name}/{g.get('index')}", "shard": r.name})
         for idx, counts in (r.header.get("layout") or {}).items():
             layout[f"{r.name}/{idx}"] = counts
     base.update({
