@@ -53,7 +53,8 @@ if [ "$part" = all ] || [ "$part" = sweep ]; then
   first=${FIRST:-1}
   for k in $(seq "$first" $((first + ${REPEATS:-1} - 1))); do
     rm -rf "reports/sweep-$k"
-    ( timeout "${SWEEP_T:-420}" "${PYTEST[@]}" suites/datacenter -k "performance and Offline" \
+    if [ "$k" = "$first" ]; then sel="performance and Offline"; else sel=${K2:-performance and Offline}; fi
+    ( timeout "${SWEEP_T:-420}" "${PYTEST[@]}" suites/datacenter -k "$sel" \
         --mig-background=session --mig-isolated-baseline --mig-min-duration "${MIN_MS:-2000}" \
         --mig-reports "$PWD/reports/sweep-$k" -q -rA > "reports/sweep-$k.log" 2>&1
       r=$(ls -d reports/sweep-$k/*/ | head -1)
