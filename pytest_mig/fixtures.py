@@ -234,4 +234,7 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
         props.append(("mig_baseline_verified", out.isolation.get("verification", "")))
     if out.health.workloads:
         props.append(("mig_background_healthy", str(out.health.healthy).lower()))
+    if out.slices is not None:
+        from pytest_mig.report.slices_text import slice_properties
+        props.extend(slice_properties(out.slices))
     props.append(("mig_dir", str(out.test_dir)))

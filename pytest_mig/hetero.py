@@ -19,6 +19,7 @@ from pathlib import Path
 from pytest_mig.harness.base import Harness
 from pytest_mig.health import check_health
 from pytest_mig.process import Workload, child_env
+from pytest_mig.results.slices import Aggregate
 from pytest_mig.types import (ACCURACY, PERFORMANCE, BenchmarkResult, Case, Finished,
                               HealthReport, Partition, Slot, WorkSpec)
 
@@ -59,6 +60,7 @@ class HeteroOutcome:
     lenient: bool = False
     isolated: BenchmarkResult | None = None  # the main alone on its partition, when asked
     isolation: dict = field(default_factory=dict)  # how the baseline was isolated (see module)
+    slices: Aggregate | None = None  # every slice's figure and their sums (results/slices.py)
 
     @property
     def interference(self) -> float | None:
@@ -235,6 +237,7 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
         else:
             out.health = pool.check(out.main, slot.gpu_uuid)
         out.backgrounds = [w.finished() for _, w in bgs]
+        out.slices = collect_slices(case, slot, harness, bgs, out)
         if settings.lenient and not out.health.healthy:
             out.warnings.extend(out.health.problems())
         say("health checked")
@@ -443,3 +446,31 @@ class _ProcessWatch:
             record.update(verified=True, verification=(
                 f"only the main ran: {self.samples} NVML samples"))
         return record
+
+
+def collect_slices(case: Case, slot: Slot, harness: Harness,
+                   bgs: list[tuple[WorkSpec, Workload]], out: HeteroOutcome) -> Aggregate:
+    """Each background's LoadGen result parsed like the main's, its completions counted in the
+    main's timed phase (ready line to exit), and the sums; never changes the case's outcome."""
+    from pytest_mig.results.slices import aggregate, is_throughput, slice_figure
+    from pytest_mig.results.window import window_in_dir
+
+    figures = [slice_figure("main", "main", case.benchmark, case.scenario, slot.main.profile,
+                            out.result)]
+    main = out.main
+    start = (main.ready_at or main.started_at) if main else None
+    end = main.ended_at if main else None
+    for (work, w), part in zip(bgs, slot.background):
+        result, error = None, None
+        try:
+            result = harness.collect(work, w.finished(), work.log_dir)
+        except Exception as exc:  # noqa: BLE001 - a background's figure is reported, not judged
+            error = f"{work.name}: no result ({exc})"
+        window = window_in_dir(work.log_dir, start, end) if start and end else None
+        figures.append(slice_figure(work.name, "background", work.benchmark, work.scenario,
+                                    part.profile, result, window, error))
+    isolated = {}
+    if out.isolated is not None and out.isolated.metric_value and \
+            is_throughput(out.isolated.metric_name):
+        isolated[case.benchmark] = (out.isolated.metric_value, f"single slice {slot.main.profile}")
+    return aggregate(figures, isolated)

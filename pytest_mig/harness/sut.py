@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import accel, scoring
+from .completions import CompletionLog
 from .datasets import SampleLoader
 from .models import Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
 
@@ -199,8 +200,10 @@ def test_settings(cfg: RunConfig, cal: Calibration) -> tuple[lg.TestSettings, di
 class BatchingSUT:
     """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them."""
 
-    def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int) -> None:
+    def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int,
+                 completions: CompletionLog | None = None) -> None:
         self.predictor, self.max_batch = predictor, max_batch
+        self.completions = completions  # completions.tsv: what the plugin counts per window
         self._queue: collections.deque = collections.deque()
         self._cond = threading.Condition()
         self._stopping = self._draining = False
@@ -226,6 +229,8 @@ class BatchingSUT:
             self._stopping = True
             self._cond.notify()
         self._worker.join()
+        if self.completions is not None:
+            self.completions.close()
 
     def _loop(self) -> None:
         try:
@@ -243,6 +248,8 @@ class BatchingSUT:
                 responses = [lg.QuerySampleResponse(s.id, out.ctypes.data if out.nbytes else 0, out.nbytes)
                              for s, out in zip(batch, outputs)]
                 lg.QuerySamplesComplete(responses)  # copies the bytes: `outputs` may go now
+                if self.completions is not None and not draining:
+                    self.completions.add(len(batch))
         except BaseException:  # LoadGen would wait forever for these samples: fail the process loudly
             traceback.print_exc()
             sys.stderr.flush()
@@ -350,7 +357,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     log_dir = Path(cfg.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg)
-    batching = BatchingSUT(prep.predictor, prep.batch)
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir))
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     print(READY_LINE, flush=True)
@@ -395,7 +402,7 @@ def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
     capped = replace(cfg, min_duration_ms=min(cfg.min_duration_ms, UNTIL_STOPPED_TEST_MS))
     prep = prepare(capped)
     prep.loader.retain = True  # LoadGen loads the same performance set before every test
-    batching = BatchingSUT(prep.predictor, prep.batch)
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir))
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     stop.armed = True  # from here a signal ends the current test instead of the process
@@ -414,6 +421,8 @@ def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
             break
     if completed is None:
         _publish(run_dir, log_dir)
+    if batching.completions is not None:
+        batching.completions.close()
     say(f"stopped after {tests} test(s); last completed: {completed.name if completed else 'none'}")
     return tests
 

@@ -55,6 +55,10 @@ def describe(config, out, session, slot=None) -> None:
             allure.attach(detail_excerpt(Path(r.files["detail"])), name="detail excerpt",
                           attachment_type=allure.attachment_type.TEXT)
         _attach_file(allure, r.files.get("accuracy"), "accuracy.txt")
+    if getattr(out, "slices", None) is not None:
+        from pytest_mig.report.slices_text import slices_table
+        allure.attach(slices_table(out.slices), name="slices and aggregate",
+                      attachment_type=allure.attachment_type.TEXT)
     if out.health.workloads:
         allure.attach(health_table(out), name="background health",
                       attachment_type=allure.attachment_type.TEXT)

@@ -1,0 +1,103 @@
+"""A 7-slice case on the simulated A100 (7 x 1g.10gb): every slice runs real LoadGen (a SUT
+answering at a set rate per benchmark, tests/programs/loadgen_sleeper.py); results.json,
+the JUnit XML and the Allure results carry each slice's figure and the aggregate."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SLEEPER = Path(__file__).resolve().parent / "programs" / "loadgen_sleeper.py"
+sys.path.insert(0, str(SLEEPER.parent))
+from loadgen_sleeper import RATES  # noqa: E402
+
+pytest.importorskip("mlperf_loadgen")
+
+SUITE = textwrap.dedent("""
+    suite: seven
+    class: datacenter
+    benchmarks:
+      resnet50: {scenarios: [Offline], accuracy: 0.99}
+    gpus:
+      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 7}
+    modes: [performance]
+    background:
+      set: [bert, dlrm, rnnt, ssd-mobilenet, ssd-resnet34, 3d-unet]
+      lifetime: per-test
+    run_profiles:
+      smoke:
+        min_duration_ms: 1000
+        min_query_count: 1
+        start_time_buffer_s: 20
+        end_time_buffer_min_s: 0.2
+        background_min_duration_ms: 3000
+        sample_count: 16
+    default_run_profile: smoke
+""")
+
+TEST = textwrap.dedent("""
+    def test_hetero(mig_case, hetero):
+        outcome = hetero.run(mig_case)
+        assert outcome.valid, outcome.why_invalid()
+        assert outcome.background_healthy, outcome.why_unhealthy()
+""")
+
+
+def test_seven_slices_report_each_figure_and_the_aggregate(pytester):
+    d = pytester.mkdir("suites")
+    (d / "suite.yaml").write_text(SUITE)
+    (d / "test_seven.py").write_text(TEST)
+    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(SLEEPER))} "
+               "--benchmark {benchmark} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
+    reports = pytester.path / "reports"
+    result = pytester.runpytest_subprocess(
+        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
+        f"--mig-reports={reports}", "--mig-sample-interval=0", "-p", "no:cacheprovider",
+        f"--junitxml={pytester.path / 'junit.xml'}", f"--alluredir={pytester.path / 'allure'}")
+    result.assert_outcomes(passed=1)
+    (results,) = reports.glob("*/results.json")
+    (test,) = json.loads(results.read_text())["tests"]
+    slices = test["slices"]["slices"]
+    # main + 6 backgrounds (sorted distinct names, NVIDIA's rule), each on its own 1g.10gb
+    assert [s["name"] for s in slices] == ["main"] + [f"bg{i}-{b}" for i, b in enumerate(
+        ["3d-unet", "bert", "dlrm", "rnnt", "ssd-mobilenet", "ssd-resnet34"], start=1)]
+    assert {s["profile"] for s in slices} == {"1g.10gb"}
+    for s in slices:
+        rate = RATES[s["benchmark"]]
+        assert s["result"] == "VALID" and s["metric"] == "Samples per second"
+        # each background's own LoadGen summary is parsed like the main's
+        assert s["value"] == pytest.approx(rate, rel=0.35), s
+        assert s["latencies_ms"]["p99"] == pytest.approx(s["latencies_ns"]["p99"] / 1e6)
+        if s["role"] == "background":  # counted inside the main's timed phase
+            assert s["basis"] == "main window" and s["window_source"] == "completions.tsv"
+            assert s["window_s"] > 0.8 and not s["window_partial"], s
+            assert s["samples_per_s"] == pytest.approx(rate, rel=0.35), s
+    by_bench = test["slices"]["benchmarks"]
+    assert set(by_bench) == set(RATES)
+    for bench, agg in by_bench.items():
+        assert agg["slices"] == 1
+        assert agg["samples_per_s"] == pytest.approx(
+            sum(s["samples_per_s"] for s in slices if s["benchmark"] == bench))
+    assert test["slices"]["total_samples_per_s"] == pytest.approx(
+        sum(a["samples_per_s"] for a in by_bench.values()))
+    assert test["slices"]["total_samples_per_s"] == pytest.approx(
+        sum(RATES.values()), rel=0.35)
+
+    props = {p.get("name"): p.get("value") for p in
+             ET.parse(pytester.path / "junit.xml").getroot().iter("property")}
+    assert props["mig_slice_bg3-dlrm"].startswith("dlrm on 1g.10gb: ")
+    assert "samples/s (main window)" in props["mig_slice_bg3-dlrm"]
+    assert props["mig_aggregate_bert"].endswith("over 1 slice(s)")
+    assert float(props["mig_aggregate_total"].split()[0]) == pytest.approx(
+        test["slices"]["total_samples_per_s"], rel=1e-3)
+
+    attachments = [a for f in (pytester.path / "allure").glob("*-result.json")
+                   for a in json.loads(f.read_text()).get("attachments", [])]
+    (table,) = [a for a in attachments if a["name"] == "slices and aggregate"]
+    text = (pytester.path / "allure" / table["source"]).read_text()
+    assert "aggregate dlrm:" in text and "bg6-ssd-resnet34" in text
