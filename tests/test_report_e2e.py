@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_report_png import decode_png
+from pngread import read_png
 
 DATA = Path(__file__).resolve().parent / "data" / "mlperf_logs" / "loadgen-6.0.17" / "Server-valid"
 GPU = "A100-SXM4-80GB"
@@ -192,8 +192,8 @@ def test_allure_results_and_compare_gate_fail_a_regressed_case(project):
     assert [line.split()[:2] for line in health.splitlines()[1:3]] == [["bg1-bert", "bert"],
                                                                        ["bg2-dlrm", "dlrm"]]
     assert "prog.py" in att["commands"].read_text() and "# main\n" in att["commands"].read_text()
-    png = decode_png(att["GPU metric timeline"].read_bytes())
-    assert png.width == 960 and len(png.colors) > 3
+    png = read_png(att["GPU metric timeline"])
+    assert png.width == 1000 and len(png.colors) > 3
     csv = att["GPU metric timeline (CSV)"].read_text()
     assert "# source: SIMULATED" in csv and "# phase: main_start unix=" in csv
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import pytest
 
 from pytest_mig.report.html import (accuracy_text, health_text, interference_text, render_index,
                                     write_index)
-from test_report_png import Decoded
+from pngread import read_png
 
 HEADER = {"run_id": "20260101-000000-1", "backend": "simulated", "simulated": True,
           "driver": "580.1", "gpus": [{"index": 0, "model": "H100-SXM5-80GB"}],
@@ -97,47 +95,9 @@ def test_page_renders_in_headless_chromium(tmp_path: Path):
     shot = tmp_path / "page.png"
     result = chromium(tmp_path, f"--screenshot={shot}", "--window-size=800,1000", url)
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
-    png = decode_png_any(shot.read_bytes())
+    png = read_png(shot)
     assert png.width == 800 and png.height == 1000
     assert len(png.colors) > 20  # text, table borders, green and red bars: not a blank page
     assert (49, 163, 107) in png.colors and (214, 69, 69) in png.colors  # passed / failed bars
 
 
-def decode_png_any(data: bytes) -> Decoded:
-    """Chromium's PNGs (RGB or RGBA, any row filter), CRCs checked; alpha dropped."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
-    assert depth == 8 and color in (2, 6)
-    n = 4 if color == 6 else 3
-    pos, idat = 8, b""
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
-        idat += body if kind == b"IDAT" else b""
-        pos += 12 + length
-    raw, stride = zlib.decompress(idat), width * n
-    prev, out = bytearray(stride), bytearray()
-    for y in range(height):
-        f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        if f == 2:
-            line = bytearray((x + b) & 255 for x, b in zip(line, prev))
-        elif f:
-            for i in range(stride):
-                a = line[i - n] if i >= n else 0
-                b, c = prev[i], (prev[i - n] if i >= n else 0)
-                if f == 1:
-                    line[i] = (line[i] + a) & 255
-                elif f == 3:
-                    line[i] = (line[i] + (a + b) // 2) & 255
-                else:
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc
-                                          else c)) & 255
-        out += line
-        prev = line
-    pixels = bytes(out) if n == 3 else bytes(b for i, b in enumerate(out) if i % 4 != 3)
-    return Decoded(width, height, pixels, {tuple(pixels[i:i + 3]) for i in range(0, len(pixels), 3)})

@@ -22,6 +22,11 @@ from pytest_mig.report.history import (HISTORY_NAME, append_history, entry_from_
 COMPARE_PROPERTY = "mig_compare"
 
 
+def pyplot_missing() -> bool:
+    from pytest_mig.report.plotting import pyplot
+    return pyplot() is None
+
+
 def addoption(parser) -> None:
     g = parser.getgroup("mig", "pytest-mig: heterogeneous MIG benchmarking")
     g.addoption("--mig-sample-interval", type=float, default=0.2, metavar="SECONDS",
@@ -148,6 +153,7 @@ class ReportPlugin:
             n = append_history(self.history_path, [
                 entry_from_record(r, self.session.run_id, backend, stamp) for r in records])
             self.written.append(f"history: {n} line(s) appended to {self.history_path}")
+            self._trend({r["case"] for r in records})
         by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for c in self.comparisons:
             by_case[c.case].append(c.to_dict())
@@ -161,6 +167,20 @@ class ReportPlugin:
         alluredir = getattr(self.config.option, "allure_report_dir", None)
         if alluredir and "error" not in header:
             self._allure_files(Path(alluredir), header)
+
+    def _trend(self, cases: set[str]) -> None:
+        """trend.png: each case's headline over every run in history.jsonl."""
+        from pytest_mig.report.plot_trend import write_trend_png
+        from pytest_mig.report.plotting import MISSING
+        try:
+            path = write_trend_png(read_history(self.history_path),
+                                   self.session.run_dir / "trend.png", cases, self.thresholds,
+                                   self.spec)
+        except (OSError, ValueError) as exc:
+            self.written.append(f"trend not drawn: {exc}")
+            return
+        self.written.append(f"trend: {path}" if path else f"trend not drawn: {MISSING}"
+                            if pyplot_missing() else "trend: no headline metric to draw")
 
     def _allure_files(self, alluredir: Path, header: dict[str, Any]) -> None:
         from pytest_mig.report import allure_env

@@ -235,12 +235,16 @@ class MetricsSampler:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
-        from pytest_mig.report.chart import write_chart
+        from pytest_mig.report.plot_timeline import write_timeline_png
+        from pytest_mig.report.plotting import MISSING
         try:
-            write_chart(read_timeline(self.out_csv), self.png_path)
+            drawn = write_timeline_png(read_timeline(self.out_csv), self.png_path)
+            note = None if drawn else f"# note: chart not drawn: {MISSING}\n"
         except (OSError, ValueError) as exc:
+            note = f"# error: chart not drawn: {exc}\n"
+        if note:
             with open(self.out_csv, "a", encoding="utf-8") as fh:
-                fh.write(f"# error: chart not drawn: {exc}\n")
+                fh.write(note)
         return self.out_csv
 
 
