@@ -37,12 +37,16 @@ def test_environment_properties(tmp_path: Path, monkeypatch):
     path = allure_env.write_environment(tmp_path, HEADER)
     lines = path.read_text().splitlines()
     assert lines[:10] == [
-        "GPU\\ backend=SIMULATED (no hardware)", "Driver=580.1", "NVML\\ version=13.580",
+        "GPU\\ backend=SIMULATED (no hardware)", "Driver=n/a (simulated GPU)",
+        "NVML\\ version=n/a (simulated GPU)",
         "GPU\\ model=H100-SXM5-80GB", "GPU\\ count=2",
         "MIG\\ layout=GPU 0\\: 7 x 1g.10gb; GPU 1\\: 4 x 1g.10gb + 1 x 3g.40gb",
         "Harness=loadgen", "Run\\ profile=suite default", "Python=3.11.7", "Run\\ id=r1"]
     assert any(x.startswith("package\\ pytest=") for x in lines)
     assert "hunter2" not in path.read_text() and "SECRET_TOKEN" not in path.read_text()
+    # a hardware run shows the driver that answered
+    real = allure_env.environment({**HEADER, "simulated": False, "backend": "nvml"})
+    assert (real["Driver"], real["NVML version"]) == ("580.1", "13.580")
 
 
 def allure_category(message: str) -> str | None:

@@ -178,6 +178,13 @@ def test_allure_results_and_compare_gate_fail_a_regressed_case(project):
         "MIG profile": "'1g.10gb'", "test mode": "'performance'", "GPU model": f"'{GPU}'",
         "partition kind": "'mig'", "harness": "'command'", "run profile": "'smoke'",
         "GPU backend": "'simulated'", "background": "'bert + dlrm'"}
+    raw = {x["name"]: x for x in res["parameters"]}
+    assert raw["mig_case"]["mode"] == "hidden" and raw["mig_case"]["value"] == f"'{RESNET}'"
+    assert raw["headline"]["value"] == "'Completed samples per second = 1983'"
+    assert raw["headline"]["excluded"] is True  # figures never change the historyId
+    assert raw["aggregate resnet50"]["excluded"] is True
+    assert "- headline: Completed samples per second = 1983" in res["description"]
+    assert "SIMULATED GPU" in res["description"]
     names = [a["name"] for a in res["attachments"]]
     for expected in ("mlperf_log_summary.txt", "detail excerpt", "background health", "commands",
                      "GPU metric timeline (CSV)", "GPU metric timeline", "main.log",

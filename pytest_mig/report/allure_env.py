@@ -66,8 +66,12 @@ def environment(header: Mapping[str, Any]) -> dict[str, str]:
     env = {
         "GPU backend": ("SIMULATED (no hardware)" if header.get("simulated")
                         else str(header.get("backend", ""))),
-        "Driver": str(header.get("driver", "")),
-        "NVML version": str(header.get("nvml_version", "")),
+        # A simulated run's driver/NVML versions are the simulator's made-up ones: never shown
+        # as if a real driver had answered.
+        "Driver": ("n/a (simulated GPU)" if header.get("simulated")
+                   else str(header.get("driver", ""))),
+        "NVML version": ("n/a (simulated GPU)" if header.get("simulated")
+                         else str(header.get("nvml_version", ""))),
         "GPU model": ", ".join(models) or "none",
         "GPU count": str(len(gpus)),
         "MIG layout": "; ".join(

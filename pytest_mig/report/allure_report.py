@@ -47,6 +47,11 @@ def describe(config, out, session, slot=None) -> None:
                        ("run profile", case.run_profile.name), ("GPU backend", backend),
                        ("background", " + ".join(case.background) or "none")):
         allure.dynamic.parameter(key, value)
+    hide_case_parameter(config, case)
+    # Figures change run to run: shown, but excluded from Allure's historyId (trends carry over).
+    for key, value in figures(out).items():
+        allure.dynamic.parameter(key, value, excluded=True)
+    allure.dynamic.description(description(out, backend))
     emit_steps(config, out)
     r = out.result
     if r is not None:
@@ -78,6 +83,55 @@ def describe(config, out, session, slot=None) -> None:
         _attach_tail(allure, Path(out.test_dir) / "main-isolated.log", "main-isolated.log")
     for bg in out.backgrounds:
         _attach_tail(allure, bg.log_path, f"{bg.name}.log (tail)")
+
+
+def hide_case_parameter(config, case) -> None:
+    """The raw `mig_case` dataclass parameter: its value becomes the case id and it is hidden
+    (the readable parameters above say the same); Allure's historyId still uses the original."""
+    listener = config.pluginmanager.get_plugin("allure_listener")
+    logger = getattr(listener, "allure_logger", None)
+    result = logger.get_test(None) if logger is not None else None
+    for p in getattr(result, "parameters", None) or []:
+        if p.name == "mig_case":
+            p.value, p.mode = repr(case.id), "hidden"
+
+
+def figures(out) -> dict[str, str]:
+    """Headline metric, accuracy, interference and aggregate as parameter values."""
+    from pytest_mig.report.slices_text import aggregate_label
+    shown: dict[str, str] = {}
+    r = out.result
+    if r is not None and r.metric_value is not None:
+        value = r.metric_value
+        if "(ns)" in r.metric_name:
+            shown["headline"] = f"{r.metric_name.replace('(ns)', '(ms)')} = {value / 1e6:.4g}"
+        else:
+            shown["headline"] = f"{r.metric_name} = {value:.4g}"
+        shown["result"] = r.result_text or "none"
+    if r is not None and r.accuracy_value is not None:
+        shown["accuracy"] = (f"{r.accuracy_metric} = {r.accuracy_value:.4f} "
+                             f"(target {out.accuracy_target:.4f})")
+    if out.interference is not None:
+        shown["interference"] = f"{out.interference:.1%}"
+    agg = getattr(out, "slices", None)
+    if agg is not None:
+        for b in agg.benchmarks.values():
+            shown[f"aggregate {b.benchmark}"] = aggregate_label(b)
+        if agg.total_samples_per_s is not None:
+            shown["aggregate all slices"] = f"{agg.total_samples_per_s:.4g} samples/s"
+    return shown
+
+
+def description(out, backend: str) -> str:
+    """A short Markdown description: what ran where, and the figures."""
+    case = out.case
+    lines = [f"**{case.benchmark} {case.scenario} {case.mode}** on MIG profile "
+             f"`{case.profile}` of {case.gpu_model}, backgrounds: "
+             f"{', '.join(case.background) or 'none'} ({case.background_lifetime})."]
+    if backend == "simulated":
+        lines.append("**SIMULATED GPU**: no hardware was used; figures are CPU timings.")
+    lines += [f"- {k}: {v}" for k, v in figures(out).items()]
+    return "\n\n".join(lines[:2]) + ("\n\n" + "\n".join(lines[2:]) if lines[2:] else "")
 
 
 def _attach_file(allure, path, name: str) -> None:
