@@ -68,7 +68,7 @@ def write_timeline_png(tl: Timeline, path: Path) -> Path | None:
             ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(series)))
         for name, at in tl.phases.items():
             ax.axvline(at, color=PHASE_COLORS.get(name, "#333333"), linestyle="--",
-                       linewidth=1.1)
+                       linewidth=1.6)
     top = axes[0, 0]
     for k, (name, at) in enumerate(sorted(tl.phases.items(), key=lambda kv: kv[1])):
         top.annotate(PHASE_TEXT.get(name, name), xy=(at, 1.0), xycoords=("data", "axes fraction"),
