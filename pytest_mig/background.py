@@ -63,7 +63,7 @@ class BackgroundPool:
 
     def ensure(self, plan, harness, settings, out, say) -> list[tuple[WorkSpec, Workload]]:
         """Start what is missing (first use, new layout, or a dead one) and await it."""
-        from pytest_mig.hetero import _await_ready, _env_for
+        from pytest_mig.hetero import _await_ready, _env_for, place
 
         if not plan:
             return []
@@ -89,6 +89,7 @@ class BackgroundPool:
             spec = harness.launch(work, part, _env_for(part, settings.run_id),
                                   work.log_dir.with_suffix(".log"))
             w = Workload(work.name, spec).start()
+            place(out, settings, i + 1, work.name, w)
             self.starts += 1
             entry = _Running(work, part, w, restarts,
                              stop_exit_zero=getattr(harness, "stop_exit_zero", True))

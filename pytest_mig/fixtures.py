@@ -131,7 +131,8 @@ class HeteroRunner:
             run_id=self.session.run_id, main_startup_s=s.main_startup_s,
             main_timeout_s=s.main_timeout_s, lenient=s.lenient,
             expected_main_s=self.session.durations.expect(case),
-            isolated_baseline=s.isolated_baseline)
+            isolated_baseline=s.isolated_baseline,
+            cpu_plan=_cpu_plan(self.request.config, self.session, self.slot))
 
     def _baselines_first(self, case: Case, pool, say) -> None:
         """Session backgrounds + isolated baselines, one pytest process: before this GPU's
@@ -238,3 +239,14 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
         from pytest_mig.report.slices_text import slice_properties
         props.extend(slice_properties(out.slices))
     props.append(("mig_dir", str(out.test_dir)))
+
+
+def _cpu_plan(config, session, slot):
+    """CPU shares of this GPU's workloads (--mig-cpu-pinning=auto|off); gpu/affinity.py."""
+    from pytest_mig.gpu import affinity
+    try:
+        enabled = config.getoption("mig_cpu_pinning") != "off"
+    except ValueError:
+        enabled = True
+    api = getattr(getattr(session, "nvml", None), "api", None)
+    return affinity.plan(api, slot.gpu_index, 1 + len(slot.background), enabled)

@@ -19,6 +19,7 @@ from pathlib import Path
 from pytest_mig.harness.base import Harness
 from pytest_mig.health import check_health
 from pytest_mig.process import Workload, child_env
+from pytest_mig.gpu.affinity import CpuPlan
 from pytest_mig.results.slices import Aggregate
 from pytest_mig.types import (ACCURACY, PERFORMANCE, BenchmarkResult, Case, Finished,
                               HealthReport, Partition, Slot, WorkSpec)
@@ -41,6 +42,7 @@ class HeteroSettings:
     # Seconds the main is expected to take from launch to exit; None: not known yet.
     expected_main_s: float | None = None
     isolated_baseline: bool = False  # run the main alone first, report interference
+    cpu_plan: CpuPlan | None = None  # CPU shares of this GPU's workloads (gpu/affinity.py)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class HeteroOutcome:
     isolated: BenchmarkResult | None = None  # the main alone on its partition, when asked
     isolation: dict = field(default_factory=dict)  # how the baseline was isolated (see module)
     slices: Aggregate | None = None  # every slice's figure and their sums (results/slices.py)
+    placement: dict[str, dict] = field(default_factory=dict)  # workload -> CPU cores, note
 
     @property
     def interference(self) -> float | None:
@@ -223,10 +226,14 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
     try:
         if pool is None:
             bgs = _start_backgrounds(bg_plan, harness, test_dir, settings, out)
+            for i, (work, w) in enumerate(bgs, start=1):
+                place(out, settings, i, work.name, w)
             say(f"{len(bgs)} background workload(s) started")
             _await_ready(bgs, case.run_profile.start_time_buffer_s, say)
         else:
             bgs = pool.ensure(bg_plan, harness, settings, out, say)
+            for i, (work, w) in enumerate(bgs, start=1):  # kept ones: same share again
+                place(out, settings, i, work.name, w)
         out.phases["backgrounds_ready"] = time.time()
         _run_main(case, slot, harness, main_work, test_dir, settings, out, say)
         if pool is None:
@@ -276,6 +283,7 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
     out.phases["main_start"] = time.time()
     say(f"main {case.benchmark} {case.scenario} {case.mode} running")
     main = Workload("main", spec).start()
+    place(out, settings, 0, "main", main, say)
     try:
         code = main.wait(timeout=settings.main_timeout_s)
     finally:
@@ -474,3 +482,23 @@ def collect_slices(case: Case, slot: Slot, harness: Harness,
             is_throughput(out.isolated.metric_name):
         isolated[case.benchmark] = (out.isolated.metric_value, f"single slice {slot.main.profile}")
     return aggregate(figures, isolated)
+
+
+def place(out: HeteroOutcome, settings: HeteroSettings, index: int, name: str, w: Workload,
+          say=None) -> None:
+    """Pin workload `index` of the GPU (0: main) to its CPU share; record what it got."""
+    from dataclasses import asdict
+
+    from pytest_mig.gpu.affinity import Placement, pin
+    plan = settings.cpu_plan
+    if plan is None or w.pid is None:
+        return
+    if not plan.pinning or index >= len(plan.shares):
+        got = Placement(name, [], False, plan.note or "not pinned: no share for it")
+    else:
+        got = pin(w.pid, name, plan.shares[index])
+    out.placement[name] = asdict(got)
+    if say is not None and index == 0:
+        say(plan.note if not plan.pinning else
+            f"CPU placement ({plan.source}): " + "; ".join(
+                f"{n} -> {','.join(map(str, p['cpus']))}" for n, p in out.placement.items()))

@@ -58,6 +58,10 @@ def pytest_addoption(parser) -> None:
     g.addoption("--partition", dest="mig_partition", default="auto",
                 help="what workloads are pinned to: mig (MIG instances; auto picks it), mps "
                      "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
+    g.addoption("--mig-cpu-pinning", default="auto", choices=("auto", "off"),
+                help="pin each workload to its share of the CPU cores local to its GPU "
+                     "(NVML CPU affinity, split among the GPU's workloads); off: no pinning. "
+                     "A no-op that says so when there are fewer cores than workloads")
     g.addoption("--mig-isolated-baseline", action="store_true",
                 help="run each main alone first and report interference = 1 - hetero/isolated")
     g.addoption("--mig-background", default=None, choices=("per-test", "session"),

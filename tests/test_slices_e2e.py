@@ -88,6 +88,20 @@ def test_seven_slices_report_each_figure_and_the_aggregate(pytester):
     assert test["slices"]["total_samples_per_s"] == pytest.approx(
         sum(RATES.values()), rel=0.35)
 
+    # CPU placement, recorded per workload: a no-op that says so with fewer cores than 7
+    import os
+    cores = len(os.sched_getaffinity(0))
+    placement = test["placement"]
+    assert set(placement) == {s["name"] for s in slices}
+    if cores < 7:
+        assert {p["pinned"] for p in placement.values()} == {False}
+        assert placement["main"]["note"].startswith(
+            f"not pinned: {cores} CPU core(s) for 7 workload(s) on GPU 0")
+    else:
+        shares = [set(p["cpus"]) for p in placement.values()]
+        assert all(p["pinned"] for p in placement.values())
+        assert sum(len(s) for s in shares) == len(set().union(*shares))  # disjoint
+
     props = {p.get("name"): p.get("value") for p in
              ET.parse(pytester.path / "junit.xml").getroot().iter("property")}
     assert props["mig_slice_bg3-dlrm"].startswith("dlrm on 1g.10gb: ")
