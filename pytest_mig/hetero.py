@@ -64,6 +64,7 @@ class HeteroOutcome:
     isolation: dict = field(default_factory=dict)  # how the baseline was isolated (see module)
     slices: Aggregate | None = None  # every slice's figure and their sums (results/slices.py)
     placement: dict[str, dict] = field(default_factory=dict)  # workload -> CPU cores, note
+    activity: dict = field(default_factory=dict)  # per-slice GPM means over the main's run
 
     @property
     def interference(self) -> float | None:

@@ -20,6 +20,7 @@ MIB = 1024 * 1024
 GPU_COLUMNS = ("gpu_util_pct", "gpu_mem_used_mib", "gpu_mem_total_mib", "power_w",
                "sm_clock_mhz", "temp_c")
 CSV_NAME = "timeline.csv"
+GPM_METRICS = ("sm_util_pct", "sm_occupancy_pct", "dram_bw_util_pct", "tensor_util_pct")
 PHASE_PREFIX = "# phase: "
 
 
@@ -76,6 +77,25 @@ def read_timeline(path: Path) -> Timeline:
     return tl
 
 
+def activity_means(tl: Timeline) -> dict[str, Any]:
+    """Per-slice GPM means over the main's run (main_start..main_end), from gpm_* columns;
+    {"note": why} when the timeline holds none."""
+    cols = [c for c in tl.series if c.startswith("gpm_")]
+    if not cols:
+        return {"note": tl.meta.get("gpm", "not sampled")}
+    lo = tl.phases.get("main_start", float("-inf"))
+    hi = tl.phases.get("main_end", float("inf"))
+    out: dict[str, Any] = {}
+    for c in cols:
+        key = next((m for m in GPM_METRICS if c.endswith("_" + m)), None)
+        if key is None:
+            continue
+        label = c[len("gpm_"):-len(key) - 1]
+        vals = [v for t, v in zip(tl.t, tl.series[c]) if lo <= t <= hi and v is not None]
+        out.setdefault(label, {})[key] = round(sum(vals) / len(vals), 2) if vals else None
+    return out
+
+
 def _why(exc: Exception) -> str:
     """Our errors carry their fix in the text; anything else is named by its type."""
     return str(exc) if isinstance(exc, MigError) else f"{type(exc).__name__}: {exc}"
@@ -99,7 +119,7 @@ class MetricsSampler:
                  interval_s: float, out_csv: Path, *, phases: Mapping[str, float] | None = None,
                  progress: Callable[[str], None] | None = None,
                  expected_main_s: float | None = None, progress_every_s: float = 10.0,
-                 gpu_label: str = "") -> None:
+                 gpu_label: str = "", gpm: Any = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.nvml, self.gpu_index, self.interval_s = nvml, gpu_index, interval_s
@@ -110,6 +130,7 @@ class MetricsSampler:
         self.progress, self.expected_main_s = progress, expected_main_s
         self.progress_every_s = progress_every_s
         self.gpu_label = gpu_label
+        self.gpm = gpm  # gpu/gpm.py GpmReader: per-slice activity columns, when supported
         self.marks: dict[str, float] = {}
         self.samples = 0
         self._errors: set[str] = set()
@@ -132,12 +153,19 @@ class MetricsSampler:
         cols = ["time_unix", "t_s", "source", *GPU_COLUMNS]
         for label in self.migs:
             cols += [f"mig_{label}_mem_used_mib", f"mig_{label}_util_pct"]
+        gpm_note = "not sampled"
+        if self.gpm is not None:
+            gpm_note = self.gpm.note or ("per slice: " + ", ".join(self.gpm.targets))
+            if self.gpm.supported:
+                cols += [f"gpm_{label}_{key}" for label in self.gpm.targets
+                         for key in self.gpm.ids]
         return [
             "# pytest-mig GPU metric timeline",
             f"# source: {source}",
             f"# gpu: {self.gpu_index} {self.gpu_label}".rstrip(),
             f"# mig_devices: {migs}",
             f"# interval_s: {self.interval_s:g}",
+            f"# gpm: {gpm_note}",
             f"# start_unix: {self._t0:.3f}",
             "# note: NVML reports no utilisation for MIG devices nor for a GPU in MIG mode; "
             f"those cells are {NA} (never estimated). Memory in MiB, power in W, clock in MHz, "
@@ -191,6 +219,10 @@ class MetricsSampler:
                 self._error(f"{label} {uuid}: {_why(exc)}")
                 used = None
             cells += [_fmt(used), NA]
+        if self.gpm is not None and self.gpm.supported:
+            read = self.gpm.read()
+            cells += [_fmt(read.get(label, {}).get(key)) for label in self.gpm.targets
+                      for key in self.gpm.ids]
         self._write(",".join(cells) + "\n")
         self.samples += 1
 
@@ -275,11 +307,35 @@ def case_timeline(config: Any, session: Any, slot: Any, out: Any,
         if part.kind == "mig":
             migs[name] = part.device_id
     expected = session.durations.expect(out.case) if hasattr(session, "durations") else None
+    gpm = _gpm_reader(session, slot, out)
     sampler = MetricsSampler(session.nvml, slot.gpu_index, migs, interval,
                              Path(out.test_dir) / CSV_NAME, phases=out.phases, progress=progress,
-                             expected_main_s=expected, gpu_label=slot.gpu_model)
+                             expected_main_s=expected, gpu_label=slot.gpu_model, gpm=gpm)
     sampler.start()
     try:
         yield sampler
     finally:
         sampler.stop(out.phases)
+        if gpm is not None:
+            gpm.close()
+        try:
+            out.activity = activity_means(read_timeline(sampler.out_csv))
+        except (OSError, ValueError) as exc:
+            out.activity = {"note": f"unreadable timeline: {exc}"}
+
+
+def _gpm_reader(session: Any, slot: Any, out: Any) -> Any:
+    """GPM targets: each MIG partition's GPU instance, else the whole GPU as `gpu`."""
+    from pytest_mig.gpu.gpm import GpmReader
+    api = getattr(getattr(session, "nvml", None), "api", None)
+    if api is None:
+        return None
+    targets: dict[str, int | None] = {}
+    names = ["main"] + [f"bg{i}-{b}" for i, b in enumerate(out.case.background, start=1)]
+    for name, part in zip(names, (slot.main, *slot.background)):
+        if getattr(part, "kind", "") == "mig" and getattr(part, "gi_id", None) is not None:
+            targets[name] = part.gi_id
+    try:
+        return GpmReader(api, slot.gpu_index, targets or {"gpu": None})
+    except Exception:  # noqa: BLE001 - telemetry never fails a case
+        return None
