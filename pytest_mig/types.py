@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 PERFORMANCE = "performance"
 ACCURACY = "accuracy"
@@ -133,6 +133,7 @@ class BenchmarkResult:
     accuracy_reference: float | None = None  # harness's own FP32 reference, when it knows one
     files: dict[str, Path] = field(default_factory=dict)  # name -> path (summary, detail, accuracy)
     errors: list[str] = field(default_factory=list)
+    harness_path: dict[str, Any] = field(default_factory=dict)  # built-in harness: compile mode, ready_s
 
 
 @dataclass

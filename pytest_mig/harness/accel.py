@@ -1,7 +1,10 @@
 """GPU path of the built-in harness: weights cast to bf16/fp16, channels-last conv nets,
 one CUDA graph per batch size (partial batches padded up) and device-resident QSL samples.
+Optionally the model's compiled code (`compiled.py`, torch.compile) is what the graphs hold.
 
-CUDA only: on the CPU the harness keeps `models.Predictor` (autocast), unchanged.
+CUDA only: on the CPU the harness keeps `models.Predictor` (autocast).
+Fixed shapes: with graphs or compile every batch is padded up to a bucket size; compiled
+Offline runs one bucket, the largest batch, so one compile serves the whole run.
 """
 from __future__ import annotations
 
@@ -37,23 +40,27 @@ class AccelOptions:
     memory_format: torch.memory_format | None  # channels-last variant, or None: as built
     cuda_graphs: bool
     start_from_device: bool
+    compile_mode: str | None = None  # torch.compile mode of `compiled.py`, or None: eager kernels
 
     def describe(self) -> str:
         fmt = {torch.channels_last: "channels_last", torch.channels_last_3d: "channels_last_3d"}
         return (f"dtype={str(self.dtype).removeprefix('torch.')} "
                 f"layout={fmt.get(self.memory_format, 'contiguous')} "  # type: ignore[arg-type]
                 f"cuda_graphs={'on' if self.cuda_graphs else 'off'} "
-                f"start_from_device={'on' if self.start_from_device else 'off'}")
+                f"start_from_device={'on' if self.start_from_device else 'off'} "
+                f"compile={self.compile_mode or 'off'}")
 
 
 def options_for(benchmark: str, precision: str, cuda_graphs: bool | None = None,
-                channels_last: bool | None = None, start_from_device: bool = False) -> AccelOptions:
-    """Defaults: graphs on, channels-last for the conv nets; None means default."""
+                channels_last: bool | None = None, start_from_device: bool = False,
+                compile_mode: str | None = None) -> AccelOptions:
+    """Defaults: graphs on, channels-last for the conv nets, no compile; None means default."""
     return AccelOptions(
         dtype=CAST_DTYPES.get(precision, torch.float32),
         memory_format=MEMORY_FORMATS.get(benchmark) if channels_last is not False else None,
         cuda_graphs=cuda_graphs is not False,
-        start_from_device=start_from_device)
+        start_from_device=start_from_device,
+        compile_mode=compile_mode)
 
 
 def setup_cuda() -> None:
@@ -73,6 +80,13 @@ def bucket_sizes(max_batch: int) -> tuple[int, ...]:
         sizes.append(size)
         size *= 2
     return (*sizes, max_batch)
+
+
+def compiled_buckets(max_batch: int, scenario: str) -> tuple[int, ...]:
+    """Batch sizes a compiled model runs (one compile each): Offline only its largest batch
+    (LoadGen issues every sample at once, so only the last batch is partial); latency
+    scenarios, whose batches are small and vary, every `bucket_sizes` entry."""
+    return (max_batch,) if scenario == "Offline" else bucket_sizes(max_batch)
 
 
 def bucket_for(count: int, buckets: Sequence[int]) -> int:
@@ -297,20 +311,27 @@ class AccelPredictor:
     """The GPU counterpart of `models.Predictor`: QSL indices in, one output array per sample out."""
 
     def __init__(self, model: nn.Module, make_inputs: SampleLoader, postprocess: Callable[[Any], list[np.ndarray]],
-                 opts: AccelOptions, device: torch.device, max_batch: int) -> None:
+                 opts: AccelOptions, device: torch.device, max_batch: int,
+                 buckets: Sequence[int] | None = None) -> None:
         self.model, self.make_inputs, self.postprocess = model, make_inputs, postprocess
         self.opts, self.device = opts, device
-        self.buckets = bucket_sizes(max_batch)
+        self.buckets = tuple(sorted(buckets)) if buckets else bucket_sizes(max_batch)
         self.runner = runner_for(model, device) if opts.cuda_graphs else None
+        self.fixed_shapes = self.runner is not None or opts.compile_mode is not None
         if opts.start_from_device:
             make_inputs.resident = lambda sample: resident_sample(sample, device, opts.dtype)
 
     def capture(self, indices: Sequence[int]) -> float:
-        """Capture every bucket's graph up front (seconds taken), so no capture stalls a timed run."""
+        """Capture every bucket's graph (compiling first where compiled) up front, so no
+        capture or compile stalls a timed run; seconds taken."""
         started = time.perf_counter()
-        if self.runner is not None:
-            for size in self.buckets:
-                self._graph_for(size, list(indices[:size]))
+        for size in self.buckets if self.fixed_shapes else ():
+            padded = pad_indices(list(indices[:size]), size)
+            if self.runner is not None:
+                self._graph_for(size, padded)
+            else:  # compiled, no graphs: the first call compiles
+                with torch.inference_mode():
+                    self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(padded)))
         torch.cuda.synchronize(self.device)
         return time.perf_counter() - started
 
@@ -323,11 +344,15 @@ class AccelPredictor:
     def __call__(self, indices: Sequence[int]) -> list[np.ndarray]:
         count = len(indices)
         with torch.inference_mode():
-            if self.runner is not None and count <= self.buckets[-1]:
+            if self.fixed_shapes and count <= self.buckets[-1]:
                 size = bucket_for(count, self.buckets)
                 padded = pad_indices(indices, size)
-                self._graph_for(size, padded)
-                output = take_samples(self.runner(size, self.make_inputs(padded)), count, size)
+                if self.runner is not None:
+                    self._graph_for(size, padded)
+                    output = self.runner(size, self.make_inputs(padded))
+                else:
+                    output = self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(padded)))
+                output = take_samples(output, count, size)
             else:
                 output = self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(indices)))
             return self.postprocess(output)

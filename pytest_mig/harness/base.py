@@ -10,6 +10,8 @@ from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Pa
 
 # NVIDIA's harnesses print "Starting running actual test." when LoadGen's timed phase starts.
 READY_PATTERN = r"running actual test\.\s*$"
+# The built-in harness's record of the path it took (harness/sut.py PATH_RECORD), if any.
+PATH_RECORD = "harness_path.json"
 
 
 class Harness(Protocol):
@@ -37,6 +39,12 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
         res.files["detail"] = detail_path
     if summary_path.exists():
         res.files["summary"] = summary_path
+    path_record = result_dir / PATH_RECORD
+    if path_record.exists():
+        try:
+            res.harness_path = dict(json.loads(path_record.read_text()))
+        except (ValueError, TypeError) as exc:
+            res.errors.append(f"{path_record}: unreadable ({exc}); the workload wrote it before its ready line")
     if work.mode == ACCURACY:
         pass  # LoadGen's AccuracyOnly summary holds only warning/error counts: no verdict
     elif not summary_path.exists():

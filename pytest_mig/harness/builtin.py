@@ -10,7 +10,8 @@ from pytest_mig.types import BenchmarkResult, Finished, LaunchSpec, Partition, W
 # Suite/CLI option name -> flag of `python -m pytest_mig.harness.loadgen`.
 PASSTHROUGH = {"size": "--size", "precision": "--precision", "device": "--device",
                "threads": "--threads", "seed": "--seed", "batch_size": "--batch-size",
-               "target_latency_ms": "--target-latency-ms"}
+               "target_latency_ms": "--target-latency-ms", "compile": "--compile",
+               "compile_cache": "--compile-cache"}
 
 
 def for_benchmark(options, benchmark: str) -> dict[str, str]:

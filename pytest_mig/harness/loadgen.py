@@ -4,15 +4,21 @@ Prints progress, then exactly one line ending in `running actual test.` right be
 LoadGen's timed phase; LoadGen writes its logs (and accuracy.txt in accuracy mode) to --log-dir.
 With --until-stopped it runs performance tests back to back (logs in run-<k>/) until SIGTERM,
 then exits 0 with the last completed test's summary in --log-dir.
+Right before the ready line it prints the path taken (`path: compile=...`) and writes it to
+<log-dir>/harness_path.json, with `ready_s`, the seconds from process start to ready.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
-import threading
-import traceback
+import time
+
+STARTED = time.monotonic()  # before the heavy imports: ready_s counts them
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +29,7 @@ MODES = ("performance", "accuracy")
 SIZES = ("tiny", "small", "full")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_SETTINGS = ("off", "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class Interrupted(BaseException):
@@ -92,6 +99,13 @@ def parser() -> argparse.ArgumentParser:
     gpu.add_argument("--start-from-device", action="store_true",
                      help="hold QSL samples in GPU memory, loaded when LoadGen loads them "
                           "(a no-op on the CPU, where samples already live in host memory)")
+    p.add_argument("--compile", choices=COMPILE_SETTINGS, default="auto",
+                   help="torch.compile the model: auto (CUDA: the mode pytest_mig/data/compile_modes.yaml "
+                        "names for the benchmark; CPU: off), off, or a mode; a failing compile falls "
+                        "back to the uncompiled path")
+    p.add_argument("--compile-cache", type=Path,
+                   help="base folder of the compile cache (default: $PYTEST_MIG_COMPILE_CACHE, else "
+                        "~/.cache/pytest-mig/inductor); one subfolder per torch/device/model/shape/precision")
     p.add_argument("--until-stopped", action="store_true",
                    help="performance tests back to back (each at most "
                         "60 s, logs in <log-dir>/run-<k>/) until SIGTERM/SIGINT, then exit 0")
@@ -134,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample_count=args.sample_count, size=args.size, precision=args.precision,
             device=args.device, threads=args.threads, seed=args.seed, batch_size=args.batch_size,
             cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
-            start_from_device=args.start_from_device)
+            start_from_device=args.start_from_device, compile=args.compile,
+            compile_cache=args.compile_cache, started=STARTED)
         if stop is not None:
             sut.run_until_stopped(config, stop)
         else:

@@ -4,11 +4,17 @@ Settings are derived from a short calibration so that short runs come out VALID:
 Offline asks for more samples than the SUT can do in the min duration, Server
 runs at a fraction of measured capacity, and every latency scenario processes
 enough queries for LoadGen's early-stopping check.
+
+With a compile mode chosen (`compiled.py`), a compile that fails while warming up falls back
+to the uncompiled path; either way the path taken is printed before the ready line and written
+to <log-dir>/harness_path.json (PATH_RECORD), which the plugin copies into results.json.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
+import json
 import os
 import shutil
 import statistics
@@ -18,13 +24,13 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import mlperf_loadgen as lg
 import numpy as np
 import torch
 
-from . import accel, scoring
+from . import accel, base, compiled, scoring
 from .completions import CompletionLog
 from .datasets import SampleLoader
 from .models import Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
 
 PREFIX = "[pytest-mig loadgen]"
 READY_LINE = f"{PREFIX} Starting running actual test."
+PATH_RECORD = base.PATH_RECORD  # the path a run took (compile mode, cache, time to ready)
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 # Queries LoadGen's early stopping needs when (almost) every query meets its bound: SingleStream's
@@ -82,6 +89,9 @@ class RunConfig:
     cuda_graphs: bool | None = None  # None: on for CUDA (where the model allows)
     channels_last: bool | None = None  # None: on for the conv nets on CUDA
     start_from_device: bool = False  # QSL samples held in GPU memory, in the compute dtype
+    compile: str = "auto"  # off | auto | a torch.compile mode (compiled.SETTINGS)
+    compile_cache: Path | None = None  # base folder of the compile cache (None: compiled.default_cache_base)
+    started: float | None = None  # time.monotonic() when the process started, for ready_s
 
 
 @dataclass(frozen=True)
@@ -283,20 +293,35 @@ class Prepared:
     settings: lg.TestSettings
     shown: dict[str, float | int | str]
     perf_count: int
+    path: dict[str, Any] = field(default_factory=dict)  # the PATH_RECORD fields known before ready
 
 
-def _predictors(cfg: RunConfig, name: str, built: Built, device: torch.device, batch: int):
-    """(predictor, FP32 reference or None, description): the GPU path on CUDA, autocast on the CPU."""
+def _compiled_copy(model: torch.nn.Module, reference: torch.nn.Module | None, mode: str | None) -> torch.nn.Module:
+    """`model` with its compile methods compiled (on a copy when it is the FP32 reference itself)."""
+    if mode is None:
+        return model
+    return compiled.compile_model(copy.deepcopy(model) if model is reference else model, mode)
+
+
+def _predictors(cfg: RunConfig, name: str, built: Built, device: torch.device, batch: int,
+                mode: str | None = None):
+    """(predictor, FP32 reference or None, description): the GPU path on CUDA, autocast on the CPU;
+    `mode`: torch.compile mode of the predictor's model (the reference stays uncompiled)."""
     model, loader, postprocess = built
     accuracy = cfg.mode == "accuracy"
     runnable, reference = apply_precision(model, cfg.precision, keep_reference=accuracy)
     if device.type != "cuda":
         ref = Predictor(reference, loader, postprocess, "fp32", device) if reference is not None else None
-        return Predictor(runnable, loader, postprocess, cfg.precision, device), ref, "autocast"
+        runnable = _compiled_copy(runnable, reference, mode)
+        return (Predictor(runnable, loader, postprocess, cfg.precision, device), ref,
+                f"autocast compile={mode or 'off'}")
     accel.setup_cuda()
-    opts = accel.options_for(name, cfg.precision, cfg.cuda_graphs, cfg.channels_last, cfg.start_from_device)
-    fast = accel.prepare_model(runnable, name, opts, copy_first=runnable is reference)
-    predictor = accel.AccelPredictor(fast, loader, postprocess, opts, device, batch)
+    opts = accel.options_for(name, cfg.precision, cfg.cuda_graphs, cfg.channels_last, cfg.start_from_device,
+                             compile_mode=mode)
+    fast = _compiled_copy(accel.prepare_model(runnable, name, opts, copy_first=runnable is reference),
+                          reference, mode)
+    buckets = accel.compiled_buckets(batch, cfg.scenario) if mode else None
+    predictor = accel.AccelPredictor(fast, loader, postprocess, opts, device, batch, buckets)
     ref = None
     if reference is not None:  # the same weights, fp32, as built: no graphs, no layout change
         plain = accel.options_for(name, "fp32", cuda_graphs=False, channels_last=False)
@@ -304,27 +329,68 @@ def _predictors(cfg: RunConfig, name: str, built: Built, device: torch.device, b
     return predictor, ref, opts.describe()
 
 
+def _warm(predictor: Predictor | accel.AccelPredictor, cfg: RunConfig, batch: int,
+          device: torch.device) -> tuple[Calibration, float]:
+    """Capture graphs / compile every shape, then calibrate; (calibration, seconds to warm)."""
+    started = time.perf_counter()
+    if isinstance(predictor, accel.AccelPredictor) and predictor.fixed_shapes:
+        indices = [i % cfg.sample_count for i in range(batch)]
+        predictor.make_inputs.load(indices)
+        took = predictor.capture(indices)
+        predictor.make_inputs.unload(indices)
+        what = "compiled and captured" if predictor.runner is not None and predictor.opts.compile_mode else (
+            "captured CUDA graphs" if predictor.runner is not None else "compiled")
+        say(f"{what} for batch sizes {', '.join(map(str, predictor.buckets))} in {took:.2f}s")
+    cal = calibrate(predictor, cfg.sample_count, batch, device, cfg.threads)
+    return cal, time.perf_counter() - started
+
+
+def _uncompiled(predictor: Predictor | accel.AccelPredictor) -> Predictor | accel.AccelPredictor:
+    """The same predictor on the uncompiled model (fresh graphs): the fallback when compile fails."""
+    torch._dynamo.reset()
+    model = compiled.uncompile(predictor.model)
+    if isinstance(predictor, accel.AccelPredictor):
+        return accel.AccelPredictor(model, predictor.make_inputs, predictor.postprocess,
+                                    replace(predictor.opts, compile_mode=None), predictor.device,
+                                    predictor.buckets[-1])
+    return Predictor(model, predictor.make_inputs, predictor.postprocess, predictor.precision, predictor.device)
+
+
 def prepare(cfg: RunConfig) -> Prepared:
-    """Build the model on its device, capture graphs, calibrate and derive the test settings."""
+    """Build the model on its device, compile and capture graphs, calibrate and derive the test settings."""
     torch.set_num_threads(cfg.threads)
     name = canonical_benchmark(cfg.benchmark)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     built = build(name, cfg.size, cfg.seed, device)
     batch = batch_size_for(cfg, device)
-    predictor, reference, how = _predictors(cfg, name, built, device, batch)
+    choice = compiled.choose(cfg.compile, name, device)
+    path: dict[str, Any] = {"benchmark": name, "compile": choice.mode or "off", "compile_requested": choice.requested,
+                            "compile_reason": choice.reason, "compile_cache": None}
+    if choice.mode:
+        cache = compiled.cache_dir(name, cfg.size, cfg.precision, batch, device, cfg.compile_cache)
+        compiled.use_cache(cache)
+        path["compile_cache"] = str(cache)
+    predictor, reference, how = _predictors(cfg, name, built, device, batch, choice.mode)
     params = sum(p.numel() for p in built.model.parameters())
     say(f"model {name} size={cfg.size} precision={cfg.precision} device={device} threads={cfg.threads} "
         f"params={params} built in {time.perf_counter() - t0:.2f}s ({how})")
+    say(choice.describe() + (f", cache {path['compile_cache']}" if choice.mode else ""))
     if device.type != "cuda" and cfg.start_from_device:
         say("--start-from-device: the device is the CPU, where QSL samples already live (no-op)")
-    if isinstance(predictor, accel.AccelPredictor) and predictor.runner is not None:
-        indices = [i % cfg.sample_count for i in range(batch)]
-        built.make_inputs.load(indices)
-        took = predictor.capture(indices)
-        built.make_inputs.unload(indices)
-        say(f"captured CUDA graphs for batch sizes {', '.join(map(str, predictor.buckets))} in {took:.2f}s")
-    cal = calibrate(predictor, cfg.sample_count, batch, device, cfg.threads)
+    try:
+        cal, warm_s = _warm(predictor, cfg, batch, device)
+    except Exception as exc:  # noqa: BLE001  (only a compiled path falls back; the rest re-raises)
+        if choice.mode is None:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        say(f"compile={choice.mode} failed ({type(exc).__name__}: {first}); falling back to the uncompiled path")
+        path.update(compile="off", compile_reason=f"{choice.mode} failed: {type(exc).__name__}: {first}")
+        predictor = _uncompiled(predictor)
+        cal, warm_s = _warm(predictor, cfg, batch, device)
+    path["path"] = predictor.opts.describe() if isinstance(predictor, accel.AccelPredictor) else (
+        f"autocast compile={path['compile']}")
+    path["warm_s"] = round(warm_s, 2)
     say(f"calibration: 1 sample {cal.latency_s * 1e3:.3f} ms ({cal.single_qps:.1f}/s), "
         f"batch {cal.batch_size} {cal.batch_s * 1e3:.3f} ms ({cal.batch_qps:.1f} samples/s, "
         f"peak {cal.peak_qps:.1f})")
@@ -333,7 +399,18 @@ def prepare(cfg: RunConfig) -> Prepared:
     perf_count = max(1, min(cfg.sample_count, SAMPLE_MEMORY_BYTES // max(1, loader.bytes_per_sample())))
     shown.update(sample_count=cfg.sample_count, performance_sample_count=perf_count, batch_size=batch)
     say("settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count)
+    return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count, path)
+
+
+def _ready(prep: Prepared, cfg: RunConfig, log_dir: Path) -> None:
+    """Record the path taken (PATH_RECORD, and one line), then print the ready line."""
+    record = dict(prep.path)
+    record["ready_s"] = round(time.monotonic() - cfg.started, 2) if cfg.started is not None else None
+    tmp = log_dir / f".{PATH_RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, log_dir / PATH_RECORD)
+    say("path: " + ", ".join(f"{k}={v}" for k, v in record.items() if k != "benchmark"))
+    print(READY_LINE, flush=True)
 
 
 def _await_test(thread: threading.Thread, batching: BatchingSUT, stop: threading.Event | None) -> bool:
@@ -360,7 +437,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir))
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
-    print(READY_LINE, flush=True)
+    _ready(prep, cfg, log_dir)
     started = time.perf_counter()
     _await_test(_start_test(sut, qsl, prep.settings, log_dir), batching, None)
     test_s = time.perf_counter() - started
@@ -406,7 +483,7 @@ def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     stop.armed = True  # from here a signal ends the current test instead of the process
-    print(READY_LINE, flush=True)
+    _ready(prep, cfg, log_dir)
     completed: Path | None = None
     tests = 0
     while True:

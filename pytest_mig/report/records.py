@@ -38,6 +38,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
             "accuracy_metric": res.accuracy_metric, "accuracy": res.accuracy_value,
             "accuracy_target": outcome.accuracy_target if res.accuracy_value is not None else None,
             "errors": res.errors, "files": {k: str(v) for k, v in res.files.items()},
+            "harness_path": res.harness_path,
         },
         "isolated": None if outcome.isolated is None else {
             "valid": outcome.isolated.valid, "metric": outcome.isolated.metric_name,

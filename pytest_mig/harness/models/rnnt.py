@@ -84,6 +84,10 @@ def lstm_step(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) 
 
 
 class RNNT(nn.Module):
+    # What `harness.compiled` compiles: the fixed-shape greedy step the GPU path graphs
+    # (the encoder's sequence length changes with every batch).
+    COMPILE_METHODS = ("decode_step",)
+
     def __init__(self, cfg: RNNTConfig) -> None:
         super().__init__()
         self.cfg = cfg
