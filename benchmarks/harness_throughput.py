@@ -12,6 +12,10 @@ and optionally checks accuracy mode of the GPU path against the FP32 reference.
 
     python benchmarks/harness_throughput.py --out benchmarks/results [--only resnet50,bert]
 Writes h100_harness_throughput.json and .csv (named after --name) and prints a markdown table.
+
+With --compile-study it instead measures the torch.compile columns and cold/warm time-to-ready
+(compile_study.py: harness path vs torch.compile's modes, the auto table) within --deadline seconds:
+    python benchmarks/harness_throughput.py --compile-study --out "$OUT"   (benchmarks/gpu_compile.sh)
 """
 from __future__ import annotations
 
@@ -294,7 +298,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", action="store_true", help="keep earlier results of benchmarks not re-run")
     p.add_argument("--dry-run-cpu", action="store_true",
                    help="check the script on the CPU: tiny models, one batch size, no graphs, no LoadGen")
+    study = p.add_argument_group("torch.compile study (compile_study.py)")
+    study.add_argument("--compile-study", action="store_true",
+                       help="measure harness vs torch.compile modes and cold/warm time-to-ready instead")
+    study.add_argument("--compile-budget", type=float, default=240.0,
+                       help="seconds one worker (one benchmark, one group of modes) may take before it is killed")
+    study.add_argument("--deadline", type=float, default=480.0, help="seconds for the whole study")
+    study.add_argument("--ready-reserve", type=float, default=150.0,
+                       help="seconds of --deadline kept for the warm time-to-ready runs at the end")
+    study.add_argument("--parallel", type=int, default=6, help="workers at once (their timed windows take turns)")
     args = p.parse_args(argv)
+    if args.compile_study:
+        return compile_study_main(args)
     if args.dry_run_cpu:
         report = {"results": [measure(n, 0.05, SWEEP[n][:1], "tiny", torch.device("cpu"))
                               for n in args.only.split(",")], "matmul_bf16_tflops": float("nan")}
@@ -360,6 +375,41 @@ def main(argv: list[str] | None = None) -> int:
         write(report, args.out, args.name)
     for row in report.get("accuracy_check", []):
         print(f"accuracy {row['benchmark']}: {row.get('metric')} {row.get('value')} {row.get('error', '')}")
+    return 0
+
+
+def compile_study_main(args: argparse.Namespace) -> int:
+    """The --compile-study path: report header, matmul peak, then compile_study.study()."""
+    import compile_study
+
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        print(f"error: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    cpu = args.dry_run_cpu
+    if not cpu and not torch.cuda.is_available():
+        print("error: the compile study needs a CUDA GPU (or --dry-run-cpu to check it)", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {"torch": torch.__version__, "host_cpus": os.cpu_count(),
+                              "peak_bf16_tflops_datasheet": PEAK_BF16_TFLOPS}
+    if not cpu:
+        props = torch.cuda.get_device_properties(0)
+        report.update(device=props.name, sms=props.multi_processor_count, cuda=torch.version.cuda,
+                      matmul_bf16_tflops=matmul_tflops())
+        log(f"{props.name}: 8192^3 bf16 matmul {report['matmul_bf16_tflops']:.1f} TFLOP/s")
+        torch.cuda.empty_cache()
+    else:
+        report["device"] = "cpu (dry run)"
+    result = compile_study.study(
+        names, args.out, size="tiny" if cpu else "full", device="cpu" if cpu else "cuda",
+        seconds=0.3 if cpu else max(args.seconds, 1.5), budget_s=args.compile_budget, deadline_s=args.deadline,
+        parallel=args.parallel, ready_reserve_s=args.ready_reserve, peak_tflops=PEAK_BF16_TFLOPS, report=report)
+    report["compile_study"] = result
+    (args.out / "compile_study_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(compile_study.markdown(result["rows"], PEAK_BF16_TFLOPS))
+    log(f"study took {result['settings']['wall_s']} s; files in {args.out}")
     return 0
 
 

@@ -72,7 +72,7 @@ def test_options_defaults_per_benchmark():
     opts = accel.options_for("resnet50", "bf16")
     assert (opts.dtype, opts.memory_format, opts.cuda_graphs, opts.start_from_device) == (
         torch.bfloat16, torch.channels_last, True, False)
-    assert opts.describe() == "dtype=bfloat16 layout=channels_last cuda_graphs=on start_from_device=off"
+    assert opts.describe() == "dtype=bfloat16 layout=channels_last cuda_graphs=on start_from_device=off compile=off"
     unet = accel.options_for("3d-unet", "fp16", start_from_device=True)
     assert (unet.dtype, unet.memory_format, unet.start_from_device) == (torch.float16, torch.channels_last_3d, True)
     rnnt = accel.options_for("rnnt", "fp16", channels_last=True)
