@@ -279,15 +279,22 @@ def markdown(rows: list[dict[str, Any]], peak: float) -> str:
 
 def study(names: list[str], out_dir: Path, *, size: str, device: str, seconds: float, budget_s: float,
           deadline_s: float, parallel: int, ready_reserve_s: float, peak_tflops: float,
-          report: dict[str, Any]) -> dict[str, Any]:
-    """Run the workers and the warm-ready children; returns report['compile_study'] (also written)."""
+          report: dict[str, Any], cache_base: Path | None = None) -> dict[str, Any]:
+    """Run the workers and the warm-ready children; returns report['compile_study'] (also written).
+
+    `cache_base` must start empty (cold figures); default a fresh temporary folder, kept out of
+    `out_dir` because compiled artefacts run to hundreds of MB.
+    """
+    import tempfile
+
     import harness_throughput as ht
 
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     work.mkdir(exist_ok=True)
-    cache_base = out_dir / "compile-cache"
+    cache_base = cache_base or Path(tempfile.mkdtemp(prefix="pytest-mig-compile-study-"))
+    report["compile_cache_base"] = str(cache_base)
     lock = out_dir / "gpu.lock"
     env = dict(os.environ)
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(max(1, (os.cpu_count() or 2) // max(1, parallel))))

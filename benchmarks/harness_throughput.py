@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--deadline", type=float, default=480.0, help="seconds for the whole study")
     study.add_argument("--ready-reserve", type=float, default=150.0,
                        help="seconds of --deadline kept for the warm time-to-ready runs at the end")
-    study.add_argument("--parallel", type=int, default=6, help="workers at once (their timed windows take turns)")
+    study.add_argument("--parallel", type=int, default=5, help="workers at once (their timed windows take turns)")
+    study.add_argument("--compile-cache-dir", type=Path,
+                       help="empty folder for the compile cache (default: a fresh temporary folder)")
     args = p.parse_args(argv)
     if args.compile_study:
         return compile_study_main(args)
@@ -405,7 +407,8 @@ def compile_study_main(args: argparse.Namespace) -> int:
     result = compile_study.study(
         names, args.out, size="tiny" if cpu else "full", device="cpu" if cpu else "cuda",
         seconds=0.3 if cpu else max(args.seconds, 1.5), budget_s=args.compile_budget, deadline_s=args.deadline,
-        parallel=args.parallel, ready_reserve_s=args.ready_reserve, peak_tflops=PEAK_BF16_TFLOPS, report=report)
+        parallel=args.parallel, ready_reserve_s=args.ready_reserve, peak_tflops=PEAK_BF16_TFLOPS, report=report,
+        cache_base=args.compile_cache_dir)
     report["compile_study"] = result
     (args.out / "compile_study_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(compile_study.markdown(result["rows"], PEAK_BF16_TFLOPS))
