@@ -47,6 +47,28 @@ WITHOUT_GRAPHS = {"reduce-overhead": "default", "max-autotune": "max-autotune-no
 WINDOWS = 3
 
 
+def batch_for(name: str, device: str) -> int:
+    """The largest batch of the throughput sweep (the best on the H100); models added since: the
+    harness's CUDA default."""
+    import harness_throughput as ht
+    from pytest_mig.harness import accel
+
+    sweep = ht.SWEEP.get(name) or (accel.GPU_BATCH_SIZES.get(name, 8),)
+    return sweep[-1] if device == "cuda" else min(sweep[0], 16)
+
+
+def pool_for(name: str) -> int:
+    import harness_throughput as ht
+
+    return ht.POOL.get(name, 64)
+
+
+def precision_for(name: str) -> str:
+    import harness_throughput as ht
+
+    return ht.PRECISION.get(name, "bf16")
+
+
 def log(message: str) -> None:
     print(f"[compile-study] {message}", flush=True)
 
@@ -81,7 +103,7 @@ def worker(group: str, name: str, batch: int, seconds: float, size: str, device_
 
     device = torch.device(device_name)
     cuda = device.type == "cuda"
-    precision = ht.PRECISION[name]
+    precision = precision_for(name)
 
     def sync() -> None:
         if cuda:
@@ -104,7 +126,7 @@ def worker(group: str, name: str, batch: int, seconds: float, size: str, device_
         return round(time.time() - started, 2)
 
     model, loader, _ = build(name, size, 0, device)
-    pool = [accel.resident_sample(loader.sample(i), device, torch.float32) for i in range(ht.POOL[name])]
+    pool = [accel.resident_sample(loader.sample(i), device, torch.float32) for i in range(pool_for(name))]
     if group == "A":
         flops, _ = ht.count_flops(model, loader.batch(pool[:1]))
         emit({"part": "model", "flops_per_sample": flops, "built_s": since_start()})
@@ -287,8 +309,6 @@ def study(names: list[str], out_dir: Path, *, size: str, device: str, seconds: f
     """
     import tempfile
 
-    import harness_throughput as ht
-
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
@@ -299,7 +319,7 @@ def study(names: list[str], out_dir: Path, *, size: str, device: str, seconds: f
     env = dict(os.environ)
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(max(1, (os.cpu_count() or 2) // max(1, parallel))))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    batches = {n: ht.SWEEP[n][-1] if device == "cuda" else ht.SWEEP[n][0] for n in names}
+    batches = {n: batch_for(n, device) for n in names}
     jobs = [(g, n) for g in ("A", "B") for n in names]
     results: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     jobs_log: list[dict[str, Any]] = []
@@ -339,7 +359,7 @@ def study(names: list[str], out_dir: Path, *, size: str, device: str, seconds: f
     for name in names:
         parts = results[name]
         auto, why = choose(parts)
-        row: dict[str, Any] = {"benchmark": name, "batch": batches[name], "precision": ht.PRECISION[name],
+        row: dict[str, Any] = {"benchmark": name, "batch": batches[name], "precision": precision_for(name),
                                "parts": parts, "auto": auto, "auto_reason": why}
         flops = parts.get("model", {}).get("flops_per_sample")
         harness_best = max((float(parts.get(p, {}).get("samples_per_s") or 0) for p in
