@@ -140,7 +140,7 @@ def worker(group: str, name: str, batch: int, seconds: float, size: str, device_
     accel.setup_cuda()
 
     def harness_part(part: str, mode: str | None) -> None:
-        log(f"{name}: START {part}")
+        log(f"{name}: START {part} at {since_start()} s")
         t0 = time.perf_counter()
         if mode is not None:
             compiled.compile_model(fast, mode)
@@ -171,7 +171,7 @@ def worker(group: str, name: str, batch: int, seconds: float, size: str, device_
 
     def torch_part(mode: str) -> None:
         part = f"torch:{mode}"
-        log(f"{name}: START {part}")
+        log(f"{name}: START {part} at {since_start()} s")
         compiled_model = torch.compile(fast, mode=mode, dynamic=False)
         compile_s = first_calls(lambda k: compiled_model(*data[k % 2]))
         rate = best_rate(lambda k: compiled_model(*data[k % 2]))
@@ -203,6 +203,8 @@ def run_job(argv: list[str], cap_s: float, env: dict[str, str]) -> tuple[list[di
             if line.startswith("RESULT "):
                 records.append(json.loads(line[7:]))
             else:
+                if line.startswith("[compile-study]"):
+                    print(line, end="", flush=True)  # the worker's progress, in the study's log
                 tail.append(line.rstrip())
                 del tail[:-40]
 
