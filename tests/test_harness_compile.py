@@ -94,6 +94,24 @@ def test_compiled_buckets_offline_one_shape_latency_scenarios_powers_of_two():
     assert accel.options_for("bert", "bf16", compile_mode="max-autotune").describe().endswith("compile=max-autotune")
 
 
+def test_compiled_offline_pads_every_batch_to_its_one_shape():
+    import numpy as np
+
+    from pytest_mig.harness.models import Predictor, build
+
+    model, loader, post = build("resnet50", "tiny", seed=0)
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    opts = accel.AccelOptions(torch.float32, None, cuda_graphs=False, start_from_device=False,
+                              compile_mode="default")
+    predictor = accel.AccelPredictor(model, loader, post, opts, CPU, 6, accel.compiled_buckets(6, "Offline"))
+    assert predictor.fixed_shapes and predictor.runner is None and predictor.buckets == (6,)
+    got = predictor([4, 1, 7])
+    assert seen == [6]  # one shape: one compile serves the run
+    expected = Predictor(model, loader, post, "fp32", CPU)([4, 1, 7])
+    assert len(got) == 3 and all(np.array_equal(g, e) for g, e in zip(got, expected))
+
+
 def test_compile_and_uncompile_are_generic_over_models():
     class Step(torch.nn.Module):
         COMPILE_METHODS = ("step",)
