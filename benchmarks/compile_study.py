@@ -388,6 +388,8 @@ def study(names: list[str], out_dir: Path, *, size: str, device: str, seconds: f
         rows.append(row)
     (out_dir / "compile_modes.yaml").write_text(yaml_table(rows, report.get("device", device),
                                                            report.get("torch", "")))
+    (out_dir / "compile_study.json").write_text(json.dumps({"rows": rows, "jobs": jobs_log, "partial": True},
+                                                           indent=2, default=str) + "\n")  # if killed later
     for row in rows:  # warm time-to-ready through the real harness, one at a time
         left = deadline_s - (time.perf_counter() - t_start)
         if left < 15:
