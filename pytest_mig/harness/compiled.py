@@ -14,8 +14,8 @@ Rules:
 - CUDA graphs stay the harness's: a mode's inductor settings are used without
   `triton.cudagraphs`, and the harness captures the compiled code in its own graphs (one pool,
   any thread may replay). So `reduce-overhead` runs inductor's default kernels in harness graphs
-  and `max-autotune` runs autotuned kernels in harness graphs; `-no-cudagraphs` only differs
-  from its sibling under `--no-cuda-graphs`... which then holds for both.
+  and `max-autotune` runs autotuned kernels in harness graphs; `max-autotune-no-cudagraphs` runs
+  the same kernels as `max-autotune` (both without graphs under `--no-cuda-graphs`).
 - Shapes are static (`dynamic=False`): one compile per batch size the predictor runs.
 - The compile cache is inductor's own (FX graph, AOT autograd, autotune, Triton kernels) in
   `<base>/<key>`, key = torch version / device / benchmark-size-precision-batch; base is
