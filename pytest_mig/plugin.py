@@ -140,22 +140,35 @@ def pytest_configure(config) -> None:
     except MigError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
-    # Only xdist hands a run id down; a nested pytest (pytester) starts a run of its own.
+    # Only xdist hands a run id (and key) down; a nested pytest (pytester) starts a run of its own.
     from pytest_mig.fleet import shard_plugin
     run_id = (worker or {}).get("mig_run_id") or new_run_id() + shard_plugin.run_id_suffix(config)
+    mig = MigSession(settings, run_id, Path(str(config.rootpath)),
+                     key=(worker or {}).get("mig_run_key"), worker=worker is not None)
+    from pytest_mig.process import use_run_key
+    use_run_key(mig.key)
+    uses_suites = _uses_suites(config)
+    if uses_suites and worker is None:
+        try:
+            mig.ensure_run_dir()  # exclusive, so the id may change: before anyone learns it
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"--mig-reports={settings.reports}: cannot create the run folder "
+                f"{mig.run_dir}: {exc.strerror or exc}; point --mig-reports at a writable "
+                "folder") from None
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
-    os.environ[RUN_MARKER] = run_id
-    config.stash[SESSION_KEY] = MigSession(settings, run_id, Path(str(config.rootpath)))
+    os.environ[RUN_MARKER] = mig.run_id
+    config.stash[SESSION_KEY] = mig
     from pytest_mig.report.hooks import ReportPlugin
     config.pluginmanager.register(ReportPlugin(config, config.stash[SESSION_KEY]), "mig-report")
     from pytest_mig.manage_plugin import register as register_manage
     register_manage(config)  # --mig-manage / --mig-layout
     shard_plugin.register(config)  # --mig-shard
-    if _uses_suites(config):
-        from pytest_mig.process import install_sigterm_handler, reap_orphans
+    if uses_suites:
+        from pytest_mig.process import install_sigterm_handler, reap_dead_runs
         install_sigterm_handler()
         if worker is None:
-            for pid, run in reap_orphans(run_id):
+            for pid, run in reap_dead_runs(mig.reports_root, mig.run_id):
                 config.issue_config_time_warning(pytest.PytestWarning(
                     f"pytest-mig: killed leftover workload pid {pid} of dead run {run}"),
                     stacklevel=2)
@@ -163,7 +176,9 @@ def pytest_configure(config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # xdist controller -> worker
-    node.workerinput["mig_run_id"] = node.config.stash[SESSION_KEY].run_id
+    mig = node.config.stash[SESSION_KEY]
+    node.workerinput["mig_run_id"] = mig.ensure_run_dir().name
+    node.workerinput["mig_run_key"] = mig.key
 
 
 def _uses_suites(config) -> bool:

@@ -15,21 +15,28 @@ so the signal can never reach another process. Nothing else calls Popen.poll()/w
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import re
+import secrets
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from pytest_mig.errors import HarnessError
+from pytest_mig.runid import RunKey, read_key, start_ticks
 from pytest_mig.types import Finished, LaunchSpec
 
 RUN_MARKER = "PYTEST_MIG_RUN_ID"
+KEY_MARKER = "PYTEST_MIG_RUN_KEY"
 SPAWNER_MARKER = "PYTEST_MIG_SPAWNER_PID"
+WORKLOAD_MARKER = "PYTEST_MIG_WORKLOAD"
+MARKERS = (RUN_MARKER, KEY_MARKER, SPAWNER_MARKER, WORKLOAD_MARKER)
 # The only variables a workload inherits from us; everything else is explicit.
 # Secrets in the caller's environment therefore never reach a workload or a report.
 INHERITED_ENV = (
@@ -40,6 +47,13 @@ INHERITED_ENV = (
 
 _live: set["Workload"] = set()
 _live_lock = threading.Lock()
+_run_key: list[str] = []  # this process's run key (set once at configure), see use_run_key
+_serial = itertools.count(1)
+
+
+def use_run_key(key: str) -> None:
+    """Every workload this process starts from now on carries `key` (PYTEST_MIG_RUN_KEY)."""
+    _run_key[:] = [key]
 
 
 def child_env(extra: Mapping[str, str], run_id: str) -> dict[str, str]:
@@ -74,6 +88,8 @@ class Workload:
         self.tail: deque[str] = deque(maxlen=40)
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
+        # Unique per process: the sweep tells a live workload's processes from leftovers.
+        self.marker = f"{os.getpid()}.{next(_serial)}:{name}"
 
     def start(self) -> "Workload":
         self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +97,9 @@ class Workload:
         try:
             self.proc = subprocess.Popen(
                 list(self.spec.argv), cwd=str(self.spec.cwd),
-                env={**self.spec.env, SPAWNER_MARKER: str(os.getpid())},
+                env={**self.spec.env, SPAWNER_MARKER: str(os.getpid()),
+                     WORKLOAD_MARKER: self.marker,
+                     **({KEY_MARKER: _run_key[0]} if _run_key else {})},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 bufsize=0,
                 start_new_session=True,  # own process group: we can always kill all of it
@@ -257,12 +275,12 @@ def stop_all(grace: float = 2.0) -> int:
 
 
 def markers_of(pid: int) -> dict[str, str]:
-    """Our markers (run id, spawner pid) in a process's environment, where we may read it."""
+    """Our markers (run id, key, spawner, workload) in a process's environment, if readable."""
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return {}
-    wanted = (RUN_MARKER.encode() + b"=", SPAWNER_MARKER.encode() + b"=")
+    wanted = tuple(m.encode() + b"=" for m in MARKERS)
     return {item.split(b"=", 1)[0].decode(): item.split(b"=", 1)[1].decode("utf-8", "replace")
             for item in env if item.startswith(wanted)}
 
@@ -272,10 +290,88 @@ def run_marker_of(pid: int) -> str | None:
     return markers_of(pid).get(RUN_MARKER)
 
 
-def owner_pid(run_id: str) -> int | None:
-    """Run ids end in the pid of the pytest process that owns the run."""
-    tail = run_id.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+@dataclass(frozen=True)
+class Marked:
+    """A live process carrying a run key: what the reaper and the sweep decide on."""
+
+    pid: int
+    pgid: int
+    start: int | None
+    markers: dict[str, str]
+
+    @property
+    def run(self) -> str:
+        return self.markers.get(RUN_MARKER, "")
+
+    @property
+    def key(self) -> str:
+        return self.markers.get(KEY_MARKER, "")
+
+    @property
+    def workload(self) -> str:
+        return self.markers.get(WORKLOAD_MARKER, "").partition(":")[2] or "?"
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({_cmdline(self.pid)}) of workload {self.workload}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    text = " ".join(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text[:120] + ("..." if len(text) > 120 else "")
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, start ticks) of `pid`, or None."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        return f[0], int(f[1]), int(f[2]), int(f[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def keyed_processes() -> list[Marked]:
+    """Every live process (not a zombie) whose environment carries a run key."""
+    out = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        markers = markers_of(pid)
+        if not markers.get(KEY_MARKER):
+            continue
+        st = _stat(pid)
+        if st is None or st[0] in ("Z", "X"):
+            continue
+        out.append(Marked(pid, st[2], st[3], markers))
+    return out
+
+
+def _ancestry() -> tuple[set[int], set[int]]:
+    """Pids and process groups of this process and every ancestor: never signalled."""
+    pids, groups = set(), {os.getpgid(0)}
+    pid = os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        st = _stat(pid)
+        if st is None:
+            break
+        groups.add(st[2])
+        pid = st[1]
+    return pids, groups
+
+
+def _alive_since(pid: int, not_after: int | None) -> bool:
+    """True while `pid` runs and started no later than `not_after` (a reused pid is not it)."""
+    if not _pid_alive(pid):
+        return False
+    st = _stat(pid)
+    return st is None or not_after is None or st[3] <= not_after
 
 
 def _pid_alive(pid: int) -> bool:
@@ -286,48 +382,74 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+    st = _stat(pid)
+    return st is None or st[0] not in ("Z", "X")
 
 
-def _is_orphan(pid: int, markers: dict[str, str], current_run: str, only_run: bool) -> bool:
-    """A marked process whose spawner died, or whose run's pytest (another run) is gone."""
-    run = markers.get(RUN_MARKER)
-    if not run or (only_run and run != current_run):
-        return False
-    spawner = markers.get(SPAWNER_MARKER, "")
-    if spawner.isdigit() and int(spawner) != pid and not _pid_alive(int(spawner)):
-        return True
-    owner = owner_pid(run)
-    return not (run == current_run or owner is None or owner == pid or _pid_alive(owner))
+def _owner_gone(rk: RunKey) -> bool:
+    """The run's pytest is gone: its pid is dead, or now names a process started later."""
+    return not _pid_alive(rk.owner_pid) or (
+        rk.owner_start is not None and start_ticks(rk.owner_pid) != rk.owner_start)
 
 
-def reap_orphans(current_run: str, only_run: bool = False) -> list[tuple[int, str]]:
-    """Kill workloads whose pytest process is gone: a run killed with SIGKILL or os._exit,
-    or a killed xdist worker (its spawner marker names a dead pid while the run goes on).
-
-    Found by the environment markers every child carries; returns (pid, run id) of each.
-    With `only_run`, only the current run's own orphans are touched.
-    """
-    reaped = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+def _kill(victims: list[Marked]) -> list[Marked]:
+    """SIGKILL each victim (and its group where it leads one), sparing our own ancestry."""
+    pids, groups = _ancestry()
+    killed = []
+    for m in victims:
+        if m.pid in pids:
             continue
-        pid = int(entry.name)
-        markers = markers_of(pid)
-        if not _is_orphan(pid, markers, current_run, only_run):
-            continue
-        _signal_group(pid, signal.SIGKILL)
+        if m.pgid == m.pid and m.pgid not in groups:
+            _signal_group(m.pid, signal.SIGKILL)
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(m.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
-        reaped.append((pid, markers[RUN_MARKER]))
-    return reaped
+        killed.append(m)
+    return killed
+
+
+def reap_dead_runs(reports_root: Path, current_run: str) -> list[tuple[int, str]]:
+    """Kill leftovers of *this* reports root's dead runs: a process is killed only if it
+    carries the secret key written in `<reports_root>/<its run>/run.key` and that run's owning
+    pytest (pid and start time) is gone. Another project's, an inherited variable's or our
+    own ancestry's processes are never touched. Returns (pid, run id) of each."""
+    keys: dict[str, RunKey | None] = {}
+    victims = []
+    for m in keyed_processes():
+        if not m.run or m.run == current_run or "/" in m.run or m.run in (".", ".."):
+            continue
+        if m.run not in keys:
+            keys[m.run] = read_key(reports_root / m.run)
+        rk = keys[m.run]
+        if rk is not None and secrets.compare_digest(rk.key, m.key) and _owner_gone(rk):
+            victims.append(m)
+    return [(m.pid, m.run) for m in _kill(victims)]
+
+
+def reap_orphans(current_run: str, key: str) -> list[tuple[int, str]]:
+    """Kill this run's workloads whose spawning pytest (a killed xdist worker) is gone."""
+    victims = []
+    for m in keyed_processes():
+        if m.run != current_run or not secrets.compare_digest(m.key, key):
+            continue
+        spawner = m.markers.get(SPAWNER_MARKER, "")
+        if spawner.isdigit() and int(spawner) != m.pid and not _alive_since(int(spawner), m.start):
+            victims.append(m)
+    return [(m.pid, m.run) for m in _kill(victims)]
+
+
+def sweep_escaped(current_run: str, key: str, spawner: int | None) -> list[str]:
+    """Kill processes of this run (its key) spawned by `spawner` (None: any) that belong to no
+    live workload: what a stopped workload left behind (a setsid'd grandchild ignoring
+    SIGTERM). Returns a description of each killed process."""
+    with _live_lock:
+        live = {w.marker for w in _live}
+    victims = [m for m in keyed_processes()
+               if m.run == current_run and secrets.compare_digest(m.key, key)
+               and (spawner is None or m.markers.get(SPAWNER_MARKER) == str(spawner))
+               and m.markers.get(WORKLOAD_MARKER) not in live]
+    return [m.describe() for m in _kill(victims)]
 
 
 received_signal: int | None = None  # the signal that interrupted this run, if any

@@ -16,6 +16,7 @@ from pytest_mig.errors import ConfigError, GpuError, did_you_mean
 from pytest_mig.gpu.profiles import get_model
 from pytest_mig.hetero import DurationEstimator
 from pytest_mig.process import RUN_MARKER
+from pytest_mig.runid import is_real_dir, make_run_dir, new_key, new_run_id  # noqa: F401
 
 BACKENDS = ("auto", "nvml", "simulated")
 BACKGROUND_LIFETIMES = ("per-test", "session")
@@ -136,10 +137,6 @@ def parse_harness_options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-
-
 def safe_name(text: str) -> str:
     """A test id as a directory name: no slashes, brackets or spaces."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")[:180] or "test"
@@ -148,9 +145,13 @@ def safe_name(text: str) -> str:
 class MigSession:
     """Lazily opens the GPU backend: unit-test runs that never use a case never touch NVML."""
 
-    def __init__(self, settings: Settings, run_id: str, rootdir: Path) -> None:
+    def __init__(self, settings: Settings, run_id: str, rootdir: Path, key: str | None = None,
+                 worker: bool = False) -> None:
         self.settings = settings
         self.run_id = run_id
+        self.key = key or new_key()  # every workload of the run carries it (process.py)
+        self.worker = worker  # an xdist worker uses the folder its controller made
+        self._made = False
         reports = settings.reports if settings.reports.is_absolute() else rootdir / settings.reports
         self.reports_root = reports
         self.run_dir = reports / run_id
@@ -168,7 +169,23 @@ class MigSession:
         self.manager: Any = None  # manage_plugin.LayoutManager: each case's MIG layout
 
     def ensure_run_dir(self) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """The run folder: made exclusively (a fresh id if the name exists, even as a
+        symlink) by the controller; a worker joins its controller's real folder."""
+        if self._made:
+            return self.run_dir
+        if self.worker:
+            self.reports_root.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(self.run_dir)
+            except FileExistsError:
+                pass
+            if not is_real_dir(self.run_dir):
+                raise ConfigError(f"{self.run_dir}: the run folder is not a plain folder (a "
+                                  "symlink?); pytest-mig writes only into folders it made")
+        else:
+            self.run_id, self.run_dir = make_run_dir(self.reports_root, self.run_id, self.key)
+            os.environ[RUN_MARKER] = self.run_id
+        self._made = True
         return self.run_dir
 
     @property
@@ -257,7 +274,7 @@ class MigSession:
     def reap_orphans(self) -> list[tuple[int, str]]:
         """Kill this run's workloads whose pytest process died; each noted in orphans.log."""
         from pytest_mig.process import reap_orphans
-        reaped = reap_orphans(self.run_id, only_run=True)
+        reaped = reap_orphans(self.run_id, self.key)
         if reaped:
             with open(self.run_dir / "orphans.log", "a", encoding="utf-8") as fh:
                 for pid, _ in reaped:

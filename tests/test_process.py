@@ -105,21 +105,25 @@ def test_child_env_is_explicit(monkeypatch):
     assert env["CUDA_VISIBLE_DEVICES"] == "MIG-abc" and env[RUN_MARKER] == "r1"
 
 
-def test_reap_orphans_kills_children_of_dead_runs(tmp_path):
-    from pytest_mig.process import reap_orphans
+def test_reap_dead_runs_kills_keyed_children_of_dead_runs(tmp_path):
+    from pytest_mig.process import KEY_MARKER, reap_dead_runs
+    from pytest_mig.runid import RunKey, write_key
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    env = dict(os.environ, PYTEST_MIG_RUN_ID=f"20260101-000000-{dead.pid}")
+    for run, owner in (("20260101-000000-dead", dead.pid), ("20260101-000000-live", os.getpid())):
+        (tmp_path / run).mkdir()
+        write_key(tmp_path / run, RunKey("k" * 32, owner, None))
+    env = dict(os.environ, PYTEST_MIG_RUN_ID="20260101-000000-dead", **{KEY_MARKER: "k" * 32})
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
                               start_new_session=True)
-    live_env = dict(os.environ, PYTEST_MIG_RUN_ID=f"20260101-000000-{os.getpid()}")
+    live_env = dict(env, PYTEST_MIG_RUN_ID="20260101-000000-live")
     kept = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=live_env,
                             start_new_session=True)
     try:
         time.sleep(0.2)
-        reaped = reap_orphans("current-run")
-        assert (orphan.pid, f"20260101-000000-{dead.pid}") in reaped
+        reaped = reap_dead_runs(tmp_path, "current-run")
+        assert reaped == [(orphan.pid, "20260101-000000-dead")]
         assert orphan.wait(timeout=5) == -9
         assert kept.poll() is None  # its run's pytest (us) is alive: not touched
     finally:

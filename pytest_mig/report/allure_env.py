@@ -9,12 +9,12 @@ across runs because every parameter pytest-mig adds is stable for a case (no run
 from __future__ import annotations
 
 import os
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_mig.errors import ConfigError
+from pytest_mig.safefs import UnsafeFile, is_regular, read_bytes
 from pytest_mig.report.files import write_atomic, write_json_atomic
 
 PACKAGES = ("pytest-mig", "pytest", "pytest-xdist", "allure-pytest", "nvidia-ml-py",
@@ -154,10 +154,14 @@ def copy_history(previous: Path, alluredir: Path) -> Path:
     """Copy the previous report's history/ into <alluredir>/history for `allure generate`."""
     src = history_source(previous)
     dest = alluredir / "history"
+    if dest.is_symlink():
+        raise UnsafeFile(f"{dest}: refused to copy Allure history into it: it is a symlink")
     dest.mkdir(parents=True, exist_ok=True)
     for item in src.iterdir():
-        if item.is_file():
+        # Plain files only: a symlink in the old report would copy its *target* (any file).
+        if is_regular(item):
             tmp = dest / f".{item.name}.tmp"
-            shutil.copy2(item, tmp)
+            tmp.unlink(missing_ok=True)
+            tmp.write_bytes(read_bytes(item))
             tmp.replace(dest / item.name)
     return dest

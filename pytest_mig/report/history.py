@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from pytest_mig.errors import ConfigError
+from pytest_mig.safefs import open_append
 
 HISTORY_NAME = "history.jsonl"
 
@@ -78,21 +80,20 @@ def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:
     lines = [e.to_json() + "\n" for e in entries]
     if not lines:
         return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            # A writer killed mid-line left no newline: start on a fresh line so only the
-            # torn line is lost, not the first of ours.
-            if fh.tell() > 0:
-                with open(path, "rb") as tail:
-                    tail.seek(-1, 2)
-                    if tail.read(1) != b"\n":
-                        fh.write("\n")
-            fh.write("".join(lines))
-            fh.flush()
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = open_append(path)  # never through a symlink, only a regular file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A writer killed mid-line left no newline: start on a fresh line so only the
+        # torn line is lost, not the first of ours.
+        size = os.fstat(fd).st_size
+        text = "".join(lines)
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)  # releases the lock
     return len(lines)
 
 

@@ -150,9 +150,12 @@ class ReportPlugin:
         backend = str(header.get("backend", ""))
         stamp = str(header.get("written_at", ""))
         if records:
-            n = append_history(self.history_path, [
-                entry_from_record(r, self.session.run_id, backend, stamp) for r in records])
-            self.written.append(f"history: {n} line(s) appended to {self.history_path}")
+            try:
+                n = append_history(self.history_path, [
+                    entry_from_record(r, self.session.run_id, backend, stamp) for r in records])
+                self.written.append(f"history: {n} line(s) appended to {self.history_path}")
+            except MigError as exc:  # a symlink or FIFO planted as history.jsonl
+                self.written.append(f"history NOT written: {exc}")
             self._trend({r["case"] for r in records})
         by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for c in self.comparisons:
@@ -189,8 +192,11 @@ class ReportPlugin:
         allure_env.write_categories(alluredir)
         allure_env.write_executor(alluredir)
         if self.allure_history is not None:
-            dest = allure_env.copy_history(self.allure_history, alluredir)
-            self.written.append(f"allure history copied to {dest}")
+            try:
+                dest = allure_env.copy_history(self.allure_history, alluredir)
+                self.written.append(f"allure history copied to {dest}")
+            except MigError as exc:
+                self.written.append(f"allure history NOT copied: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.is_worker:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig.process import (RUN_MARKER, SPAWNER_MARKER, Workload, child_env, markers_of,
-                                reap_orphans)
+from pytest_mig.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER, WORKLOAD_MARKER,
+                                Workload, child_env, markers_of, reap_orphans, use_run_key)
 from pytest_mig.session import MigSession, Settings
 from pytest_mig.types import LaunchSpec
 
@@ -25,8 +25,11 @@ def dead_pid() -> int:
     return p.pid
 
 
-def sleeper(run: str, spawner: int) -> subprocess.Popen:
-    env = {**child_env({}, run), SPAWNER_MARKER: str(spawner)}
+KEY = "k" * 32
+
+
+def sleeper(run: str, spawner: int, key: str = KEY) -> subprocess.Popen:
+    env = {**child_env({}, run), SPAWNER_MARKER: str(spawner), KEY_MARKER: key}
     return subprocess.Popen(SLEEP, env=env, start_new_session=True)
 
 
@@ -49,29 +52,31 @@ def test_workloads_carry_run_and_spawner_markers(tmp_path):
     spec = LaunchSpec(argv=tuple(SLEEP), env=child_env({}, "run-x"), cwd=tmp_path,
                       ready_pattern="never", log_path=tmp_path / "w.log",
                       result_dir=tmp_path / "w")
+    use_run_key(KEY)
     w = Workload("w", spec).start()
     try:
         wait_marked(w.pid)
-        assert markers_of(w.pid) == {RUN_MARKER: "run-x", SPAWNER_MARKER: str(os.getpid())}
+        assert markers_of(w.pid) == {RUN_MARKER: "run-x", SPAWNER_MARKER: str(os.getpid()),
+                                     KEY_MARKER: KEY, WORKLOAD_MARKER: w.marker}
+        assert w.marker.endswith(":w")
         assert SPAWNER_MARKER not in spec.env  # added at spawn time, not in the planned env
+        assert KEY_MARKER not in spec.env
     finally:
         w.stop(grace=0.5)
 
 
 def test_dead_spawners_workloads_are_reaped_while_the_run_goes_on(procs):
-    run = f"20260101-000000-{os.getpid()}"  # this run: its pytest (us) is alive
+    run = "20260101-000000-aaaa"  # this run: its pytest (us) is alive
     orphan = sleeper(run, dead_pid())
     kept = sleeper(run, os.getpid())
-    other = sleeper(f"20260101-000001-{os.getpid()}", dead_pid())  # another live run's orphan
-    procs += [orphan, kept, other]
+    other = sleeper("20260101-000001-bbbb", dead_pid())  # another run's orphan: not ours
+    forged = sleeper(run, dead_pid(), key="f" * 32)  # our run id without our key
+    procs += [orphan, kept, other, forged]
     for p in procs:
         wait_marked(p.pid)
-    assert reap_orphans(run, only_run=True) == [(orphan.pid, run)]
+    assert reap_orphans(run, KEY) == [(orphan.pid, run)]
     assert orphan.wait(timeout=5) == -9
-    assert kept.poll() is None and other.poll() is None
-    reaped = reap_orphans(run)  # not only this run: every dead spawner's workloads
-    assert (other.pid, f"20260101-000001-{os.getpid()}") in reaped
-    assert other.wait(timeout=5) == -9 and kept.poll() is None
+    assert kept.poll() is None and other.poll() is None and forged.poll() is None
 
 
 def test_a_zombie_spawner_counts_as_dead(procs):
@@ -80,20 +85,20 @@ def test_a_zombie_spawner_counts_as_dead(procs):
     while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    run = f"20260101-000000-{os.getpid()}"
+    run = "20260101-000000-aaaa"
     orphan = sleeper(run, zombie.pid)  # its spawner died and was not waited for yet
     procs.append(orphan)
     wait_marked(orphan.pid)
     try:
-        assert reap_orphans(run, only_run=True) == [(orphan.pid, run)]
+        assert reap_orphans(run, KEY) == [(orphan.pid, run)]
     finally:
         zombie.wait()
 
 
 def test_session_close_reaps_its_runs_orphans_and_logs_them(tmp_path, procs):
-    session = MigSession(Settings(), f"20260101-000000-{os.getpid()}", tmp_path)
+    session = MigSession(Settings(), "20260101-000000-aaaa", tmp_path)
     session.ensure_run_dir()
-    orphan = sleeper(session.run_id, dead_pid())
+    orphan = sleeper(session.run_id, dead_pid(), key=session.key)
     procs.append(orphan)
     wait_marked(orphan.pid)
     session.close()
