@@ -26,7 +26,7 @@ class UnsafeFile(MigError):
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symlink")):
+                       (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink")):
         if test(mode):
             return name
     return "not a regular file"

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Protocol
 
-from pytest_mig.errors import ResultParseError
+from pytest_mig.errors import MigError, ResultParseError
+from pytest_mig.safefs import read_text
 from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
 
 # NVIDIA's harnesses print "Starting running actual test." when LoadGen's timed phase starts.
@@ -24,6 +26,17 @@ class Harness(Protocol):
                log_path: Path) -> LaunchSpec: ...
 
     def collect(self, work: WorkSpec, finished: Finished, result_dir: Path) -> BenchmarkResult: ...
+
+
+def unusable_metric(value: float | None) -> str:
+    """Why a headline value is no measurement ('NaN', 'infinite', 'zero', 'negative'), or ''."""
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "infinite"
+    return "zero" if value == 0 else "negative" if value < 0 else ""
 
 
 def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult:
@@ -61,6 +74,11 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
             res.metric_name = s.headline_name
             res.metric_value = s.headline_value
             res.latencies_ns = dict(s.latencies_ns)
+            bad = unusable_metric(s.headline_value)
+            if bad:  # a NaN, infinite, zero or negative headline is no measurement
+                res.valid = False
+                res.invalid_reasons.insert(0, f"metric is {bad}: {s.headline_name} = "
+                                              f"{s.headline_value!r} is not a measurement")
     if work.mode == ACCURACY:
         acc_path = result_dir / "accuracy.txt"
         if not acc_path.exists():
@@ -76,8 +94,8 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
         meta = result_dir / "accuracy.json"
         if meta.exists():
             try:
-                ref = json.loads(meta.read_text()).get("reference")
+                ref = json.loads(read_text(meta, 1 << 20)).get("reference")
                 res.accuracy_reference = float(ref) if ref is not None else None
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, AttributeError, OSError, MigError) as exc:
                 res.errors.append(f"{meta}: unreadable ({exc})")
     return res

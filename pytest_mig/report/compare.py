@@ -112,7 +112,7 @@ class Comparison:
 
     @property
     def change_pct(self) -> float | None:
-        if self.baseline in (None, 0):
+        if self.baseline is None or not usable(self.baseline) or not usable(self.value):
             return None
         return (self.value - self.baseline) / abs(self.baseline) * 100.0
 
@@ -124,6 +124,8 @@ class Comparison:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def verdict(self) -> str:
+        if not usable(self.value):
+            return f"INVALID value ({self.value!r})" if self.regressed else "invalid value"
         if self.baseline is None:
             return "no baseline"
         if self.regressed:
@@ -135,6 +137,11 @@ class Comparison:
         return (f"{self.metric} {_num(self.value)} vs baseline {_num(self.baseline)} "
                 f"({'n/a' if change is None else f'{change:+.1f}%'}; {self.better} is better, "
                 f"threshold {self.threshold_pct:g}%)")
+
+
+def usable(value: Any) -> bool:
+    """A number a comparison can use: finite and > 0."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def _num(value: float | None) -> str:
@@ -178,9 +185,11 @@ def _value_of(entry: HistoryEntry, kind: str, metric: str) -> float | None:
 class Baselines:
     """Baseline values per case key, from history entries chosen by a CompareSpec."""
 
-    def __init__(self, spec: CompareSpec, history: list[HistoryEntry], current_run: str) -> None:
+    def __init__(self, spec: CompareSpec, history: list[HistoryEntry], current_run: str,
+                 problems: list[str] | None = None) -> None:
         self.spec = spec
-        source = read_baseline_source(spec.path) if spec.mode == "path" and spec.path else history
+        source = (read_baseline_source(spec.path, problems) if spec.mode == "path" and spec.path
+                  else history)
         self.by_key: dict[tuple[str, str, str], list[HistoryEntry]] = {}
         for e in source:
             if e.run_id != current_run and e.outcome == "passed":
@@ -189,8 +198,10 @@ class Baselines:
     def baseline(self, entry: HistoryEntry, kind: str,
                  metric: str) -> tuple[float | None, int, float | None]:
         """(value, runs it came from, spread %) for one metric of `entry`'s case."""
+        # NaN, infinities, zero and negatives are no baseline (a gate against them says "ok"
+        # to anything): skipped here, so the comparison says "no baseline".
         values = [v for e in self.by_key.get(entry.key, [])
-                  if (v := _value_of(e, kind, metric)) is not None]
+                  if (v := _value_of(e, kind, metric)) is not None and usable(v)]
         if not values:
             return None, 0, None
         if self.spec.mode != "median":
@@ -209,7 +220,9 @@ class Baselines:
                            baseline=base, baseline_runs=runs, spread_pct=spread,
                            threshold_pct=threshold)
             change = c.change_pct
-            if threshold is not None and change is not None:
+            if threshold is not None and not usable(value):
+                c.regressed = True  # a NaN or non-positive value is never "ok"
+            elif threshold is not None and change is not None:
                 worse = -change if better == HIGHER else change
                 c.regressed = worse > threshold
             out.append(c)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from pytest_mig.errors import ConfigError
-from pytest_mig.safefs import open_append
+from pytest_mig.errors import ConfigError, MigError
+from pytest_mig.safefs import open_append, read_bytes, read_text
 
 HISTORY_NAME = "history.jsonl"
+HISTORY_CAP = 512 << 20  # bytes read of a history.jsonl (about a million entries)
 
 
 @dataclass(frozen=True)
@@ -55,24 +57,56 @@ class HistoryEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HistoryEntry:
+        """An entry from a parsed JSON line; ValueError naming the field if a type is wrong."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for name, value in known.items():
+            want = _FIELD_TYPES.get(name, "str")
+            if want == "str" and not isinstance(value, str):
+                raise ValueError(f"field {name!r} is {type(value).__name__}, not text")
+            if want == "number" and value is not None and not _is_number(value):
+                raise ValueError(f"field {name!r} is {type(value).__name__}, not a number")
+            if want == "text?" and value is not None and not isinstance(value, str):
+                raise ValueError(f"field {name!r} is {type(value).__name__}, not text")
+            if want == "latencies" and not (isinstance(value, dict) and all(
+                    isinstance(k, str) and _is_number(v) for k, v in value.items())):
+                raise ValueError(f"field {name!r} is not a map of latency names to numbers")
         return cls(**known)
+
+
+_FIELD_TYPES = {"value": "number", "p99_ns": "number", "accuracy": "number",
+                "interference": "number", "duration_s": "number", "accuracy_metric": "text?",
+                "latencies_ns": "latencies"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> float | None:
+    """A finite float, else None: NaN and infinities are never written as numbers."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def entry_from_record(record: dict[str, Any], run_id: str, backend: str,
                       timestamp: str | None = None) -> HistoryEntry:
     """A history entry from a per-test record (report/records.py outcome_record)."""
     res = record.get("result") or {}
-    lat = {k: float(v) for k, v in (res.get("latencies_ns") or {}).items() if v is not None}
+    lat = {k: f for k, v in (res.get("latencies_ns") or {}).items()
+           if (f := _finite(v)) is not None}
     return HistoryEntry(
         case=record.get("case", "?"), run_id=run_id,
         timestamp=timestamp or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         outcome=record.get("outcome", "unknown"), gpu_model=record.get("gpu_model", ""),
         backend=backend, suite=record.get("suite", ""), benchmark=record.get("benchmark", ""),
         scenario=record.get("scenario", ""), mode=record.get("mode", ""),
-        metric=res.get("metric") or "", value=res.get("value"), p99_ns=lat.get("p99"),
-        latencies_ns=lat, accuracy_metric=res.get("accuracy_metric"), accuracy=res.get("accuracy"),
-        interference=record.get("interference"), duration_s=record.get("duration_s"))
+        metric=res.get("metric") or "", value=_finite(res.get("value")), p99_ns=lat.get("p99"),
+        latencies_ns=lat, accuracy_metric=res.get("accuracy_metric"),
+        accuracy=_finite(res.get("accuracy")), interference=_finite(record.get("interference")),
+        duration_s=_finite(record.get("duration_s")))
 
 
 def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:
@@ -97,18 +131,36 @@ def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:
     return len(lines)
 
 
-def read_history(path: Path) -> list[HistoryEntry]:
-    """Entries in file order; unreadable lines (a cut-off write) are skipped."""
-    if not path.exists():
+def read_history(path: Path, problems: list[str] | None = None) -> list[HistoryEntry]:
+    """Entries in file order. A line that is not an entry (a cut-off write, bytes that are not
+    UTF-8, a number where text belongs, nesting too deep) is skipped; with `problems`, each
+    skip is noted there as 'FILE line N skipped: why'."""
+    try:
+        raw = read_bytes(path, HISTORY_CAP)
+    except FileNotFoundError:
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
-        if isinstance(data, dict) and "case" in data and "run_id" in data:
+        try:
+            data = json.loads(line.decode("utf-8"))
+            if not isinstance(data, dict) or "case" not in data or "run_id" not in data:
+                raise ValueError("not a history entry (no case/run_id)")
             out.append(HistoryEntry.from_dict(data))
+        except UnicodeDecodeError:
+            why = "not UTF-8 text"
+        except RecursionError:
+            why = "nested too deeply"
+        except (ValueError, TypeError) as exc:
+            if number == len(lines) and not raw.endswith(b"\n"):
+                continue  # the torn tail of a killed writer: expected, not worth a warning
+            why = str(exc).splitlines()[0][:120]
+        else:
+            continue
+        if problems is not None:
+            problems.append(f"{path} line {number} skipped: {why}")
     return out
 
 
@@ -117,21 +169,28 @@ def read_results(path: Path) -> list[HistoryEntry]:
     if path.is_dir():
         path = path / "results.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_text(path))
+    except (OSError, ValueError, RecursionError, MigError) as exc:
         raise ConfigError(f"--mig-compare={path}: cannot read it ({exc}); give a history.jsonl, "
                           "a results.json or a reports/<run-id> folder") from None
-    run = data.get("run") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--mig-compare={path}: not a pytest-mig results.json (no object at "
+                          "the top); give a history.jsonl, a results.json or a reports/<run-id>")
+    run = data.get("run") if isinstance(data.get("run"), dict) else {}
+    tests = data.get("tests") if isinstance(data.get("tests"), list) else []
     return [entry_from_record(rec, str(run.get("run_id", path.parent.name)),
                               str(run.get("backend", "")), str(run.get("written_at", "")))
-            for rec in data.get("tests", []) if isinstance(rec, dict) and "case" in rec]
+            for rec in tests if isinstance(rec, dict) and "case" in rec]
 
 
-def read_baseline_source(path: Path) -> list[HistoryEntry]:
+def read_baseline_source(path: Path, problems: list[str] | None = None) -> list[HistoryEntry]:
     """A history.jsonl, a results.json, or a reports/<run-id> folder."""
     if not path.exists():
         raise ConfigError(f"--mig-compare={path}: no such file or folder; use last, median:N, "
                           "or a path to a history.jsonl, results.json or reports/<run-id>")
-    if path.is_file() and path.suffix == ".jsonl":
-        return read_history(path)
+    if path.suffix == ".jsonl":
+        try:
+            return read_history(path, problems)
+        except MigError as exc:
+            raise ConfigError(f"--mig-compare={path}: {exc}") from None
     return read_results(path)

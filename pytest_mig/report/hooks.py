@@ -72,12 +72,19 @@ class ReportPlugin:
 
     def __init__(self, config, session) -> None:
         self.config, self.session = config, session
+        problems: list[str] = []
         try:
             self.interval, self.thresholds, self.spec, self.allure_history = _options(config)
-            self.baselines = (Baselines(self.spec, read_history(self.history_path),
-                                        session.run_id) if self.spec else None)
-        except ConfigError as exc:
+            self.baselines = (Baselines(self.spec, read_history(self.history_path, problems),
+                                        session.run_id, problems) if self.spec else None)
+        except MigError as exc:
             raise pytest.UsageError(str(exc)) from None
+        for line in problems[:5]:  # a corrupt line: skipped, named, the run goes on
+            config.issue_config_time_warning(pytest.PytestWarning(f"pytest-mig: {line}"),
+                                             stacklevel=2)
+        if len(problems) > 5:
+            config.issue_config_time_warning(pytest.PytestWarning(
+                f"pytest-mig: {len(problems) - 5} more history line(s) skipped"), stacklevel=2)
         self.comparisons: list[Comparison] = []
         self.written: list[str] = []
 

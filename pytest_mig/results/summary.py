@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_mig.errors import ResultParseError
+from pytest_mig.safefs import UnsafeFile, read_text
 
 HEADER = "MLPerf Results Summary"
 RULE = re.compile(r"^=+$")
@@ -61,7 +62,10 @@ def load_text(source: str | Path) -> tuple[str, str]:
         return source, "<text>"
     path = Path(source)
     try:
-        return path.read_text(encoding="utf-8", errors="replace"), str(path)
+        # Regular files only, size-capped, never blocking: a FIFO or /dev/zero is refused.
+        return read_text(path), str(path)
+    except UnsafeFile as exc:
+        raise ResultParseError(str(exc)) from None
     except FileNotFoundError:
         raise ResultParseError(f"{path}: file not found (did the run write its logs there?)") from None
     except IsADirectoryError:

@@ -9,7 +9,11 @@ crash_during_main (a background exiting 3 once the main has started) | crash_aft
 corrupt_summary (a summary cut short and garbled) | gpu_lost (makes the simulated GPU answer
 NVML_ERROR_GPU_IS_LOST to the next telemetry read, then dies like a CUDA program would) |
 trigger (a main that drops a trigger file beside the script and waits until it is taken) |
-crash_on_trigger (a background that takes the trigger and exits 3; else runs normally).
+crash_on_trigger (a background that takes the trigger and exits 3; else runs normally) |
+summary_fifo / summary_devzero (the summary is a FIFO / a symlink to /dev/zero) |
+escape (double-forks a setsid grandchild that ignores SIGTERM, then runs normally) |
+ansi_crash (prints terminal escapes, NULs and a clear-screen, then exits 3 before ready).
+`"metric": "nan"` replaces the headline value of every summary written.
 
 The script maps a workload name (bg1-bert), its prefix (bg1) or its role to a behaviour;
 `"cases": {"resnet50": {...}}` scopes entries to the case whose test directory holds that
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +84,17 @@ def main() -> int:
     if how == "crash_before_ready":
         print("[fake] fatal: cannot open engine", flush=True)
         return 7
+    if how == "ansi_crash":
+        print("[fake] \x1b[2J\x1b[H\x1b]0;pwned\x07\x1b[31mred\x00nul\x1b[0m fatal", flush=True)
+        return 3
+    if how == "escape":
+        escapee = ("import os, signal, sys, time\n"
+                   "if os.fork(): sys.exit(0)\n"
+                   "os.setsid(); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                   f"open({str(out) + '.escapee'!r}, 'w').write(str(os.getpid()))\n"
+                   "time.sleep(3600)\n")
+        subprocess.run([sys.executable, "-c", escapee], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     if how == "never_ready":
         time.sleep(3600)
         return 0
@@ -127,9 +141,17 @@ def main() -> int:
     if how == "corrupt_summary":
         text = (DATA / "Offline-valid" / "mlperf_log_summary.txt").read_bytes()
         (out / "mlperf_log_summary.txt").write_bytes(b"\x00\xff garbled \x00" + text[40:90])
+    elif how == "summary_fifo":
+        os.mkfifo(out / "mlperf_log_summary.txt")
+    elif how == "summary_devzero":
+        (out / "mlperf_log_summary.txt").symlink_to("/dev/zero")
     elif how != "no_summary":
         src = "Offline-invalid" if how == "invalid" else "Offline-valid"
-        shutil.copy(DATA / src / "mlperf_log_summary.txt", out / "mlperf_log_summary.txt")
+        text = (DATA / src / "mlperf_log_summary.txt").read_text()
+        if script.get("metric"):
+            text = text.replace("Samples per second: 318100",
+                                f"Samples per second: {script['metric']}")
+        (out / "mlperf_log_summary.txt").write_text(text)
     print("[fake] done", flush=True)
     return 4 if how == "exit_nonzero" else 0
 
