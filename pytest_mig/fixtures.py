@@ -1,6 +1,8 @@
 """Fixtures: the GPU backend and topology, a leased slot, the harness, and `hetero.run`."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from pytest_mig import hetero as hetero_mod
@@ -84,14 +86,23 @@ class HeteroRunner:
     def run(self, case: Case) -> hetero_mod.HeteroOutcome:
         from pytest_mig.report import allure_report
         from pytest_mig.report.timeline import case_timeline
+        from pytest_mig.suite import background_cut
 
+        requested = case.background_requested or case.background
         case = self._effective(case)
+        cut = background_cut(requested, case.background, case.benchmark,
+                             len(self.slot.background))
+        if cut:  # never silent: a case property, a warning, a line in the record
+            self.request.node.user_properties.append(("mig_background_cut", cut))
+            warnings.warn(pytest.PytestWarning(f"pytest-mig: {case.id}: {cut}"), stacklevel=2)
         s = self.session.settings
         settings = self._settings(case)
         test_dir = self.session.test_dir(self.request.node.name)
         if s.dry_run:
             self._dry_run(case, test_dir, settings)
         out = hetero_mod.HeteroOutcome(case=case, test_dir=test_dir)
+        if cut:
+            out.warnings.append(cut)
         self.request.node.stash[OUTCOME_KEY] = out
         say = _progress(self.request, test_dir)
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,9 @@ def pytest_addoption(parser) -> None:
                      "--dryrun); run nothing: cases are skipped with their plan")
     g.addoption("--mig-min-duration", type=int, default=None, metavar="MS",
                 help="main min duration in ms, overriding the run profile's")
+    g.addoption("--mig-env", action="append", default=[], metavar="NAME",
+                help="pass the caller's variable NAME to every workload (repeatable), e.g. "
+                     "HF_TOKEN, HF_HOME, OMP_NUM_THREADS; names only: values never reach reports")
     g.addoption("--mig-lenient", action="store_true",
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-reports", default="reports", help="directory for run outputs")
@@ -124,7 +128,8 @@ def _settings(config) -> Settings:
         isolated_baseline=config.getoption("mig_isolated_baseline"),
         background=config.getoption("mig_background"),
         dry_run=config.getoption("mig_dry_run"),
-        min_duration_ms=config.getoption("mig_min_duration"))
+        min_duration_ms=config.getoption("mig_min_duration"),
+        pass_env=tuple(config.getoption("mig_env")))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -145,8 +150,9 @@ def pytest_configure(config) -> None:
     run_id = (worker or {}).get("mig_run_id") or new_run_id() + shard_plugin.run_id_suffix(config)
     mig = MigSession(settings, run_id, Path(str(config.rootpath)),
                      key=(worker or {}).get("mig_run_key"), worker=worker is not None)
-    from pytest_mig.process import use_run_key
+    from pytest_mig.process import pass_env, use_run_key
     use_run_key(mig.key)
+    pass_env(settings.pass_env)
     uses_suites = _uses_suites(config)
     if uses_suites and worker is None:
         try:
@@ -177,7 +183,7 @@ def pytest_configure(config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # xdist controller -> worker
     mig = node.config.stash[SESSION_KEY]
-    node.workerinput["mig_run_id"] = mig.ensure_run_dir().name
+    node.workerinput["mig_run_id"] = mig.run_id  # final: a suite run made its folder already
     node.workerinput["mig_run_key"] = mig.key
 
 
@@ -195,6 +201,25 @@ def _uses_suites(config) -> bool:
         if p.is_dir() and any(p.glob("*/suite.yaml")):
             return True
     return False
+
+
+def pytest_sessionstart(session) -> None:
+    """run.json and the simulated-GPU banner do not depend on the verbosity: under -q or
+    --no-header pytest skips the report header, so they are written here too."""
+    config = session.config
+    if hasattr(config, "workerinput") or not _uses_suites(config):
+        return
+    from pytest_mig.report.files import write_json_atomic
+    from pytest_mig.report.header import SIMULATED_BANNER, run_header
+    mig: MigSession = config.stash[SESSION_KEY]
+    try:
+        header = run_header(mig)
+        write_json_atomic(mig.ensure_run_dir() / "run.json", header)
+    except MigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if header["simulated"] and tr is not None and (tr.verbosity < 0 or tr.no_header):
+        tr.write_line(SIMULATED_BANNER, yellow=True, bold=True)
 
 
 def pytest_report_header(config) -> list[str] | None:
@@ -216,6 +241,12 @@ def pytest_generate_tests(metafunc) -> None:
         params = cases_for_module(session, Path(str(metafunc.definition.path)))
     except MigError as exc:
         pytest.fail(str(exc), pytrace=False)  # a clean collection error: file, line, key, fix
+    from pytest_mig.suite import background_cut
+    cuts = sorted({f"{c.benchmark}: {cut}" for c in params if not c.skip_reason and (
+        cut := background_cut(c.background_requested, c.background, c.benchmark,
+                              len(c.background)))})
+    for line in cuts:  # shown before any case runs, in the warnings summary too
+        warnings.warn(pytest.PytestWarning(f"pytest-mig: {line}"), stacklevel=2)
     metafunc.parametrize("mig_case", [
         pytest.param(case, id=case.id, marks=[getattr(pytest.mark, case.mode), pytest.mark.mig]
                      + ([pytest.mark.skip(reason=case.skip_reason)] if case.skip_reason else []))

@@ -56,9 +56,22 @@ def use_run_key(key: str) -> None:
     _run_key[:] = [key]
 
 
+_passed: list[str] = []  # --mig-env names, set once at configure (pass_env)
+
+
+def pass_env(names: tuple[str, ...] | list[str]) -> None:
+    """Workloads also inherit these variables of ours (--mig-env); values never reported."""
+    _passed[:] = list(names)
+
+
+def passed_env_names() -> tuple[str, ...]:
+    return tuple(_passed)
+
+
 def child_env(extra: Mapping[str, str], run_id: str) -> dict[str, str]:
-    """An explicit environment for a workload: an allow-list of ours plus `extra`."""
-    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    """An explicit environment for a workload: an allow-list of ours, the variables named by
+    --mig-env, plus `extra`."""
+    env = {k: os.environ[k] for k in (*INHERITED_ENV, *_passed) if k in os.environ}
     env["PYTHONUNBUFFERED"] = "1"
     env[RUN_MARKER] = run_id
     env.update({k: str(v) for k, v in extra.items()})
@@ -173,7 +186,8 @@ class Workload:
             self.ready_at = time.time()
             self._ready.set()
             self._changed.set()
-        self.tail.extend(text[-16384:].splitlines()[-self.tail.maxlen:])
+        self.tail.extend(printable(line)
+                         for line in text[-16384:].splitlines()[-self.tail.maxlen:])
 
     @property
     def pid(self) -> int | None:
@@ -256,6 +270,17 @@ class Workload:
 
     def tail_text(self, lines: int = 15) -> str:
         return "\n".join(list(self.tail)[-lines:])
+
+
+# C0/C1 controls but tab, DEL, and Unicode line/bidi controls: a workload's last lines
+# reach the terminal in failure messages and must not clear it, retitle it or recolour it.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character shown as an escape (ESC -> \\x1b)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                            else f"\\u{ord(m.group()):04x}", text)
 
 
 def _signal_group(pid: int, sig: int) -> None:

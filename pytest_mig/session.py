@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_mig.errors import ConfigError, GpuError, did_you_mean
+from pytest_mig.errors import ConfigError, GpuError, HarnessError, did_you_mean
 from pytest_mig.gpu.profiles import get_model
 from pytest_mig.hetero import DurationEstimator
 from pytest_mig.process import RUN_MARKER
@@ -29,6 +29,9 @@ NVIDIA_ONLY = {"mlperf_root": "--mlperf-root", "docker": "--mlperf-docker",
 # (start_from_device is read by both the nvidia and the built-in harness.)
 SECONDS_OPTIONS = {"lease_timeout_s": "--mig-lease-timeout", "main_startup_s": "--mig-main-startup",
                    "main_timeout_s": "--mig-main-timeout"}
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: anything longer is a typo (1e35)
+MAX_DURATION_MS = 24 * 3600 * 1000  # a day of timed phase
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_SIM_GPUS = 16  # the largest hosts (HGX/DGX) have 16; the simulator's PCI bus ids too
 DEFAULT_SIM_GPU = "A100-SXM4-80GB"
 
@@ -53,6 +56,7 @@ class Settings:
     background: str | None = None  # per-test | session: overrides the suite's lifetime
     dry_run: bool = False
     min_duration_ms: int | None = None  # overrides the run profile's main min duration
+    pass_env: tuple[str, ...] = ()  # --mig-env: caller's variables workloads inherit
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
@@ -67,16 +71,26 @@ class Settings:
             raise ConfigError(f"--mig-background={self.background}: unknown lifetime"
                               f"{did_you_mean(self.background, BACKGROUND_LIFETIMES)}; choose "
                               f"one of {', '.join(BACKGROUND_LIFETIMES)}")
-        if self.min_duration_ms is not None and self.min_duration_ms < 0:
-            raise ConfigError(f"--mig-min-duration={self.min_duration_ms}: must be >= 0 ms")
+        if self.min_duration_ms is not None and not 0 <= self.min_duration_ms <= MAX_DURATION_MS:
+            raise ConfigError(f"--mig-min-duration={self.min_duration_ms}: must be 0 to "
+                              f"{MAX_DURATION_MS} ms (a day), e.g. --mig-min-duration=600000")
+        if not str(self.reports).strip() or str(self.reports) == ".":
+            raise ConfigError("--mig-reports names no folder: run folders would land in the "
+                              "current directory; give a folder, e.g. --mig-reports=reports")
+        for name in self.pass_env:
+            if not ENV_NAME.fullmatch(name):
+                raise ConfigError(f"--mig-env {name!r}: not a variable name; give a NAME only "
+                                  "(the value is taken from the environment), e.g. "
+                                  "--mig-env HF_TOKEN")
         if not 1 <= self.sim_gpus <= MAX_SIM_GPUS:
             raise ConfigError(f"--mig-sim-gpus={self.sim_gpus}: needs at least 1 GPU and at most "
                               f"{MAX_SIM_GPUS}")
         for name, flag in SECONDS_OPTIONS.items():
             value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"{flag}={value}: must be a finite number of seconds > 0, "
-                                  f"e.g. {flag}={getattr(Settings, name):g}")
+            if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+                raise ConfigError(f"{flag}={value:g}: must be a number of seconds > 0 and at "
+                                  f"most {MAX_SECONDS:g} (a week), e.g. "
+                                  f"{flag}={getattr(Settings, name):g}")
         if self.main_startup_s >= self.main_timeout_s:
             raise ConfigError(f"--mig-main-startup={self.main_startup_s:g} is not below "
                               f"--mig-main-timeout={self.main_timeout_s:g}: every main would be "
@@ -105,6 +119,22 @@ class Settings:
         if self.harness != "command" and "command" in keys:
             raise ConfigError(f"--mig-command is for --harness=command, but the harness is "
                               f"{self.harness}; add --harness=command or drop --mig-command")
+        try:
+            if self.harness == "command":
+                from pytest_mig.harness.command import OPTIONS, check_template
+                check_template(self.harness_options["command"])
+                unknown = sorted(keys - set(OPTIONS) - set(NVIDIA_ONLY))
+                if unknown:
+                    raise ConfigError(f"--mig-harness-opt {unknown[0]}=...: the command harness "
+                                      f"has no option {unknown[0]!r}; it reads "
+                                      f"{', '.join(OPTIONS)} (put the program's own options in "
+                                      "--mig-command)")
+            elif self.harness == "loadgen":
+                from pytest_mig.harness.builtin import check_options
+                check_options({k: v for k, v in self.harness_options.items()
+                               if k.split(".")[0] not in NVIDIA_ONLY and k != "command"})
+        except HarnessError as exc:
+            raise ConfigError(str(exc)) from None
         nvidia_only = sorted(keys & set(NVIDIA_ONLY))
         if self.harness != "nvidia" and nvidia_only:
             flag = NVIDIA_ONLY[nvidia_only[0]]

@@ -138,6 +138,8 @@ class Suite:
         for bench in self.benchmarks.values():
             info = self.catalog.benchmarks[bench.name]
             background = resolve_background(self.background.spec, bench.name, slots, self.catalog)
+            requested = resolve_background(self.background.spec, bench.name, 1 << 20,
+                                           self.catalog)
             for scenario in bench.scenarios:
                 for mig_profile in gpu.profiles:
                     for mode in self.modes:
@@ -148,7 +150,8 @@ class Suite:
                             run_profile=profile, accuracy_fraction=bench.accuracy_fraction,
                             accuracy_metric=info.metric, accuracy_reference=info.reference,
                             harness_options=dict(self.harness),
-                            background_lifetime=self.background.lifetime))
+                            background_lifetime=self.background.lifetime,
+                            background_requested=requested))
         return cases
 
 
@@ -179,6 +182,18 @@ def resolve_background(spec: str | Sequence[str], main: str, free_slots: int,
     if len(names) > free_slots and main in names:
         names.remove(main)
     return tuple(names[:free_slots])
+
+
+def background_cut(requested: Sequence[str], used: Sequence[str], main: str,
+                   free_slots: int) -> str:
+    """'' when every requested background (the main aside) runs, else the sentence saying
+    which were cut for lack of free slots."""
+    wanted = [b for b in requested if b != main]
+    dropped = [b for b in wanted if b not in used]
+    if not dropped:
+        return ""
+    return (f"background cut to {len(used)} of {len(wanted)}: {', '.join(dropped)} not run "
+            f"(only {free_slots} free slot(s) beside the main)")
 
 
 def find_suites(root: Path) -> list[Path]:

@@ -50,6 +50,7 @@ class Case:
     harness_options: Mapping[str, str] = field(default_factory=dict)
     background_lifetime: str = "per-test"
     skip_reason: str | None = None  # set when the GPU model cannot run it
+    background_requested: tuple[str, ...] = ()  # the suite's set before any cut to the slots
 
     @property
     def id(self) -> str:

@@ -30,6 +30,34 @@ FLAGS = {"until_stopped": "--until-stopped", "start_from_device": "--start-from-
          "no_cuda_graphs": "--no-cuda-graphs", "no_channels_last": "--no-channels-last"}
 
 
+def check_options(options: dict[str, str]) -> None:
+    """HarnessError naming the first --mig-harness-opt the built-in harness cannot use."""
+    from pytest_mig.errors import HarnessError
+    from pytest_mig.harness.loadgen import DEVICES, PRECISIONS, SIZES
+    choices = {"size": SIZES, "precision": PRECISIONS, "device": DEVICES}
+    known = sorted(set(PASSTHROUGH) | set(FLAGS))
+    for key, value in options.items():
+        base = key.split(".")[0]
+        if base not in known:
+            from pytest_mig.errors import did_you_mean
+            raise HarnessError(f"--mig-harness-opt {key}={value}: the loadgen harness has no "
+                               f"option {base!r}{did_you_mean(base, known)}; it reads "
+                               f"{', '.join(known)}")
+        if base in choices and value not in choices[base]:
+            raise HarnessError(f"--mig-harness-opt {key}={value}: {base} must be one of "
+                               f"{', '.join(choices[base])}")
+        if base in ("threads", "batch_size", "seed", "target_latency_ms"):
+            try:
+                number = float(value)
+            except ValueError:
+                number = -1.0
+            low = 0 if base == "seed" else 1e-9
+            if not (low <= number <= 1e9) or (base != "target_latency_ms" and number != int(number)):
+                raise HarnessError(f"--mig-harness-opt {key}={value}: {base} must be a "
+                                   f"{'number' if base == 'target_latency_ms' else 'whole number'}"
+                                   f" {'>= 0' if base == 'seed' else '> 0'} (at most 1e9)")
+
+
 class BuiltinHarness:
     name = "loadgen"
     stop_exit_zero = True  # our own child ends its LoadGen test and exits 0 on SIGTERM

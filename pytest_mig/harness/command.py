@@ -17,6 +17,29 @@ FIELDS = ("benchmark", "scenario", "mode", "log_dir", "min_duration_ms", "min_qu
           "target_qps", "sample_count", "role", "name", "device")
 
 
+OPTIONS = ("command", "ready", "result_glob")
+
+
+def check_template(text: str) -> None:
+    """HarnessError (one line: what, where, the fix) for a template that cannot run."""
+    try:
+        parts = shlex.split(text)
+    except ValueError as exc:
+        raise HarnessError(f"--mig-command={text!r}: {exc} (an unclosed quote?); quote each "
+                           "argument whole, e.g. --mig-command='prog --name \"{name}\"'") from None
+    if not parts:
+        raise HarnessError("--mig-command is empty; give the program to run, e.g. "
+                           "--mig-command='prog --bench {benchmark} --out {log_dir}'")
+    dummy = {f: "x" for f in FIELDS}
+    for part in parts:
+        try:
+            part.format(**dummy)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise HarnessError(f"--mig-command: bad placeholder in {part!r} ({exc}); allowed: "
+                               f"{', '.join('{' + f + '}' for f in FIELDS)}; write {{{{ and }}}} "
+                               "for literal braces") from None
+
+
 class CommandHarness:
     name = "command"
     stop_exit_zero = False  # a user's program promises nothing about SIGTERM

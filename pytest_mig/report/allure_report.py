@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mig.errors import ResultParseError
+from pytest_mig.redact import mask_argv
 from pytest_mig.report.timeline import CSV_NAME
 
 TAIL_BYTES = 64 * 1024
@@ -202,7 +203,8 @@ def health_table(out) -> str:
 
 
 def commands_text(commands: dict[str, list[str]]) -> str:
-    return "".join(f"# {name}\n{shlex.join(argv)}\n\n" for name, argv in commands.items())
+    return "".join(f"# {name}\n{shlex.join(mask_argv(argv))}\n\n"
+                   for name, argv in commands.items())
 
 
 Step = tuple[str, float, float, bool, str]  # name, start, stop, ok, message

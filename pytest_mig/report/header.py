@@ -6,7 +6,12 @@ import time
 from collections import Counter
 from typing import Any
 
+from pytest_mig.redact import mask_options
 from pytest_mig.report.files import write_json_atomic
+
+
+SIMULATED_BANNER = ("pytest-mig: *** SIMULATED GPU: no hardware is used; timings are CPU "
+                    "timings of the built-in harness, not GPU results ***")
 
 
 def header_lines(session) -> list[str]:
@@ -14,10 +19,9 @@ def header_lines(session) -> list[str]:
     s = session.settings
     lines = [topo.describe() if hasattr(topo, "describe") else str(topo)]
     if topo.backend == "simulated":
-        lines.append("pytest-mig: *** SIMULATED GPU: no hardware is used; timings are CPU "
-                     "timings of the built-in harness, not GPU results ***")
+        lines.append(SIMULATED_BANNER)
     lines.append(f"pytest-mig: run {session.run_id} -> {session.run_dir}; harness {s.harness}"
-                 + (f" {s.harness_options}" if s.harness_options else "")
+                 + (f" {mask_options(s.harness_options)}" if s.harness_options else "")
                  + (f"; run profile {s.run_profile}" if s.run_profile else ""))
     session.ensure_run_dir()
     write_json_atomic(session.run_dir / "run.json", run_header(session))
@@ -40,7 +44,8 @@ def run_header(session) -> dict[str, Any]:
                   "mig": g.mig_current} for g in topo.gpus],
         "layout": layout,
         "harness": session.settings.harness,
-        "harness_options": session.settings.harness_options,
+        "harness_options": mask_options(session.settings.harness_options),
+        "passed_env": list(session.settings.pass_env),  # names only, never values
         "run_profile": session.settings.run_profile,
         "python": platform.python_version(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

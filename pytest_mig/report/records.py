@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pytest_mig.redact import mask_commands
 from pytest_mig.report.files import write_json_atomic
 
 RECORD = "record.json"
@@ -50,7 +51,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         "health": [dataclasses.asdict(w) for w in outcome.health.workloads],
         "background_min_duration_ms": outcome.background_min_duration_ms,
         "phases": outcome.phases,
-        "commands": outcome.commands,
+        "commands": mask_commands(outcome.commands),  # secret-looking values masked
         "warnings": outcome.warnings,
         "paths": {"dir": str(outcome.test_dir),
                   "main_log": str(outcome.main.log_path) if outcome.main else None,

@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--min-duration-ms", type=int, default=1000)
     ap.add_argument("--noise-lines", type=int, default=3)
     ap.add_argument("--pid-file", default=None)
-    a = ap.parse_args()
+    a, _ = ap.parse_known_args()  # extra options (e.g. a token) are the caller's business
     if a.pid_file:
         Path(a.pid_file).write_text(str(os.getpid()))
     script = json.loads(Path(a.script).read_text())
