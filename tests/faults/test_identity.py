@@ -69,11 +69,11 @@ def test_an_inherited_run_id_of_a_dead_run_kills_nothing(project, procs, monkeyp
 
 def test_only_this_projects_dead_runs_with_the_right_key_are_reaped(project, procs, tmp_path):
     key, other_key = "a" * 32, "b" * 32
-    mine = "20200101-000000-11111111"
+    mine = "20200101-000000-aaaa1111"
     dead_run(project.reports, mine, key)
     ours = spawn(procs, {**child_env({}, mine), KEY_MARKER: key})
     forged = spawn(procs, {**child_env({}, mine), KEY_MARKER: other_key})  # our id, wrong key
-    foreign = "20200101-000000-22222222"  # a dead run of another project's reports folder
+    foreign = "20200101-000000-bbbb2222"  # a dead run of another project's reports folder
     dead_run(tmp_path / "elsewhere" / "reports", foreign, other_key)
     theirs = spawn(procs, {**child_env({}, foreign), KEY_MARKER: other_key})
     result = project.pytester.runpytest_subprocess(*project.args("--co", "-q"), timeout=120)
@@ -85,7 +85,7 @@ def test_only_this_projects_dead_runs_with_the_right_key_are_reaped(project, pro
 
 def test_a_live_owner_keeps_its_workloads(tmp_path, procs):
     key = "c" * 32
-    run = "20200101-000000-33333333"
+    run = "20200101-000000-cccc3333"
     d = tmp_path / run
     d.mkdir()
     write_key(d, RunKey(key, os.getpid(), None))  # owner: this (live) process
@@ -96,7 +96,7 @@ def test_a_live_owner_keeps_its_workloads(tmp_path, procs):
 
 def test_a_reused_owner_pid_is_a_dead_owner(tmp_path, procs):
     key = "d" * 32
-    run = "20200101-000000-44444444"
+    run = "20200101-000000-dddd4444"
     d = tmp_path / run
     d.mkdir()
     write_key(d, RunKey(key, os.getpid(), 1))  # our pid, but a start time that is not ours
