@@ -217,8 +217,11 @@ def _progress(request, test_dir):
 
     def say(msg: str) -> None:
         line = f"[{time.monotonic() - t0:6.1f}s] {msg}"
-        with open(log, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        try:
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            pass  # disk full: progress still reaches the terminal; the record names the loss
         if verbose and tr is not None:
             capman = request.config.pluginmanager.get_plugin("capturemanager")
             # Output capture owns fd 1 during a test: step around it for live progress.

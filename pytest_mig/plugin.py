@@ -16,6 +16,7 @@ from pytest_mig.errors import MigError
 from pytest_mig.fixtures import (OUTCOME_KEY, SESSION_KEY, hetero, mig_harness,  # noqa: F401
                                  mig_session, mig_slot, mig_topology)
 from pytest_mig.process import RUN_MARKER
+from pytest_mig.report.hooks import write_failed
 from pytest_mig.session import (MigSession, Settings, check_conflicts, new_run_id,
                                 parse_harness_options)
 
@@ -217,6 +218,8 @@ def pytest_sessionstart(session) -> None:
         write_json_atomic(mig.ensure_run_dir() / "run.json", header)
     except MigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    except OSError as exc:
+        write_failed(config, mig.run_dir / "run.json", exc)
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if header["simulated"] and tr is not None and (tr.verbosity < 0 or tr.no_header):
         tr.write_line(SIMULATED_BANNER, yellow=True, bold=True)
@@ -258,19 +261,23 @@ def pytest_runtest_makereport(item, call):
     rep = yield
     from pytest_mig.report.records import failure_record, outcome_record, write_record
     out = item.stash.get(OUTCOME_KEY, None)
-    if out is not None and (rep.when == "call" or (rep.when == "teardown" and rep.failed)):
-        message = rep.longreprtext if rep.failed else ""
-        record = outcome_record(out, rep.outcome, message, item.nodeid)
-        if rep.when == "call":
-            record["duration_s"] = round(rep.duration, 3)  # shards balance with it
-        write_record(out.test_dir, record)
-    elif out is None and rep.when == "setup" and rep.failed:
-        # A case that errored before it ran (lease, layout, NVML) still gets its record.
-        case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")
-        if case is not None:
-            test_dir = item.config.stash[SESSION_KEY].test_dir(item.name)
-            write_record(test_dir, failure_record(item.nodeid, "error", rep.longreprtext,
-                                                  case, test_dir))
+    try:
+        if out is not None and (rep.when == "call" or (rep.when == "teardown" and rep.failed)):
+            message = rep.longreprtext if rep.failed else ""
+            record = outcome_record(out, rep.outcome, message, item.nodeid)
+            if rep.when == "call":
+                record["duration_s"] = round(rep.duration, 3)  # shards balance with it
+            write_record(out.test_dir, record)
+        elif out is None and rep.when == "setup" and rep.failed:
+            # A case that errored before it ran (lease, layout, NVML) still gets its record.
+            case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")
+            if case is not None:
+                test_dir = item.config.stash[SESSION_KEY].test_dir(item.name)
+                write_record(test_dir, failure_record(item.nodeid, "error", rep.longreprtext,
+                                                      case, test_dir))
+    except OSError as exc:  # disk full: the run goes on, the record is named as lost
+        test_dir = out.test_dir if out is not None else item.config.stash[SESSION_KEY].run_dir
+        write_failed(item.config, Path(test_dir) / "record.json", exc)
     if rep.when == "teardown" and out is not None:
         del item.stash[OUTCOME_KEY]  # the record is written: do not keep outcomes per item
     return rep
@@ -281,8 +288,11 @@ def pytest_handlecrashitem(crashitem, report, sched):
     """xdist: a worker died mid-case; the case still gets a record naming the crash."""
     from pytest_mig.report.records import failure_record, write_record
     test_dir = sched.config.stash[SESSION_KEY].test_dir(crashitem.rpartition("::")[2])
-    write_record(test_dir, failure_record(crashitem, "failed", str(report.longrepr),
-                                          test_dir=test_dir))
+    try:
+        write_record(test_dir, failure_record(crashitem, "failed", str(report.longrepr),
+                                              test_dir=test_dir))
+    except OSError as exc:
+        write_failed(sched.config, test_dir, exc)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -339,10 +349,13 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
     from pytest_mig.report.files import write_json_atomic
     worker = getattr(session.config, "workerinput", {}).get("workerid")
     name = f"session-backgrounds-{worker}.json" if worker else "session-backgrounds.json"
-    write_json_atomic(mig.ensure_run_dir() / name, {
-        "healthy": report.healthy, "starts": mig.pool.starts, "restarts": mig.pool.restarts,
-        "pauses": mig.pool.pauses, "interrupted": interrupted or None,
-        "workloads": [asdict(w) for w in report.workloads]})
+    try:
+        write_json_atomic(mig.ensure_run_dir() / name, {
+            "healthy": report.healthy, "starts": mig.pool.starts, "restarts": mig.pool.restarts,
+            "pauses": mig.pool.pauses, "interrupted": interrupted or None,
+            "workloads": [asdict(w) for w in report.workloads]})
+    except OSError as exc:
+        write_failed(session.config, mig.run_dir / name, exc)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
         tr.write_line(f"pytest-mig: session backgrounds: {mig.pool.starts} started, "
@@ -364,7 +377,11 @@ def pytest_sessionfinish(session) -> None:
         return
     from pytest_mig.report.header import run_header
     from pytest_mig.report.records import collect_results
-    path = collect_results(mig.run_dir, run_header(mig))
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
-        tr.write_line(f"pytest-mig: results in {path}")
+    try:
+        path = collect_results(mig.run_dir, run_header(mig))
+    except OSError as exc:
+        write_failed(session.config, mig.run_dir / "results.json", exc)
+    else:
+        if tr is not None:
+            tr.write_line(f"pytest-mig: results in {path}")

@@ -15,6 +15,7 @@ so the signal can never reach another process. Nothing else calls Popen.poll()/w
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import re
@@ -99,6 +100,7 @@ class Workload:
         self._exited = False  # the kernel reported the exit (reaped or about to be)
         self._reaped_event = threading.Event()
         self.tail: deque[str] = deque(maxlen=40)
+        self.log_error: str | None = None  # the log could not be written (disk full)
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         # Unique per process: the sweep tells a live workload's processes from leftovers.
@@ -159,13 +161,30 @@ class Workload:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         pending = b""
-        with open(self.spec.log_path, "ab") as log:
+        # A log that cannot be written (disk full) must not kill this thread: readiness,
+        # the tail and the pipe (a blocked child) all depend on it. The log stops; noted once.
+        try:
+            log = open(self.spec.log_path, "ab")
+        except OSError as exc:
+            log = None
+            self.log_error = f"{self.spec.log_path}: {exc.strerror or exc}"
+        with log if log is not None else contextlib.nullcontext():
             while True:
                 data = os.read(fd, 1 << 16)
                 if not data:
                     break
-                log.write(data)
-                log.flush()
+                if log is not None:
+                    try:
+                        log.write(data)
+                        log.flush()
+                    except OSError as exc:
+                        self.log_error = (f"{self.spec.log_path}: {exc.strerror or exc}; "
+                                          "output after that point is not in the log")
+                        try:
+                            log.close()
+                        except OSError:
+                            pass
+                        log = None
                 pending += data
                 cut = pending.rfind(b"\n")
                 if cut < 0:

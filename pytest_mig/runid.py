@@ -34,7 +34,10 @@ class RunKey:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(4)
+    suffix = secrets.token_hex(4)
+    while suffix.isdigit():  # never readable as a pid (older versions parsed one from it)
+        suffix = secrets.token_hex(4)
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + suffix
 
 
 def new_key() -> str:

@@ -197,6 +197,7 @@ class MigSession:
         self.baselines: dict[str, Any] = {}
         self.baselines_done: set[str] = set()
         self.manager: Any = None  # manage_plugin.LayoutManager: each case's MIG layout
+        self.write_errors: list[str] = []  # report files that could not be written (one line)
 
     def ensure_run_dir(self) -> Path:
         """The run folder: made exclusively (a fresh id if the name exists, even as a

@@ -24,7 +24,10 @@ def header_lines(session) -> list[str]:
                  + (f" {mask_options(s.harness_options)}" if s.harness_options else "")
                  + (f"; run profile {s.run_profile}" if s.run_profile else ""))
     session.ensure_run_dir()
-    write_json_atomic(session.run_dir / "run.json", run_header(session))
+    try:
+        write_json_atomic(session.run_dir / "run.json", run_header(session))
+    except OSError:
+        pass  # pytest_sessionstart writes it too and names the failure
     return lines
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,21 @@ def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
         history_dir = Path(history)
         history_source(history_dir)  # fail now, not at the end of a long run
     return interval, thresholds, spec, history_dir
+
+
+def write_failed(config, path: Path, exc: OSError) -> None:
+    """A report file could not be written: one line now, the exit status at the end."""
+    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.report.files import write_problem
+    line = write_problem(path, exc)
+    mig = config.stash.get(SESSION_KEY, None)
+    if mig is not None:
+        mig.write_errors.append(line)
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None and not hasattr(config, "workerinput"):
+        tr.write_line(line, red=True)
+    else:  # an xdist worker: the controller shows its warnings
+        warnings.warn(pytest.PytestWarning(line), stacklevel=2)
 
 
 class ReportPlugin:
@@ -144,6 +160,22 @@ class ReportPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session) -> None:
+        try:
+            self._finish(session)
+        finally:  # the last word on the exit status: every test passed, a report did not
+            if self.session.write_errors and session.exitstatus == 0:
+                from pytest_mig.report.files import REPORT_INCOMPLETE
+                session.exitstatus = REPORT_INCOMPLETE
+
+    def _write(self, path: Path, what) -> Any:
+        """what(), or None with the one-line write failure reported (disk full...)."""
+        try:
+            return what()
+        except OSError as exc:
+            write_failed(self.config, path, exc)
+            return None
+
+    def _finish(self, session) -> None:
         if self.is_worker or not self.session.run_dir.exists():
             return
         from pytest_mig.report.header import run_header
@@ -158,9 +190,10 @@ class ReportPlugin:
         stamp = str(header.get("written_at", ""))
         if records:
             try:
-                n = append_history(self.history_path, [
-                    entry_from_record(r, self.session.run_id, backend, stamp) for r in records])
-                self.written.append(f"history: {n} line(s) appended to {self.history_path}")
+                n = self._write(self.history_path, lambda: append_history(self.history_path, [
+                    entry_from_record(r, self.session.run_id, backend, stamp) for r in records]))
+                if n is not None:
+                    self.written.append(f"history: {n} line(s) appended to {self.history_path}")
             except MigError as exc:  # a symlink or FIFO planted as history.jsonl
                 self.written.append(f"history NOT written: {exc}")
             self._trend({r["case"] for r in records})
@@ -169,14 +202,17 @@ class ReportPlugin:
             by_case[c.case].append(c.to_dict())
         if self.spec is not None:
             from pytest_mig.report.files import write_json_atomic
-            write_json_atomic(self.session.run_dir / "compare.json", {
+            target = self.session.run_dir / "compare.json"
+            self._write(target, lambda: write_json_atomic(target, {
                 "baseline": self.spec.describe(), "thresholds": self.thresholds,
-                "comparisons": [c.to_dict() for c in self.comparisons]})
-        page = write_index(self.session.run_dir, header, records, by_case)
-        self.written.append(f"summary page: {page}")
+                "comparisons": [c.to_dict() for c in self.comparisons]}))
+        page = self._write(self.session.run_dir / "index.html",
+                           lambda: write_index(self.session.run_dir, header, records, by_case))
+        if page is not None:
+            self.written.append(f"summary page: {page}")
         alluredir = getattr(self.config.option, "allure_report_dir", None)
         if alluredir and "error" not in header:
-            self._allure_files(Path(alluredir), header)
+            self._write(Path(alluredir), lambda: self._allure_files(Path(alluredir), header))
 
     def _trend(self, cases: set[str]) -> None:
         """trend.png: each case's headline over every run in history.jsonl."""

@@ -1,0 +1,61 @@
+"""Disk full and other write failures: one line naming the path and the free space, every
+earlier file kept, pytest's summary printed, exit status 6 (REPORT_INCOMPLETE) when every
+test passed; a workload's log reader survives a log it cannot write."""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from pytest_mig.process import Workload, child_env
+from pytest_mig.report.files import REPORT_INCOMPLETE
+from pytest_mig.types import LaunchSpec
+
+PRINTER = [sys.executable, "-c",
+           "import time\nfor i in range(200): print('line', i, 'x' * 100)\n"
+           "print('Starting running actual test.', flush=True)\ntime.sleep(0.3)\nprint('bye')"]
+
+
+def test_the_log_reader_survives_a_full_disk(tmp_path, monkeypatch):
+    crashed: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+    log = tmp_path / "main.log"
+    log.symlink_to("/dev/full")  # every write: ENOSPC
+    spec = LaunchSpec(argv=tuple(PRINTER), env=child_env({}, "run-disk"), cwd=tmp_path,
+                      ready_pattern=r"running actual test\.", log_path=log,
+                      result_dir=tmp_path / "main")
+    w = Workload("main", spec).start()
+    try:
+        assert w.wait_ready(timeout=60), "the reader died: readiness never seen"
+        assert w.wait(timeout=60) == 0
+    finally:
+        w.stop(grace=1)
+    assert crashed == []
+    assert "bye" in w.tail_text()
+    assert w.log_error and "No space left on device" in w.log_error
+
+
+def _limit_file_size() -> None:
+    # A real kernel refusal at a size: record.json (~9 kB) fits, results.json (~17 kB) not.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_exit_6(project):
+    project.set_script({})
+    r = subprocess.run([sys.executable, "-m", "pytest", *project.args("--mig-sample-interval=0")],
+                       cwd=project.path, capture_output=True, text=True, timeout=240,
+                       preexec_fn=_limit_file_size)
+    out = r.stdout + r.stderr
+    assert r.returncode == REPORT_INCOMPLETE, out[-3000:]
+    assert "INTERNALERROR" not in out and "Traceback" not in out
+    run = project.run_dir()
+    lines = [x for x in out.splitlines() if x.startswith("pytest-mig: cannot write")]
+    assert lines == [f"pytest-mig: cannot write {run / 'results.json'}: File too large "
+                     f"({lines[0].split('(')[1].split(')')[0]}); files written before it are kept"]
+    assert " MB free there" in lines[0]
+    assert "2 passed" in out.splitlines()[-1]  # pytest's summary still printed
+    assert len(list(run.glob("test_*/record.json"))) == 2  # earlier files kept
+    assert (run / "index.html").exists() and (run / "run.json").exists()
+    assert not list(run.glob(".*.tmp")) and not list(run.glob(".results.json.*"))
