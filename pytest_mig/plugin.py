@@ -283,6 +283,21 @@ def pytest_runtest_makereport(item, call):
     return rep
 
 
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Case end: whatever a stopped workload left running (an escaped descendant) is killed,
+    with a warning naming it."""
+    try:
+        return (yield)
+    finally:
+        if "mig_case" in getattr(item, "fixturenames", ()):
+            killed = item.config.stash[SESSION_KEY].sweep()
+            if killed:
+                warnings.warn(pytest.PytestWarning(
+                    f"pytest-mig: {item.name}: killed {len(killed)} escaped process(es) its "
+                    f"workloads left running: {'; '.join(killed)}"), stacklevel=2)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_handlecrashitem(crashitem, report, sched):
     """xdist: a worker died mid-case; the case still gets a record naming the crash."""
@@ -371,6 +386,12 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
 def pytest_sessionfinish(session) -> None:
     mig: MigSession = session.config.stash[SESSION_KEY]
     _finish_session_backgrounds(session, mig)  # every process stops the backgrounds it owns
+    # Session end: the controller (every worker done) sweeps the whole run, a worker its own.
+    killed = mig.sweep(everyone=not hasattr(session.config, "workerinput"))
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if killed and tr is not None:
+        tr.write_line(f"pytest-mig: killed {len(killed)} escaped process(es) the run's "
+                      f"workloads left running: {'; '.join(killed)}", yellow=True)
     if hasattr(session.config, "workerinput") or session.config.option.collectonly:
         return  # the controller aggregates; a collect-only run has nothing to report
     if not mig.run_dir.exists():

@@ -513,8 +513,10 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def install_sigterm_handler() -> None:
+    """SIGTERM and SIGHUP (a closed terminal or ssh session) unwind like Ctrl-C."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGHUP, _on_sigterm)
 
 
 atexit.register(stop_all)

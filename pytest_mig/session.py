@@ -301,6 +301,23 @@ class MigSession:
         self.mps_daemons.clear()
         if self.run_dir.exists():
             self.reap_orphans()
+            self.sweep()
+
+    def sweep(self, everyone: bool = False) -> list[str]:
+        """Kill what this process's stopped workloads left running (escaped descendants:
+        a setsid'd grandchild ignoring SIGTERM); `everyone`: any process of the run. Each
+        is noted in orphans.log; returns their descriptions."""
+        from pytest_mig.process import sweep_escaped
+        killed = sweep_escaped(self.run_id, self.key, None if everyone else os.getpid())
+        if killed and self.run_dir.exists():
+            try:
+                with open(self.run_dir / "orphans.log", "a", encoding="utf-8") as fh:
+                    for text in killed:
+                        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} killed escaped "
+                                 f"process {text}\n")
+            except OSError:
+                pass
+        return killed
 
     def reap_orphans(self) -> list[tuple[int, str]]:
         """Kill this run's workloads whose pytest process died; each noted in orphans.log."""
