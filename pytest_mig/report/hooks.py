@@ -222,7 +222,7 @@ class ReportPlugin:
             path = write_trend_png(read_history(self.history_path),
                                    self.session.run_dir / "trend.png", cases, self.thresholds,
                                    self.spec)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MigError) as exc:
             self.written.append(f"trend not drawn: {exc}")
             return
         self.written.append(f"trend: {path}" if path else f"trend not drawn: {MISSING}"
