@@ -88,9 +88,9 @@ class Settings:
         for name, flag in SECONDS_OPTIONS.items():
             value = getattr(self, name)
             if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
-                raise ConfigError(f"{flag}={value:g}: must be a number of seconds > 0 and at "
-                                  f"most {MAX_SECONDS:g} (a week), e.g. "
-                                  f"{flag}={getattr(Settings, name):g}")
+                raise ConfigError(f"{flag}={value}: must be a finite number of seconds > 0, "
+                                  f"e.g. {flag}={getattr(Settings, name):g}, and at most "
+                                  f"{MAX_SECONDS:g} (a week)")
         if self.main_startup_s >= self.main_timeout_s:
             raise ConfigError(f"--mig-main-startup={self.main_startup_s:g} is not below "
                               f"--mig-main-timeout={self.main_timeout_s:g}: every main would be "
