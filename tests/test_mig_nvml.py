@@ -59,16 +59,19 @@ def test_describe_never_passes_a_real_run_for_simulated_or_back():
         "  GPU 1: NVIDIA A100-SXM4-80GB, MIG enabled, layout 3g.40gb + 4 x 1g.10gb"]
 
 
-def test_create_and_destroy_through_the_wrapper(tmp_path):
+@pytest.mark.parametrize("history_ids", [False, True], ids=["placement-ids", "history-ids"])
+def test_create_and_destroy_through_the_wrapper(tmp_path, history_ids):
     n = open_simulated(tmp_path / "gpu.json", sim_layout="mig-empty")
+    n.api.set_faults(history_ids=history_ids)
     assert n.instances(0) == []
     gi = n.create_gpu_instance(0, "3g.40gb", start=4)
-    assert gi == 2
     ci, uuid = n.create_compute_instance(0, gi)
-    assert ci == 0 and uuid.startswith("MIG-")
-    assert n.create_gpu_instance(0, "1g.10gb") == 7
+    assert uuid.startswith("MIG-")
+    small = n.create_gpu_instance(0, "1g.10gb")
+    assert small != gi
     (a, b) = n.instances(0)
-    assert (a.gi_id, a.ci_id, a.uuid, b.gi_id, b.ci_id, b.uuid) == (7, None, None, 2, 0, uuid)
+    assert (a.gi_id, a.ci_id, a.uuid, a.placement_start) == (small, None, None, 0)
+    assert (b.gi_id, b.ci_id, b.uuid, b.placement_start) == (gi, ci, uuid, 4)
     remaining = {p.name: p.remaining for p in n.gi_profiles(0)}
     assert remaining == {"1g.10gb": 3, "2g.20gb": 1, "3g.40gb": 0, "4g.40gb": 0, "7g.80gb": 0,
                          "1g.10gb+me": 1, "1g.20gb": 1}
@@ -86,8 +89,8 @@ def test_create_and_destroy_through_the_wrapper(tmp_path):
         n.destroy_gpu_instance(0, gi)
     pid = n.api.register_process(uuid, used_memory=5 << 20)
     assert [(p.pid, p.used_memory, p.gi_id, p.ci_id) for p in n.processes_on(0, gi)] == [
-        (pid, 5 << 20, 2, 0)]
-    assert n.processes_on(0, 7) == []
+        (pid, 5 << 20, gi, ci)]
+    assert n.processes_on(0, small) == []
     assert n.mig_memory_used(uuid) == 5 << 20
     with pytest.raises(NvmlCallError, match=rf"processes \[{pid}\] still run on it"):
         n.destroy_compute_instance(0, gi, ci)
@@ -96,10 +99,10 @@ def test_create_and_destroy_through_the_wrapper(tmp_path):
     n.api.unregister_process(pid)
     n.destroy_compute_instance(0, gi, ci)
     n.destroy_gpu_instance(0, gi)
-    n.destroy_gpu_instance(0, 7)
+    n.destroy_gpu_instance(0, small)
     assert n.instances(0) == []
-    with pytest.raises(NvmlCallError, match="GPU 0 has no GPU instance 7"):
-        n.destroy_gpu_instance(0, 7)
+    with pytest.raises(NvmlCallError, match=f"GPU 0 has no GPU instance {small}"):
+        n.destroy_gpu_instance(0, small)
     with pytest.raises(NvmlCallError, match="no such MIG device"):
         n.mig_memory_used(uuid)
 
@@ -115,12 +118,19 @@ def test_mig_disabled_error_says_how_to_enable_it(tmp_path):
         "GPU backend: SIMULATED NVML (no hardware) - 1 x A100-SXM4-80GB, MIG disabled [")
 
 
-def test_no_permission_and_lost_gpu_become_gpu_errors(nvml, monkeypatch):
-    nvml.api.configure(require_root=True)
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(NvmlCallError, match="only be created or destroyed as root") as err:
-        nvml.destroy_compute_instance(0, 7, 0)
+def test_no_permission_and_lost_gpu_become_gpu_errors(nvml):
+    gi_id = nvml.instances(0)[0].gi_id
+    nvml.api.configure(caller="user")
+    with pytest.raises(NvmlCallError, match="NVML answers this MIG query only to a privileged "
+                                            "user: run as root or grant the mig-config") as err:
+        nvml.destroy_compute_instance(0, gi_id, 0)  # the by-id lookup is a privileged read
     assert err.value.code == pynvml.NVML_ERROR_NO_PERMISSION
+    assert "creating or destroying" not in str(err.value)
+    nvml.api.configure(caller="mig-config")
+    nvml.api.inject_failure("nvmlComputeInstanceDestroy", "NO_PERMISSION")
+    with pytest.raises(NvmlCallError, match="creating or destroying MIG instances needs root or "
+                                            "the mig-config capability: run as root or grant"):
+        nvml.destroy_compute_instance(0, gi_id, 0)
     nvml.api.inject_failure("nvmlDeviceGetCount", "GPU_IS_LOST")
     with pytest.raises(NvmlCallError, match="cannot count GPUs: nvmlDeviceGetCount failed with "
                                             "NVML_ERROR_GPU_IS_LOST .* fell off the bus"):

@@ -237,20 +237,63 @@ def test_compute_instance_profiles_and_placement(sim):
     assert count.value == 3
 
 
-def test_non_root_gets_no_permission_when_required(sim, monkeypatch):
+PRIVILEGED_READS = [
+    ("nvmlDeviceGetGpuInstanceRemainingCapacity", lambda s, h, gi: s.nvmlDeviceGetGpuInstanceRemainingCapacity(h, 19)),
+    ("nvmlDeviceGetGpuInstancePossiblePlacements_v2", lambda s, h, gi: s.nvmlDeviceGetGpuInstancePossiblePlacements(
+        h, 19, None, ctypes.byref(ctypes.c_uint(0)))),
+    ("nvmlDeviceGetGpuInstances", lambda s, h, gi: gi_list(s, h, 19)),
+    ("nvmlDeviceGetGpuInstanceById", lambda s, h, gi: s.nvmlDeviceGetGpuInstanceById(h, s.nvmlGpuInstanceGetInfo(gi).id)),
+    ("nvmlGpuInstanceGetComputeInstances", lambda s, h, gi: s.nvmlGpuInstanceGetComputeInstances(
+        gi, 0, None, ctypes.byref(ctypes.c_uint(0)))),
+    ("nvmlGpuInstanceGetComputeInstanceById", lambda s, h, gi: s.nvmlGpuInstanceGetComputeInstanceById(gi, 0)),
+]
+WRITES = [
+    ("nvmlDeviceCreateGpuInstance", lambda s, h, gi: s.nvmlDeviceCreateGpuInstance(h, 19)),
+    ("nvmlGpuInstanceCreateComputeInstance", lambda s, h, gi: s.nvmlGpuInstanceCreateComputeInstance(gi, 0)),
+    ("nvmlGpuInstanceDestroy", lambda s, h, gi: s.nvmlGpuInstanceDestroy(gi)),
+]
+
+
+@pytest.mark.parametrize("caller", ["root", "mig-config", "user"])
+def test_privilege_of_the_simulated_caller(sim, caller):
+    """nvml.h: "Requires privileged user" functions refuse a plain user; whole-GPU memory and
+    processes in MIG mode answer only root; per MIG device everyone."""
     h = sim.nvmlDeviceGetHandleByIndex(0)
     gi = sim.nvmlDeviceCreateGpuInstance(h, 19)
-    sim.configure(require_root=True)
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(P.NVMLError_NoPermission):
-        sim.nvmlDeviceCreateGpuInstance(h, 19)
-    with pytest.raises(P.NVMLError_NoPermission):
-        sim.nvmlGpuInstanceDestroy(gi)
-    with pytest.raises(P.NVMLError_NoPermission):
-        sim.nvmlGpuInstanceCreateComputeInstance(gi, 0)
-    assert sim.nvmlDeviceGetGpuInstanceRemainingCapacity(h, 19) == 6  # reading stays allowed
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert sim.nvmlGpuInstanceDestroy(gi) == P.NVML_SUCCESS
+    sim.nvmlGpuInstanceCreateComputeInstance(gi, 0)
+    sim.configure(caller=caller)
+    for name, call in PRIVILEGED_READS:
+        if caller == "user":
+            with pytest.raises(P.NVMLError_NoPermission):
+                call(sim, h, gi)
+        else:
+            call(sim, h, gi)
+    mig = sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)  # listing MIG devices needs nothing
+    assert sim.nvmlDeviceGetMemoryInfo(mig).total == 9728 << 20
+    assert sim.nvmlDeviceGetComputeRunningProcesses(mig) == []
+    assert sim.nvmlDeviceGetName(mig) == "NVIDIA A100-SXM4-80GB MIG 1g.10gb"
+    assert sim.nvmlDeviceGetGpuInstanceProfileInfo(h, 0).instanceCount == 7
+    for whole in (sim.nvmlDeviceGetMemoryInfo, sim.nvmlDeviceGetComputeRunningProcesses):
+        if caller == "root":
+            whole(h)
+        else:
+            with pytest.raises(P.NVMLError_NoPermission):
+                whole(h)
+    for name, call in WRITES:
+        if caller == "user":
+            with pytest.raises(P.NVMLError_NoPermission):
+                call(sim, h, gi)
+    with pytest.raises(GpuError, match="unknown simulated caller 'admin'; choose one of root"):
+        sim.configure(caller="admin")
+
+
+def test_caller_comes_from_the_environment_for_a_new_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTEST_MIG_SIM_CALLER", "user")
+    sim = open_sim(tmp_path / "gpu.json")
+    assert sim.state()["caller"] == "user"
+    monkeypatch.delenv("PYTEST_MIG_SIM_CALLER")
+    assert open_sim(tmp_path / "gpu.json").state()["caller"] == "user"  # kept in the state
+    assert open_sim(tmp_path / "gpu.json", caller="mig-config").state()["caller"] == "mig-config"
 
 
 def test_fail_next_injects_one_error(sim):

@@ -3,11 +3,15 @@
 Rules: reuse matching instances first; destroy only instances recorded as this run's
 (OwnershipStore) that have no processes and stand in the way; never change MIG mode.
 Every created instance is recorded before anything else happens, so a crash leaves a record
-the next run recognises (`clean_stale`).
+the next run recognises (`clean_stale`). Instance ids are never assumed: an instance is ours
+only when id, profile and placement all match the record. A caller NVML refuses the MIG
+queries to (non-root without the mig-config capability) is told so before anything is
+changed; a MIG mode change pending a GPU reset refuses any change too.
 """
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, ContextManager, Iterable, Mapping, Sequence
@@ -16,6 +20,7 @@ from pytest_mig.errors import GpuError, LayoutError
 from pytest_mig.gpu.ownership import OwnedInstance, Owner, OwnershipStore, boot_id, stale_reason
 from pytest_mig.gpu.planner import Placement, check_fits, describe_request, plan
 from pytest_mig.gpu.profiles import GpuModel, MigProfile, SimFigures
+from pytest_mig.gpu.nvml import GRANT, pending_text
 from pytest_mig.gpu.topology import GpuInfo, MigInstance, layout_text
 
 Hold = Callable[[str], ContextManager[object]]  # GPU UUID -> a lease held while inside
@@ -42,7 +47,8 @@ class GiView:
         return bool(self.uuids)
 
     def describe(self) -> str:
-        return f"GPU instance {self.gi_id} ({self.profile} at memory slice {self.start})"
+        where = f"at memory slice {self.start}" if self.start >= 0 else "placement unreadable"
+        return f"GPU instance {self.gi_id} ({self.profile} {where})"
 
 
 def gpu_instances(instances: Iterable[MigInstance]) -> list[GiView]:
@@ -217,6 +223,8 @@ def layout_problem(gpu: GpuInfo, model: GpuModel, gis: Sequence[GiView],
         return None
     missing = _missing(target, _pick(gis, target))
     try:
+        if any(g.start < 0 for g in gis):  # placements unreadable to this user
+            raise LayoutError("placements unknown")
         how = create_commands(gpu.index, _fit(model, missing, gis), clear_first=False)
     except LayoutError:
         how = create_commands(gpu.index, plan(model, target), clear_first=True)
@@ -269,6 +277,10 @@ def apply_layout(nvml, index: int, wanted: Mapping[str, int], store: OwnershipSt
     gpu = nvml.gpu(index)
     if not gpu.mig_current:
         raise GpuError(mig_disabled_text(gpu))
+    if not gpu.mig_pending:
+        raise GpuError(pending_text(gpu))
+    if any(p.remaining is None for p in nvml.gi_profiles(index)):
+        raise GpuError(no_privilege_text(gpu))
     model = live_model(nvml, index)
     gis = gpu_instances(nvml.instances(index))
     mine = {r.gi_id: r for r in store.records()
@@ -291,6 +303,25 @@ def apply_layout(nvml, index: int, wanted: Mapping[str, int], store: OwnershipSt
     return result
 
 
+def no_privilege_text(gpu: GpuInfo) -> str:
+    return (f"cannot manage MIG instances on GPU {gpu.index} ({gpu.label}): NVML refuses the "
+            f"GPU-instance queries and changes to this user (NVML_ERROR_NO_PERMISSION); {GRANT}, "
+            "or have an admin create the layout (sudo nvidia-smi mig -cgi ... -C) and run "
+            "without --mig-manage")
+
+
+def _live_one(nvml, index: int, gi_id: int) -> GiView | None:
+    """GPU instance `gi_id` as listed; a listing that lags a change is read again."""
+    for attempt in range(3):
+        live = _live(nvml, index).get(gi_id)
+        if live is not None or not nvml.gpu_instance_exists(index, gi_id):
+            return live
+        time.sleep(0.05 * (attempt + 1))
+    raise GpuError(f"GPU instance {gi_id} on GPU {index} exists but NVML's instance listing "
+                   "does not show it; its record is kept: check it with nvidia-smi mig -lgi "
+                   f"-i {index} and rerun (pytest-mig cleans up a run's leftovers)")
+
+
 def create_owned(nvml, gpu: GpuInfo, p: Placement, store: OwnershipStore,
                  owner: Owner) -> OwnedInstance:
     """Create one GPU instance at its placement and its compute instance, recording both."""
@@ -306,10 +337,13 @@ def create_owned(nvml, gpu: GpuInfo, p: Placement, store: OwnershipStore,
 def destroy_owned(nvml, gpu: GpuInfo, record: OwnedInstance,
                   store: OwnershipStore) -> OwnedInstance:
     """Destroy what `record` says was created; refuse with GpuError while processes run."""
-    live = _live(nvml, gpu.index).get(record.gi_id)
+    live = _live_one(nvml, gpu.index, record.gi_id)
     if live is None:
         store.remove(record)  # already gone (destroyed by hand): nothing to do
         return record
+    if live.start < 0:
+        raise GpuError(f"cannot destroy {record.describe()}: {no_privilege_text(gpu)}; its "
+                       "record is kept for a privileged run to clean up")
     if (live.profile, live.start) != (record.profile, record.start):
         store.remove(record)
         raise GpuError(f"refusing to destroy GPU instance {record.gi_id} on GPU {gpu.index}: it "

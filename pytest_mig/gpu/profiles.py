@@ -66,6 +66,9 @@ class MigProfile:
         return f"MIG {self.name}"
 
 
+NVML_QUIRKS = ("instance_count",)
+
+
 @dataclass(frozen=True)
 class SimFigures:
     """Nominal board figures that only the simulator's metric model uses."""
@@ -94,6 +97,9 @@ class GpuModel:
     source: str
     sim: SimFigures
     path: Path | None = None
+    # NVML answers known to be wrong on this model, where the table wins: "instance_count"
+    # (the A30's profile info; NVIDIA/mig-parted hard-codes the A30 profiles for it).
+    nvml_quirks: tuple[str, ...] = ()
 
     def profile(self, name: str) -> MigProfile:
         """The profile called `name`; GpuError with did-you-mean when there is none."""
@@ -190,7 +196,7 @@ def load_model_file(path: Path | str) -> GpuModel:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ProfileTableError(f"{path}: cannot read GPU profile table: {exc}") from exc
-    d = _mapping(path, "", raw, MODEL_FIELDS, ("sim",))
+    d = _mapping(path, "", raw, MODEL_FIELDS, ("sim", "nvml_quirks"))
     if d["model"] != path.stem:
         raise _fail(path, "model", f"'{d['model']}' must equal the file name '{path.stem}'")
     for k in ("source", "nvml_name"):
@@ -215,8 +221,13 @@ def load_model_file(path: Path | str) -> GpuModel:
     sim_raw = _mapping(path, "sim", d.get("sim") or {}, (), SIM_FIELDS)
     sim = SimFigures(**{k: _number(path, f"sim.{k}", v) if k.startswith("power")
                         else _int(path, f"sim.{k}", v) for k, v in sim_raw.items()})
+    quirks = d.get("nvml_quirks") or []
+    if not isinstance(quirks, list) or not set(quirks) <= set(NVML_QUIRKS):
+        raise _fail(path, "nvml_quirks", f"expected a list of {', '.join(NVML_QUIRKS)}, got "
+                    f"{quirks!r}")
     return GpuModel(key=path.stem, nvml_name=d["nvml_name"].strip(), profiles=profiles,
-                    source=" ".join(d["source"].split()), sim=sim, path=path, **nums)
+                    source=" ".join(d["source"].split()), sim=sim, path=path,
+                    nvml_quirks=tuple(quirks), **nums)
 
 
 @functools.lru_cache(maxsize=8)

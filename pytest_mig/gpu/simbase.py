@@ -1,11 +1,34 @@
 """Plumbing of the NVML simulator: locked state transactions, handle lookups, MIG geometry,
-fault injection and the helpers tests use to change the simulated GPU.
+the simulated caller's privilege, fault injection and the helpers tests use to change the
+simulated GPU.
+
+Privilege (always modelled, as on hardware; the state's `caller` says who calls):
+- "root": everything answers.
+- "mig-config": a non-root user granted the mig-config capability (MIG user guide, "Device
+  Nodes and Capabilities"): every function nvml.h marks "Requires privileged user" answers,
+  but whole-GPU memory and process queries on a GPU in MIG mode still answer
+  NVML_ERROR_NO_PERMISSION (nvml.h: aggregate information "only if the caller has
+  appropriate privileges"; that is monitoring, not configuring).
+- "user": a plain non-root user: both of the above answer NVML_ERROR_NO_PERMISSION.
+
+Faults (off unless a test switches them on with `set_faults`; each is seen on real nodes):
+- stray_in_use: N -> the next N destroys answer NVML_ERROR_IN_USE though no process runs
+  (another NVML client such as DCGM holds a handle; NVIDIA/DCGM issue 276).
+- index_gaps -> nvmlDeviceGetMigDeviceHandleByIndex answers NVML_ERROR_INVALID_ARGUMENT at
+  unused indexes inside the range (go-nvlib VisitMigDevices skips those as well as NOT_FOUND).
+- stale_listing: N -> after a create or destroy the next N listing calls (GPU instances, MIG
+  devices) still answer from before the change.
+- wrong_instance_count -> GPU-instance profile info reports instanceCount 1 for every profile
+  (NVML's A30 counts are wrong; NVIDIA/mig-parted hard-codes the A30 profiles for that).
+- history_ids -> new GPU instances get ids from a rotating counter, not from their
+  placement: the same layout gets different ids on different GPUs (NVIDIA/DCGM issue 138).
+MIG mode pending (current != pending, a reset needed) is set with `set_mig_mode(pending=)`.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
-import os
 from typing import Any, Iterator
 
 import pynvml
@@ -37,6 +60,24 @@ def decode_handle(handle: Any) -> tuple[int, int, int, int]:
     if not addr or addr >> 40 != _TAG:
         raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
     return (addr >> 36) & 0xF, (addr >> 24) & 0xFFF, (addr >> 12) & 0xFFF, addr & 0xFFF
+
+
+CALLERS = ("root", "mig-config", "user")
+FAULTS = {"stray_in_use": int, "index_gaps": bool, "stale_listing": int,
+          "wrong_instance_count": bool, "history_ids": bool}
+# nvml.h: "Requires privileged user" (root, or the mig-config capability).
+PRIVILEGED = frozenset({
+    "nvmlDeviceGetGpuInstancePossiblePlacements_v2", "nvmlDeviceGetGpuInstanceRemainingCapacity",
+    "nvmlDeviceCreateGpuInstance", "nvmlDeviceCreateGpuInstanceWithPlacement",
+    "nvmlGpuInstanceDestroy", "nvmlDeviceGetGpuInstances", "nvmlDeviceGetGpuInstanceById",
+    "nvmlGpuInstanceCreateComputeInstance", "nvmlComputeInstanceDestroy",
+    "nvmlGpuInstanceGetComputeInstances", "nvmlGpuInstanceGetComputeInstanceById"})
+
+
+def check_caller(caller: str) -> str:
+    if caller not in CALLERS:
+        raise GpuError(f"unknown simulated caller '{caller}'; choose one of {', '.join(CALLERS)}")
+    return caller
 
 
 def gpu_instance_id(model: GpuModel, start: int, size: int) -> int:
@@ -151,6 +192,8 @@ class SimBase:
                     raise pynvml.NVMLError(code)
             if any(fn in (st.get("missing_functions") or ()) for fn in functions):
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+            if st.get("caller", "root") == "user" and PRIVILEGED.intersection(functions):
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
             yield st
             if write:
                 self._file.write(st)
@@ -242,9 +285,40 @@ class SimBase:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
 
     @staticmethod
-    def _require_root(st: State) -> None:
-        if st.get("require_root") and os.geteuid() != 0:
+    def _require_monitor(st: State, gpu: dict, whole_gpu: bool) -> None:
+        """Whole-GPU memory/process queries in MIG mode need root (nvml.h, "appropriate
+        privileges"); per MIG device they answer anyone."""
+        if whole_gpu and gpu["mig_current"] and st.get("caller", "root") != "root":
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+
+    @staticmethod
+    def _fault(st: State, name: str) -> Any:
+        return (st.get("faults") or {}).get(name)
+
+    def _take_stray_in_use(self, st: State) -> None:
+        """A destroy refused while another NVML client holds the instance (no process)."""
+        left = int(self._fault(st, "stray_in_use") or 0)
+        if left > 0:
+            st["faults"]["stray_in_use"] = left - 1
+            self._file.write(st)
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_IN_USE)
+
+    def _before_change(self, st: State, gpu: dict) -> None:
+        """Keep what listings show for `stale_listing` more calls after this change."""
+        n = int(self._fault(st, "stale_listing") or 0)
+        if n > 0 and not gpu.get("stale"):
+            gpu["stale"] = {"left": n, "gpu_instances": copy.deepcopy(gpu["gpu_instances"])}
+
+    def _listed(self, st: State, gpu: dict) -> list[dict]:
+        """The GPU instances a listing call sees (stale for a while after a change)."""
+        stale = gpu.get("stale")
+        if not stale:
+            return gpu["gpu_instances"]
+        stale["left"] -= 1
+        if stale["left"] <= 0:
+            gpu.pop("stale")
+        self._file.write(st)
+        return stale["gpu_instances"]
 
     # -- helpers for tests (not NVML functions) ------------------------------------------
 
@@ -274,26 +348,55 @@ class SimBase:
             for gpu in st["gpus"]:
                 gpu["processes"] = [p for p in gpu["processes"] if p["pid"] != pid]
 
-    def set_mig_mode(self, gpu_index: int, enabled: bool) -> None:
-        """Flip MIG mode at once (a test stand-in for `nvidia-smi -mig` plus a GPU reset)."""
+    def set_mig_mode(self, gpu_index: int, enabled: bool, pending: bool | None = None) -> None:
+        """Flip MIG mode at once (a test stand-in for `nvidia-smi -mig` plus a GPU reset);
+        `pending` different from `enabled`: a mode change waits for the next GPU reset."""
         with self._edit() as st:
             gpu = self._gpu_at(st, gpu_index)
             if not enabled and gpu["gpu_instances"]:
                 raise GpuError(f"simulated GPU {gpu_index} still has MIG instances; "
                                "destroy them first")
-            gpu["mig_current"] = gpu["mig_pending"] = bool(enabled)
+            gpu["mig_current"] = bool(enabled)
+            gpu["mig_pending"] = bool(enabled if pending is None else pending)
+
+    def replace_gpu_instance(self, gpu_index: int, gi_id: int, profile: str, start: int) -> None:
+        """Someone else destroyed GPU instance `gi_id` and made a `profile` instance at `start`
+        that the driver gave the same id (history-based ids reuse them)."""
+        with self._edit() as st:
+            gpu = self._gpu_at(st, gpu_index)
+            model = self._model(st, gpu)
+            old = self._find_gi(gpu, gi_id)
+            gpu["gpu_instances"].remove(old)
+            gpu["processes"] = [p for p in gpu["processes"] if p["gi_id"] != gi_id]
+            p = model.profile(profile)
+            if remaining(gpu, model, p, at=start) == 0:
+                gpu["gpu_instances"].append(old)
+                raise GpuError(f"{profile} does not fit at memory slice {start} of simulated GPU "
+                               f"{gpu_index}")
+            gpu["gpu_instances"].append({"id": gi_id, "profile_id": p.id, "start": start,
+                                         "size": p.placement_size, "compute_instances": []})
+
+    def set_faults(self, **faults: Any) -> None:
+        """Switch faults on (or off with 0/False): see the module docstring."""
+        with self._edit() as st:
+            now = st.setdefault("faults", {})
+            for name, value in faults.items():
+                if name not in FAULTS:
+                    raise GpuError(f"unknown simulator fault '{name}'; choose from "
+                                   f"{', '.join(FAULTS)}")
+                now[name] = FAULTS[name](value)
 
     def inject_failure(self, function: str, code: int | str) -> None:
         """The next call of `function` raises NVMLError(code) once."""
         with self._edit() as st:
             st.setdefault("fail_next", {})[function] = error_code(code)
 
-    def configure(self, *, require_root: bool | None = None,
+    def configure(self, *, caller: str | None = None,
                   missing_functions: list[str] | None = None) -> None:
-        """Simulate a non-root caller's limits or an older driver lacking some functions."""
+        """Who calls (root, mig-config, user), or an older driver lacking some functions."""
         with self._edit() as st:
-            if require_root is not None:
-                st["require_root"] = bool(require_root)
+            if caller is not None:
+                st["caller"] = check_caller(caller)
             if missing_functions is not None:
                 st["missing_functions"] = list(missing_functions)
 

@@ -82,7 +82,8 @@ def stable_uuid(prefix: str, seed: int, *parts: object) -> str:
     return f"{prefix}-{uuid.UUID(bytes=digest, version=4)}"
 
 
-def new_state(model: str, gpu_count: int, mig_enabled: bool, seed: int, gpu_dir: Path) -> State:
+def new_state(model: str, gpu_count: int, mig_enabled: bool, seed: int, gpu_dir: Path,
+              caller: str = "root") -> State:
     """A fresh state with `gpu_count` GPUs of `model` and no MIG instances."""
     gpus = [{
         "index": i,
@@ -92,6 +93,7 @@ def new_state(model: str, gpu_count: int, mig_enabled: bool, seed: int, gpu_dir:
         "mig_current": bool(mig_enabled),
         "mig_pending": bool(mig_enabled),
         "uuid_serial": 0,
+        "gi_serial": 0,  # history_ids: where the rotating GPU-instance id counter stands
         "gpu_instances": [],
         "processes": [],
     } for i in range(gpu_count)]
@@ -102,7 +104,8 @@ def new_state(model: str, gpu_count: int, mig_enabled: bool, seed: int, gpu_dir:
         "nvml_version": SIM_NVML_VERSION,
         "seed": seed,
         "gpu_dir": str(gpu_dir),
-        "require_root": False,
+        "caller": caller,  # root | mig-config | user (simbase.py)
+        "faults": {},
         "fail_next": {},
         "missing_functions": [],
         "next_pid": 4_000_000,

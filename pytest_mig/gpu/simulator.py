@@ -10,13 +10,21 @@ instance with MIG mode disabled is NVML_ERROR_NOT_SUPPORTED, while profile info,
 placements and remaining capacity stay readable, listing GPU instances finds none, and
 looking one up by id or a MIG device by index is NVML_ERROR_NOT_FOUND. No room is
 NVML_ERROR_INSUFFICIENT_RESOURCES; destroying an instance with compute instances or
-processes is NVML_ERROR_IN_USE; with `require_root` in the state a non-root caller gets
-NVML_ERROR_NO_PERMISSION on create and destroy. `fail_next: {function: code}` in the state
-fails that function's next call once.
+processes is NVML_ERROR_IN_USE. The simulated caller's privilege (root, mig-config, user)
+and the switchable faults are described in simbase.py; `fail_next: {function: code}` in the
+state fails that function's next call once.
+
+Compute-instance profiles inside a GPU instance follow what NVML offers on hardware (and
+go-nvlib's rule for valid ones): C compute slices in a G-slice GPU instance exist when
+C == G or 2C <= G + 1 (so no 3c in a 4g), and NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1
+(profile 7) exists only in a 1-slice GPU instance with more SMs than the plain 1g profile
+(1g.20gb on H100/H200: profile 7 fills it, profile 0 gets the 1g SM count). SM counts of
+partial compute instances are C x the 1g profile's SMs: not read from hardware.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -27,17 +35,43 @@ from pytest_mig.errors import GpuError, LayoutError
 from pytest_mig.gpu.planner import plan
 from pytest_mig.gpu.profiles import GpuModel, MigProfile, default_gpu_dir, get_model
 from pytest_mig.gpu.simstate import State, StateFile, new_state, stable_uuid
-from pytest_mig.gpu.simbase import (KIND_CI, KIND_DEVICE, KIND_GI, KIND_MIG, SimBase, fill_list,
-                                     gpu_instance_id, lowest_free_start, make_handle)
+from pytest_mig.gpu.simbase import (KIND_CI, KIND_DEVICE, KIND_GI, KIND_MIG, SimBase,
+                                     check_caller, fill_list, gpu_instance_id, lowest_free_start,
+                                     make_handle)
 from pytest_mig.gpu.simmetrics import TelemetryMixin
 
-# NVML_COMPUTE_INSTANCE_PROFILE_* index -> compute slices (the ones a GI can host).
-CI_SLICES = {0: 1, 1: 2, 2: 3, 3: 4, 4: 7}
+# NVML_COMPUTE_INSTANCE_PROFILE_* index -> compute slices.
+CI_SLICES = {0: 1, 1: 2, 2: 3, 3: 4, 4: 7, 5: 8, 6: 6, 7: 1}
+CI_REV1 = 7  # NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1
+CALLER_ENV = "PYTEST_MIG_SIM_CALLER"  # root | mig-config | user, for a whole simulated run
 E = pynvml  # error codes: E.NVML_ERROR_*
 
 
 def _err(code: int) -> pynvml.NVMLError:
     return pynvml.NVMLError(code)
+
+
+def ci_profiles(model: GpuModel, gp: MigProfile) -> dict[int, tuple[int, int]]:
+    """Compute-instance profiles a `gp` GPU instance offers: {const: (slices, SMs)}."""
+    g = gp.slice_count
+    one = model.profile_by_const(0)
+    base = one.sm_count if one is not None else gp.sm_count // g
+    out = {}
+    for const, c in CI_SLICES.items():
+        if const == CI_REV1:
+            if g == 1 and gp.sm_count > base:
+                out[const] = (1, gp.sm_count)
+        elif c == g:
+            out[const] = (c, gp.sm_count if not (g == 1 and gp.sm_count > base) else base)
+        elif c < g and 2 * c <= g + 1:
+            out[const] = (c, min(c * base, gp.sm_count))
+    return out
+
+
+def full_ci_const(model: GpuModel, gp: MigProfile) -> int:
+    """The compute-instance profile that fills a `gp` GPU instance (most SMs)."""
+    offered = ci_profiles(model, gp)
+    return max(offered, key=lambda c: (offered[c][0], offered[c][1]))
 
 
 class SimulatedNvml(TelemetryMixin, SimBase):
@@ -48,15 +82,25 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def __init__(self, state_path: Path | str, model: str = "A100-SXM4-80GB", gpu_count: int = 1,
                  layout: Mapping[str, int] | Any | None = None, mig_enabled: bool = True, *,
                  seed: int = 0, gpu_dir: Path | str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, caller: str | None = None) -> None:
+        """`caller`: who the simulated process is (root, mig-config, user); None keeps the
+        state's (a new state: $PYTEST_MIG_SIM_CALLER, else root)."""
         self._file = StateFile(state_path)
         self.state_path = self._file.path
         self._clock = clock
         self._init_count = 0
+        caller = caller or os.environ.get(CALLER_ENV) or None
         with self._file.locked():
             if not self._file.exists():
-                self._file.write(self._fresh(model, gpu_count, layout, mig_enabled, seed,
-                                             Path(gpu_dir or default_gpu_dir()).resolve()))
+                st = self._fresh(model, gpu_count, layout, mig_enabled, seed,
+                                 Path(gpu_dir or default_gpu_dir()).resolve())
+                st["caller"] = check_caller(caller or "root")
+                self._file.write(st)
+            elif caller is not None:
+                st = self._file.read()
+                if st.get("caller") != check_caller(caller):
+                    st["caller"] = caller
+                    self._file.write(st)
 
     def _fresh(self, model_key: str, gpu_count: int, layout: Any, mig_enabled: bool, seed: int,
                gpu_dir: Path) -> State:
@@ -73,8 +117,9 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                 raise LayoutError(f"cannot pre-create MIG instances {dict(wanted)} on simulated "
                                   f"GPU {gpu['index']}: the simulator was asked for MIG disabled")
             for p in plan(model, wanted):
-                gi = self._add_gi(st, gpu, model, model.profile(p.profile), p.start)
-                self._add_ci(st, gpu, model, gi, model.profile(p.profile).slice_count)
+                gp = model.profile(p.profile)
+                gi = self._add_gi(st, gpu, model, gp, p.start)
+                self._add_ci(st, gpu, model, gi, full_ci_const(model, gp))
         return st
 
     def __getattr__(self, name: str) -> Any:
@@ -155,6 +200,7 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Any:
         with self._tx("nvmlDeviceGetMemoryInfo") as st:
             gpu, gi, ci = self._any_device(st, handle)
+            self._require_monitor(st, gpu, whole_gpu=ci is None)
             model = self._model(st, gpu)
             if ci is None:
                 total, procs = model.memory_total, gpu["processes"]
@@ -183,10 +229,20 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Any, index: int) -> Any:
         with self._tx("nvmlDeviceGetMigDeviceHandleByIndex") as st:
             gpu = self._device(st, handle)
-            cis = sorted(self._cis(gpu), key=lambda gc: (gc[0]["id"], gc[1]["id"]))
-            if not 0 <= int(index) < len(cis):
+            cis = sorted(self._cis(self._listed(st, gpu)), key=lambda gc: (gc[0]["id"], gc[1]["id"]))
+            slots: list[tuple[dict, dict] | None] = list(cis)
+            if gpu["mig_current"] and self._fault(st, "index_gaps"):
+                gaps, slots = self._model(st, gpu).compute_slices - len(cis), []
+                for item in cis:  # an unused index before each device while room is left
+                    if gaps > 0:
+                        slots.append(None)
+                        gaps -= 1
+                    slots.append(item)
+            if not 0 <= int(index) < len(slots):
                 raise _err(E.NVML_ERROR_NOT_FOUND)  # also with MIG disabled, as the real H100
-            gi, ci = cis[int(index)]
+            if slots[int(index)] is None:
+                raise _err(E.NVML_ERROR_INVALID_ARGUMENT)
+            gi, ci = slots[int(index)]
             return make_handle(KIND_MIG, gpu["index"], gi["id"], ci["id"])
 
     def nvmlDeviceIsMigDeviceHandle(self, handle: Any) -> Any:
@@ -209,6 +265,7 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[Any]:
         with self._tx("nvmlDeviceGetComputeRunningProcesses") as st:
             gpu, gi, ci = self._any_device(st, handle)
+            self._require_monitor(st, gpu, whole_gpu=ci is None)
             procs = [p for p in gpu["processes"]
                      if ci is None or (p["gi_id"], p["ci_id"]) == (gi["id"], ci["id"])]
             out = []
@@ -238,7 +295,8 @@ class SimulatedNvml(TelemetryMixin, SimBase):
             info = (pynvml.c_nvmlGpuInstanceProfileInfo_v2_t() if version == 2
                     else pynvml.c_nvmlGpuInstanceProfileInfo_t())
             info.id, info.isP2pSupported, info.sliceCount = p.id, int(p.p2p), p.slice_count
-            info.instanceCount, info.multiprocessorCount = p.instance_count, p.sm_count
+            info.instanceCount = 1 if self._fault(st, "wrong_instance_count") else p.instance_count
+            info.multiprocessorCount = p.sm_count
             info.copyEngineCount, info.decoderCount, info.encoderCount = p.ce, p.dec, p.enc
             info.jpegCount, info.ofaCount, info.memorySizeMB = p.jpeg, p.ofa, p.memory_mb
             if version == 2:
@@ -277,7 +335,6 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                    placement: tuple[int, int] | None) -> Any:
         with self._tx(fn, write=True) as st:
             gpu = self._device(st, handle)
-            self._require_root(st)
             self._require_mig(gpu)
             model = self._model(st, gpu)
             p = self._profile(st, gpu, profile_id)
@@ -291,6 +348,7 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                     raise _err(E.NVML_ERROR_INVALID_ARGUMENT)
                 if self._remaining(gpu, model, p, at=start) == 0:
                     raise _err(E.NVML_ERROR_INSUFFICIENT_RESOURCES)
+            self._before_change(st, gpu)
             gi = self._add_gi(st, gpu, model, p, start)
             return make_handle(KIND_GI, gpu["index"], gi["id"])
 
@@ -300,7 +358,7 @@ class SimulatedNvml(TelemetryMixin, SimBase):
             gpu = self._device(st, handle)
             p = self._profile(st, gpu, profileId)  # MIG disabled: an empty list, as real NVML
             gis = [make_handle(KIND_GI, gpu["index"], gi["id"])
-                   for gi in sorted(gpu["gpu_instances"], key=lambda g: g["id"])
+                   for gi in sorted(self._listed(st, gpu), key=lambda g: g["id"])
                    if gi["profile_id"] == p.id]
             return fill_list(gpuInstancesRef, countRef, gis)
 
@@ -323,9 +381,10 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlGpuInstanceDestroy(self, gpuInstance: Any) -> int:
         with self._tx("nvmlGpuInstanceDestroy", write=True) as st:
             gpu, gi = self._gi(st, gpuInstance)
-            self._require_root(st)
             if gi["compute_instances"] or any(p["gi_id"] == gi["id"] for p in gpu["processes"]):
                 raise _err(E.NVML_ERROR_IN_USE)
+            self._take_stray_in_use(st)
+            self._before_change(st, gpu)
             gpu["gpu_instances"].remove(gi)
             return pynvml.NVML_SUCCESS
 
@@ -342,31 +401,32 @@ class SimulatedNvml(TelemetryMixin, SimBase):
             if engProfile != pynvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED or not (
                     0 <= int(profile) < pynvml.NVML_COMPUTE_INSTANCE_PROFILE_COUNT):
                 raise _err(E.NVML_ERROR_INVALID_ARGUMENT)
-            gp = self._model(st, gpu).profile_by_id(gi["profile_id"])
-            slices = CI_SLICES.get(int(profile))
-            if slices is None or slices > gp.slice_count:
+            model = self._model(st, gpu)
+            gp = model.profile_by_id(gi["profile_id"])
+            offered = ci_profiles(model, gp)
+            if int(profile) not in offered:
                 raise _err(E.NVML_ERROR_NOT_SUPPORTED)
+            slices, sms = offered[int(profile)]
             info = (pynvml.c_nvmlComputeInstanceProfileInfo_v2_t() if version == 2
                     else pynvml.c_nvmlComputeInstanceProfileInfo_t())
             info.id, info.sliceCount = int(profile), slices
             info.instanceCount = gp.slice_count // slices
-            info.multiprocessorCount = gp.sm_count * slices // gp.slice_count
+            info.multiprocessorCount = sms
             info.sharedCopyEngineCount, info.sharedDecoderCount = gp.ce, gp.dec
             info.sharedEncoderCount, info.sharedJpegCount = gp.enc, gp.jpeg
             info.sharedOfaCount = gp.ofa
             if version == 2:
-                info.name = f"MIG {self._ci_label(gp, slices)}".encode()
+                info.name = f"MIG {self._ci_label(gp, slices, sms)}".encode()
             return info
 
     def nvmlGpuInstanceCreateComputeInstance(self, gpuInstance: Any, profileId: int) -> Any:
         with self._tx("nvmlGpuInstanceCreateComputeInstance", write=True) as st:
             gpu, gi = self._gi(st, gpuInstance)
-            self._require_root(st)
             model = self._model(st, gpu)
-            slices = CI_SLICES.get(int(profileId))
-            if slices is None or slices > model.profile_by_id(gi["profile_id"]).slice_count:
+            if int(profileId) not in ci_profiles(model, model.profile_by_id(gi["profile_id"])):
                 raise _err(E.NVML_ERROR_NOT_SUPPORTED)
-            ci = self._add_ci(st, gpu, model, gi, slices)
+            self._before_change(st, gpu)
+            ci = self._add_ci(st, gpu, model, gi, int(profileId))
             if ci is None:
                 raise _err(E.NVML_ERROR_INSUFFICIENT_RESOURCES)
             return make_handle(KIND_CI, gpu["index"], gi["id"], ci["id"])
@@ -401,22 +461,34 @@ class SimulatedNvml(TelemetryMixin, SimBase):
     def nvmlComputeInstanceDestroy(self, computeInstance: Any) -> int:
         with self._tx("nvmlComputeInstanceDestroy", write=True) as st:
             gpu, gi, ci = self._ci(st, computeInstance)
-            self._require_root(st)
             if any((p["gi_id"], p["ci_id"]) == (gi["id"], ci["id"]) for p in gpu["processes"]):
                 raise _err(E.NVML_ERROR_IN_USE)
+            self._take_stray_in_use(st)
+            self._before_change(st, gpu)
             gi["compute_instances"].remove(ci)
             return pynvml.NVML_SUCCESS
 
     # -- geometry -------------------------------------------------------------------------
 
+    def _gi_id(self, st: State, gpu: dict, model: GpuModel, p: MigProfile, start: int) -> int:
+        """From the placement; with history_ids from a rotating counter (free ids only)."""
+        if not self._fault(st, "history_ids"):
+            return gpu_instance_id(model, start, p.placement_size)
+        n, used = 2 * model.memory_slices - 2, {g["id"] for g in gpu["gpu_instances"]}
+        serial = gpu.get("gi_serial", 0)
+        gpu["gi_serial"] = serial + 1
+        return next(i for k in range(n) for i in [(serial * 5 + gpu["index"] * 3 + k) % n + 1]
+                    if i not in used)
+
     def _add_gi(self, st: State, gpu: dict, model: GpuModel, p: MigProfile, start: int) -> dict:
-        gi = {"id": gpu_instance_id(model, start, p.placement_size), "profile_id": p.id,
+        gi = {"id": self._gi_id(st, gpu, model, p, start), "profile_id": p.id,
               "start": start, "size": p.placement_size, "compute_instances": []}
         gpu["gpu_instances"].append(gi)
         return gi
 
-    def _add_ci(self, st: State, gpu: dict, model: GpuModel, gi: dict, slices: int) -> dict | None:
+    def _add_ci(self, st: State, gpu: dict, model: GpuModel, gi: dict, const: int) -> dict | None:
         gp = model.profile_by_id(gi["profile_id"])
+        slices = ci_profiles(model, gp)[const][0]
         taken = {s for c in gi["compute_instances"]
                  for s in range(c["start"], c["start"] + c["size"])}
         for start in range(0, gp.slice_count - slices + 1, slices):
@@ -424,21 +496,25 @@ class SimulatedNvml(TelemetryMixin, SimBase):
                 break
         else:
             return None
-        const = next(c for c, n in CI_SLICES.items() if n == slices)
         ci = {"id": start, "profile_id": const, "start": start, "size": slices,
               "uuid": stable_uuid("MIG", st["seed"], gpu["index"], "mig", gpu["uuid_serial"])}
         gpu["uuid_serial"] += 1
         gi["compute_instances"].append(ci)
         return ci
 
-    def _cis(self, gpu: dict) -> Iterator[tuple[dict, dict]]:
-        for gi in gpu["gpu_instances"]:
+    def _cis(self, gpu: dict | list[dict]) -> Iterator[tuple[dict, dict]]:
+        """(gi, ci) of a GPU's instances, or of a list of GPU instances."""
+        for gi in gpu["gpu_instances"] if isinstance(gpu, dict) else gpu:
             for ci in gi["compute_instances"]:
                 yield gi, ci
 
     @staticmethod
-    def _ci_label(gp: MigProfile, slices: int) -> str:
-        return gp.name if slices == gp.slice_count else f"{slices}c.{gp.name}"
+    def _ci_label(gp: MigProfile, slices: int, sms: int) -> str:
+        """'3g.40gb' for a compute instance filling its GPU instance, else '1c.3g.40gb'."""
+        full = slices == gp.slice_count and sms == gp.sm_count
+        return gp.name if full else f"{slices}c.{gp.name}"
 
     def _ci_name(self, model: GpuModel, gi: dict, ci: dict) -> str:
-        return self._ci_label(model.profile_by_id(gi["profile_id"]), ci["size"])
+        gp = model.profile_by_id(gi["profile_id"])
+        slices, sms = ci_profiles(model, gp)[ci["profile_id"]]
+        return self._ci_label(gp, slices, sms)

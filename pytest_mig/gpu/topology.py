@@ -31,7 +31,7 @@ class GiProfileInfo:
     profile_const: int  # NVML_GPU_INSTANCE_PROFILE_* index
     id: int  # NVML profile id
     instance_count: int
-    remaining: int
+    remaining: int | None  # None: NVML refused the read to this caller
     memory_mb: int
     sm_count: int
     slice_count: int
@@ -51,7 +51,7 @@ class MigInstance:
     gi_id: int
     ci_id: int | None
     profile: str
-    placement_start: int
+    placement_start: int  # -1: unknown (NVML refused GPU-instance reads to this caller)
     placement_size: int
     uuid: str | None  # "MIG-..." for CUDA_VISIBLE_DEVICES
     memory_bytes: int
@@ -100,6 +100,7 @@ class Topology:
     gpus: list[GpuInfo]
     instances: dict[int, list[MigInstance]]
     state_path: str | None = None  # the simulator's state file
+    notes: list[str] = field(default_factory=list)  # what NVML refused to read (non-root)
 
     @property
     def simulated(self) -> bool:
@@ -125,7 +126,10 @@ class Topology:
             return f"{head} - no GPUs{tail}"
         summaries = [self.gpu_summary(g) for g in self.gpus]
         if len(set(summaries)) == 1:
-            return f"{head} - {len(self.gpus)} x {summaries[0]}{tail}"
-        lines = [f"{head} - {len(self.gpus)} GPUs{tail}"]
-        lines += [f"  GPU {g.index}: {s}" for g, s in zip(self.gpus, summaries)]
+            lines = [f"{head} - {len(self.gpus)} x {summaries[0]}{tail}"]
+        else:
+            lines = [f"{head} - {len(self.gpus)} GPUs{tail}"]
+            lines += [f"  GPU {g.index}: {s}" for g, s in zip(self.gpus, summaries)]
+        lines += [f"  {n} - run as root or grant the mig-config capability to read it"
+                  for n in self.notes]
         return "\n".join(lines)
