@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -222,3 +223,59 @@ def test_manage_under_xdist_merges_workers_and_tears_down_once(pytester, suite_d
                             "reconfiguration(s) (optimal: 2 distinct layouts)"])
     state = json.loads((run_dir(pytester) / "simulated-gpu.json").read_text())
     assert [g["gpu_instances"] for g in state["gpus"]] == [[], []]
+
+
+# The same, with the GPU as real nodes show it: ids from history, MIG device index gaps,
+# listings that lag, and the run's caller root, non-root with mig-config, or plain non-root.
+HARD_CONFTEST = textwrap.dedent("""
+    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.gpu.simulator import SimulatedNvml
+
+    def pytest_configure(config):
+        s = config.stash[SESSION_KEY]
+        s.ensure_run_dir()
+        sim = SimulatedNvml(s.run_dir / "simulated-gpu.json", model=s.settings.sim_gpu,
+                            layout={layout!r})
+        sim.set_faults(history_ids=True, index_gaps=True, stale_listing=3)
+        sim.configure(caller={caller!r})
+""")
+
+
+def test_manage_on_a_hard_gpu_creates_and_removes_by_recorded_ids(pytester, suite_dir):
+    """mig-config and the faults' other combinations: tests/test_mig_faults.py."""
+    pytester.makeconftest(HARD_CONFTEST.format(layout={}, caller="root"))
+    r = run(pytester, "--mig-manage", "-k", "resnet50 and 1g")
+    r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines(["pytest-mig: destroyed the 3 MIG instance(s) this run created"])
+    created = json.loads((run_dir(pytester) / "mig-manage.json").read_text())["events"][0]
+    assert [c.split(" (")[1].split(")")[0] for c in created["created"]] == [
+        f"1g.10gb at memory slice {s}" for s in (0, 1, 2)]
+    assert gpu_state(pytester)["gpu_instances"] == []
+
+
+def test_non_root_run_is_told_the_fix_and_discovers_what_it_can(pytester, suite_dir):
+    pytester.makeconftest(HARD_CONFTEST.format(layout={}, caller="user"))
+    r = run(pytester, "--mig-manage", "-k", "resnet50 and 1g")
+    r.assert_outcomes(errors=1)
+    r.stdout.fnmatch_lines([
+        "*GpuError: cannot manage MIG instances on GPU 0 (A100-SXM4-80GB): NVML refuses the "
+        "GPU-instance queries and changes to this user (NVML_ERROR_NO_PERMISSION); run as "
+        "root or grant the mig-config capability*"])
+    assert "creating or destroying" not in r.stdout.str()
+    assert gpu_state(pytester)["gpu_instances"] == []
+    # read-only: an admin made the layout; the non-root run uses it and says what it missed
+    shutil.rmtree(pytester.path / "reports")
+    pytester.makeconftest(HARD_CONFTEST.format(layout={"1g.10gb": 3}, caller="user"))
+    r = run(pytester, "-k", "resnet50 and 1g")
+    r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines([
+        "GPU backend: SIMULATED NVML (no hardware) - 1 x A100-SXM4-80GB, MIG enabled, layout "
+        "3 x 1g.10gb *",
+        "  GPU 0: could not read total memory (nvmlDeviceGetMemoryInfo: NVML_ERROR_NO_PERMISSION; "
+        "the A100-SXM4-80GB table's figure is used) - run as root or grant the mig-config "
+        "capability to read it",
+        "  GPU 0: could not read GPU-instance placements (nvmlDeviceGetGpuInstances: "
+        "NVML_ERROR_NO_PERMISSION; MIG devices listed without placements) - run as root or "
+        "grant the mig-config capability to read it",
+        "*SLOT resnet50-Offline-1g.10gb-performance 1g.10gb 1g.10gb+1g.10gb"])
+    assert len(gpu_state(pytester)["gpu_instances"]) == 3

@@ -16,11 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 
+import pynvml
+
 from pytest_mig.errors import GpuError, LayoutError
 from pytest_mig.gpu.ownership import OwnedInstance, Owner, OwnershipStore, boot_id, stale_reason
 from pytest_mig.gpu.planner import Placement, check_fits, describe_request, plan
 from pytest_mig.gpu.profiles import GpuModel, MigProfile, SimFigures
-from pytest_mig.gpu.nvml import GRANT, pending_text
+from pytest_mig.gpu.nvml import GRANT, NvmlCallError, pending_text
 from pytest_mig.gpu.topology import GpuInfo, MigInstance, layout_text
 
 Hold = Callable[[str], ContextManager[object]]  # GPU UUID -> a lease held while inside
@@ -359,9 +361,12 @@ def destroy_owned(nvml, gpu: GpuInfo, record: OwnedInstance,
         raise GpuError(f"refusing to destroy {record.describe()}: its compute instances "
                        f"{foreign} were not created by run {record.run_id}; remove them first "
                        f"(sudo nvidia-smi mig -i {gpu.index} -gi {record.gi_id} -dci)")
-    for ci in record.ci_ids:
-        if ci in live.ci_ids:
+    for ci in record.ci_ids:  # by id: the listing may not show them yet
+        try:
             nvml.destroy_compute_instance(gpu.index, record.gi_id, ci)
+        except NvmlCallError as exc:
+            if exc.code != pynvml.NVML_ERROR_NOT_FOUND:
+                raise  # NOT_FOUND: already gone
     nvml.destroy_gpu_instance(gpu.index, record.gi_id)
     store.remove(record)
     return record
