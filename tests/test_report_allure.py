@@ -204,3 +204,29 @@ def test_steps_when_a_background_never_became_ready(tmp_path: Path):
                                              ("backgrounds ready 1/2", False)]
     assert [(c[0], c[3]) for c in steps[1][5]] == [("bg1-bert ready after 1.50 s", True),
                                                    ("bg2-dlrm never ready", False)]
+
+
+def test_figures_show_headline_in_ms_aggregate_and_gpm_activity():
+    from types import SimpleNamespace
+
+    from pytest_mig.report.allure_report import figures
+    from pytest_mig.results.slices import aggregate, slice_figure
+    from pytest_mig.types import BenchmarkResult
+    res = BenchmarkResult(benchmark="rnnt", scenario="SingleStream", mode="performance",
+                          result_dir=Path("."), valid=True, result_text="VALID",
+                          metric_name="90th percentile latency (ns)", metric_value=4.5e7)
+    bg = BenchmarkResult(benchmark="bert", scenario="Offline", mode="performance",
+                         result_dir=Path("."), valid=True, result_text="VALID",
+                         metric_name="Samples per second", metric_value=120.0)
+    agg = aggregate([slice_figure("main", "main", "rnnt", "SingleStream", "1g.10gb", res),
+                     slice_figure("bg1-bert", "background", "bert", "Offline", "1g.10gb", bg)])
+    out = SimpleNamespace(result=res, interference=0.125, slices=agg, accuracy_target=0.0,
+                          activity={"main": {"sm_util_pct": 96.6, "sm_occupancy_pct": 14.3,
+                                             "dram_bw_util_pct": 16.4, "tensor_util_pct": None},
+                                    "note": "ignored: not a slice"})
+    shown = figures(out)
+    assert shown["headline"] == "90th percentile latency (ms) = 45"
+    assert shown["interference"] == "12.5%"
+    assert shown["aggregate bert"] == "120 samples/s over 1 slice(s)"
+    assert shown["activity main"] == "SM 96.6%, occupancy 14.3%, DRAM BW 16.4%, tensor n/a"
+    assert "activity note" not in shown

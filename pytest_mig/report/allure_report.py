@@ -120,7 +120,21 @@ def figures(out) -> dict[str, str]:
             shown[f"aggregate {b.benchmark}"] = aggregate_label(b)
         if agg.total_samples_per_s is not None:
             shown["aggregate all slices"] = f"{agg.total_samples_per_s:.4g} samples/s"
+    for label, text in activity_labels(getattr(out, "activity", None) or {}).items():
+        shown[f"activity {label}"] = text
     return shown
+
+
+def activity_labels(activity: dict) -> dict[str, str]:
+    """Per-slice GPM means as short text, e.g. `SM 96.6%, occupancy 14.3%, ...`."""
+    names = (("sm_util_pct", "SM"), ("sm_occupancy_pct", "occupancy"),
+             ("dram_bw_util_pct", "DRAM BW"), ("tensor_util_pct", "tensor"))
+    out = {}
+    for label, means in activity.items():
+        if isinstance(means, dict):
+            out[label] = ", ".join(f"{n} {means[k]:.1f}%" if means.get(k) is not None
+                                   else f"{n} n/a" for k, n in names)
+    return out
 
 
 def description(out, backend: str) -> str:
