@@ -5,6 +5,14 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+# Imported once, at collection: an in-process pytester run restores sys.modules afterwards,
+# and numpy's C core cannot be loaded a second time in one process.
+try:
+    import matplotlib.image as mpimg
+    import numpy as np
+except ImportError:  # the plots extra is absent: tests that read PNGs skip
+    mpimg = np = None
+
 
 @dataclass
 class Decoded:
@@ -21,8 +29,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def read_png(path: Path) -> Decoded:
     """Any PNG (RGB/RGBA, any filter) via matplotlib; alpha dropped."""
-    import matplotlib.image as mpimg
-    import numpy as np
+    import pytest
+    if mpimg is None:
+        pytest.skip("matplotlib not installed: pip install -e '.[plots]'")
     img = mpimg.imread(str(path))
     rgb = (np.asarray(img)[:, :, :3] * 255).round().astype("uint8")
     h, w = rgb.shape[:2]

@@ -165,11 +165,11 @@ class MetricsSampler:
             f"# gpu: {self.gpu_index} {self.gpu_label}".rstrip(),
             f"# mig_devices: {migs}",
             f"# interval_s: {self.interval_s:g}",
-            f"# gpm: {gpm_note}",
             f"# start_unix: {self._t0:.3f}",
             "# note: NVML reports no utilisation for MIG devices nor for a GPU in MIG mode; "
             f"those cells are {NA} (never estimated). Memory in MiB, power in W, clock in MHz, "
             "temperature in C.",
+            f"# gpm: {gpm_note}",
             ",".join(cols),
         ]
 
