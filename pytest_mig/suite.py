@@ -25,8 +25,14 @@ LIFETIMES = ("per-test", "session")
 MAX_MIG_SLOTS = 7  # no MIG GPU offers more than seven compute instances
 SUBMISSION_PROFILE = "submission"
 SUBMISSION_MIN_DURATION_MS = 600_000  # MLPerf rules: at least 600 s per performance run
-SUITE_KEYS = ("suite", "class", "description", "benchmarks", "gpus", "modes", "background",
+SUITE_KEYS = ("suite", "class", "round", "description", "benchmarks", "gpus", "modes", "background",
               "harness", "run_profiles", "default_run_profile")
+# The catalogue of each MLPerf round: benchmarks.yaml is the default round (v1.1); another
+# round R lives in benchmarks-R.yaml beside it and is chosen by a suite's `round: R`.
+DEFAULT_ROUND = "v1.1"
+CATALOG_BENCHMARK_KEYS = ("scenarios", "accuracy", "rounds", "memory_gib", "latency")
+LATENCY_KEYS = ("server_ms", "multistream_ms", "ttft_ms", "tpot_ms", "interactive_ttft_ms",
+                "interactive_tpot_ms")
 RUN_PROFILE_KEYS = ("min_duration_ms", "min_query_count", "server_target_qps",
                     "start_time_buffer_s", "end_time_buffer_min_s",
                     "background_min_duration_ms", "sample_count")
@@ -41,6 +47,10 @@ class BenchmarkInfo:
     metric: str
     reference: float
     fractions: tuple[float, ...]
+    others: dict[str, float] = field(default_factory=dict)  # further accuracy targets
+    rounds: tuple[str, ...] = ()  # MLPerf rounds that have it (informational)
+    memory_gib: float | None = None  # GPU memory one instance needs; None: fits any profile
+    latency: dict[str, float] = field(default_factory=dict)  # server_ms, ttft_ms, tpot_ms, ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class Catalog:
     aliases: dict[str, tuple[str, ...]]
     # data/gpus/<model>.yaml stem -> MIG profile names found in it (empty: not known).
     gpu_models: dict[str, frozenset[str]] = field(default_factory=dict)
+    round: str = DEFAULT_ROUND
 
     def benchmarks_for(self, suite_class: str) -> tuple[str, ...]:
         return tuple(n for n, b in self.benchmarks.items() if suite_class in b.scenarios)
@@ -140,8 +151,9 @@ class Suite:
             background = resolve_background(self.background.spec, bench.name, slots, self.catalog)
             requested = resolve_background(self.background.spec, bench.name, 1 << 20,
                                            self.catalog)
+            profiles, skip = _profiles_for(info, gpu)
             for scenario in bench.scenarios:
-                for mig_profile in gpu.profiles:
+                for mig_profile in profiles:
                     for mode in self.modes:
                         cases.append(Case(
                             suite=self.name, benchmark=bench.name, scenario=scenario,
@@ -151,8 +163,34 @@ class Suite:
                             accuracy_metric=info.metric, accuracy_reference=info.reference,
                             harness_options=dict(self.harness),
                             background_lifetime=self.background.lifetime,
-                            background_requested=requested))
+                            background_requested=requested, skip_reason=skip))
         return cases
+
+
+def _profiles_for(info: BenchmarkInfo, gpu: GpuEntry) -> tuple[tuple[str, ...], str | None]:
+    """The listed profiles a benchmark runs on, and a skip reason when none has the memory.
+
+    Without a memory need (or a profile table for the GPU model) every listed profile is
+    used; with one, the planner picks the smallest listed profile with enough memory.
+    """
+    if info.memory_gib is None:
+        return gpu.profiles, None
+    from pytest_mig.errors import GpuError
+    from pytest_mig.gpu.planner import smallest_fitting
+    from pytest_mig.gpu.profiles import get_model
+
+    try:
+        model = get_model(gpu.model)
+    except GpuError:
+        return gpu.profiles, None
+    chosen = smallest_fitting(model, gpu.profiles, info.memory_gib)
+    if chosen is not None:
+        return (chosen,), None
+    largest = max(gpu.profiles, key=lambda p: model.profile(p).memory_mb)
+    have = model.profile(largest).memory_mb / 1024
+    return (largest,), (f"{info.name} needs {info.memory_gib:g} GiB of GPU memory "
+                        f"(data/benchmarks-*.yaml memory_gib); the largest profile listed for "
+                        f"{gpu.model}, {largest}, has {have:.2f} GiB")
 
 
 def resolve_background(spec: str | Sequence[str], main: str, free_slots: int,
@@ -162,6 +200,10 @@ def resolve_background(spec: str | Sequence[str], main: str, free_slots: int,
     Alias or list -> sorted distinct names; when they do not fit in free_slots the main
     benchmark is dropped from them; then they are cut to free_slots.
     """
+    if catalog is None and not isinstance(spec, str):
+        # A case's already-resolved list, re-cut to a GPU's free instances: any round's names.
+        catalog = next((c for c in map(_round_catalog, known_rounds())
+                        if all(n in c.benchmarks for n in spec)), None) or load_catalog()
     catalog = catalog or load_catalog()
     if isinstance(spec, str):
         if spec not in catalog.aliases:
@@ -205,13 +247,37 @@ def find_suites(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = None) -> Catalog:
+def catalog_path(round_name: str = DEFAULT_ROUND) -> Path:
+    """The catalogue file of an MLPerf round: benchmarks.yaml (v1.1) or benchmarks-<round>.yaml."""
+    if round_name == DEFAULT_ROUND:
+        return data_path("benchmarks.yaml")
+    return data_path(f"benchmarks-{round_name}.yaml")
+
+
+def known_rounds() -> tuple[str, ...]:
+    """Rounds with a catalogue file in the packaged data or the override folder."""
+    from pytest_mig.datadir import override_dir, packaged_dir
+
+    found = {DEFAULT_ROUND}
+    for folder in (packaged_dir(), override_dir()):
+        if folder is not None and folder.is_dir():
+            found |= {f.stem[len("benchmarks-"):] for f in folder.glob("benchmarks-*.yaml")}
+    return tuple(sorted(found))
+
+
+def _round_catalog(round_name: str) -> Catalog:
+    return load_catalog(round_name=round_name)
+
+
+def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = None,
+                 round_name: str | None = None) -> Catalog:
     """Load and validate the benchmark catalogue; GPU model keys come from data/gpus.
 
+    `round_name` picks a round's catalogue when no path is given (default: v1.1).
     Cached per (file, modification time): a run with many suites or cases parses it once.
     """
     if path is None:
-        path, default_gpus = data_path("benchmarks.yaml"), data_path("gpus")
+        path, default_gpus = catalog_path(round_name or DEFAULT_ROUND), data_path("gpus")
     else:  # a catalogue of one's own: its gpus/ folder beside it when it has one
         path = Path(path)
         default_gpus = path.parent / "gpus" if (path.parent / "gpus").is_dir() else data_path("gpus")
@@ -226,8 +292,9 @@ def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = N
 @functools.lru_cache(maxsize=8)
 def _load_catalog(path: Path, gpus: Path, stamp: tuple[int, int]) -> Catalog:
     root = load_yaml(path)
-    top = root.mapping(("source", "suite_classes", "scenarios", "benchmarks", "aliases"),
+    top = root.mapping(("round", "source", "suite_classes", "scenarios", "benchmarks", "aliases"),
                        required=("source", "suite_classes", "scenarios", "benchmarks", "aliases"))
+    round_name = top["round"].text() if "round" in top else DEFAULT_ROUND
     classes = _names(top["suite_classes"], "suite class")
     scenarios = _names(top["scenarios"], "scenario")
     benchmarks: dict[str, BenchmarkInfo] = {}
@@ -241,15 +308,15 @@ def _load_catalog(path: Path, gpus: Path, stamp: tuple[int, int]) -> Catalog:
         aliases[alias] = (node.unique_names(list(benchmarks), "benchmark") if items else ())
     return Catalog(path=path, source=top["source"].text(), suite_classes=classes,
                    scenarios=scenarios, benchmarks=benchmarks, aliases=aliases,
-                   gpu_models=_gpu_models(gpus))
+                   gpu_models=_gpu_models(gpus), round=round_name)
 
 
 def load_suite(path: Path | str, catalog: Catalog | None = None) -> Suite:
-    """Load and validate one suite YAML file."""
-    catalog = catalog or load_catalog()
+    """Load and validate one suite YAML file (its `round:` picks the catalogue, default v1.1)."""
     path = Path(path)
     top = load_yaml(path).mapping(SUITE_KEYS, required=("suite", "benchmarks", "gpus",
                                                         "run_profiles"))
+    catalog = _suite_catalog(top, catalog)
     name = top["suite"].text()
     if not NAME_RE.match(name):
         raise top["suite"].fail(f"suite name '{name}' has characters other than letters, "
@@ -273,6 +340,21 @@ def load_suite(path: Path | str, catalog: Catalog | None = None) -> Suite:
                  catalog=catalog)
 
 
+def _suite_catalog(top: dict[str, YNode], catalog: Catalog | None) -> Catalog:
+    """The catalogue of the suite's round; a given catalogue must be of that round."""
+    if "round" not in top:
+        return catalog or load_catalog()
+    rounds = known_rounds()
+    wanted = top["round"].choice(rounds, "MLPerf round")
+    if catalog is None:
+        return load_catalog(round_name=wanted)
+    if catalog.round != wanted:
+        raise top["round"].fail(f"the suite is of round {wanted} but the catalogue {catalog.path} "
+                                f"is of round {catalog.round}",
+                                fix=f"use the catalogue of round {wanted} or change 'round:'")
+    return catalog
+
+
 def _names(node: YNode, what: str) -> tuple[str, ...]:
     """A non-empty list of distinct non-empty strings."""
     names: list[str] = []
@@ -285,18 +367,26 @@ def _names(node: YNode, what: str) -> tuple[str, ...]:
 
 def _catalog_benchmark(name: str, node: YNode, classes: tuple[str, ...],
                        scenarios: tuple[str, ...]) -> BenchmarkInfo:
-    fields = node.mapping(("scenarios", "accuracy"), required=("scenarios", "accuracy"))
+    fields = node.mapping(CATALOG_BENCHMARK_KEYS, required=("scenarios", "accuracy"))
     per_class = {}
     for cls, sc_node in fields["scenarios"].mapping(classes).items():
         per_class[cls] = sc_node.unique_names(scenarios, "scenario")
     if not per_class:
         raise fields["scenarios"].fail("no suite class lists scenarios for this benchmark")
-    acc = fields["accuracy"].mapping(("metric", "reference", "fractions"),
+    acc = fields["accuracy"].mapping(("metric", "reference", "fractions", "others"),
                                      required=("metric", "reference", "fractions"))
     fractions = tuple(f.number(positive=True, maximum=1.0)
                       for f in acc["fractions"].items(non_empty=True))
+    others = ({k: v.number(positive=True) for k, v in acc["others"].mapping().items()}
+              if "others" in acc else {})
+    rounds = tuple(r.text() for r in fields["rounds"].items(non_empty=True)) \
+        if "rounds" in fields else ()
+    memory = fields["memory_gib"].number(positive=True) if "memory_gib" in fields else None
+    latency = ({k: v.number(positive=True) for k, v in fields["latency"].mapping(LATENCY_KEYS).items()}
+               if "latency" in fields else {})
     return BenchmarkInfo(name=name, scenarios=per_class, metric=acc["metric"].text(),
-                         reference=acc["reference"].number(positive=True), fractions=fractions)
+                         reference=acc["reference"].number(positive=True), fractions=fractions,
+                         others=others, rounds=rounds, memory_gib=memory, latency=latency)
 
 
 def _gpu_models(gpus_dir: Path) -> dict[str, frozenset[str]]:

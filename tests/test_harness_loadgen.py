@@ -17,13 +17,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("mlperf_loadgen")
 
-BENCHMARKS = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet")
+BENCHMARKS = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet", "retinanet")
 READY = "[pytest-mig loadgen] Starting running actual test."
 REPO = Path(__file__).resolve().parents[1]
 ACCURACY_LINES = {
     "resnet50": r"accuracy=\d+\.\d{3}%, good=\d+, total=64",
     "ssd-resnet34": r"mAP=\d+\.\d{3}%",
     "ssd-mobilenet": r"mAP=\d+\.\d{3}%",
+    "retinanet": r"mAP=\d+\.\d{3}%",
     "bert": r'\{"exact_match": [\d.]+, "f1": [\d.]+\}',
     "rnnt": r"Word Error Rate: [\d.e-]+%, accuracy=[\d.]+%",
     "dlrm": r"AUC=\d+\.\d{3}%, accuracy=\d+\.\d{3}%, good=\d+, total=2048, queries=64",

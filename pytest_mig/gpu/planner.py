@@ -115,3 +115,22 @@ def plan_case(model: GpuModel, main_profile: str, background_count: int) -> dict
         extra = k
         break
     return {main_profile: 1 + extra}
+
+
+def memory_gib(model: GpuModel, profile: str) -> float:
+    """GPU memory of one instance of `profile`, in GiB (as NVML reports it)."""
+    return model.profile(profile).memory_mb / 1024
+
+
+def fits_memory(model: GpuModel, profile: str, need_gib: float) -> bool:
+    """Whether one instance of `profile` has at least `need_gib` GiB of GPU memory."""
+    return memory_gib(model, profile) >= need_gib
+
+
+def smallest_fitting(model: GpuModel, profiles: Sequence[str], need_gib: float) -> str | None:
+    """Of `profiles`, the one with the least memory (then compute) holding `need_gib`; None if none."""
+    _validate(model, {p: 1 for p in profiles})
+    fitting = [model.profile(p) for p in profiles if fits_memory(model, p, need_gib)]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda p: (p.memory_mb, p.slice_count, p.name)).name

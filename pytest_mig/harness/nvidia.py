@@ -25,10 +25,21 @@ ACTIONS = ("run_harness", "run_audit_test01", "run_audit_test04", "run_audit_tes
 AUDIT_TESTS = {"run_audit_test01": "TEST01", "run_audit_test04": "TEST04",
                "run_audit_test05": "TEST05"}
 # Our benchmark name -> NVIDIA's --benchmarks value (the 99.9% variants come from config_ver).
-BENCHMARKS = {name: name for name in ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt",
-                                      "dlrm", "3d-unet")}
+V1_BENCHMARKS = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet")
+# v5.x (closed/NVIDIA of v5.0/v5.1): the names `make run_harness RUN_ARGS=--benchmarks=...` takes.
+# The LLMs of v5.1 also take --core_type=trtllm_endpoint after `make run_llm_server` (pass it
+# with --mlperf-extra-run-args). llama3.1-8b-edge is NVIDIA's llama3.1-8b on the edge dataset.
+V5_BENCHMARKS = {"retinanet": "retinanet", "dlrm-v2": "dlrm-v2", "gptj": "gptj",
+                 "llama2-70b": "llama2-70b", "llama3.1-8b": "llama3.1-8b",
+                 "llama3.1-8b-edge": "llama3.1-8b", "llama3.1-405b": "llama3.1-405b",
+                 "mixtral-8x7b": "mixtral-8x7b", "stable-diffusion-xl": "stable-diffusion-xl",
+                 "whisper": "whisper", "deepseek-r1": "deepseek-r1"}
+BENCHMARKS = {**{name: name for name in V1_BENCHMARKS}, **V5_BENCHMARKS}
 # v1.1 hetero defaults: dlrm and 3d-unet run their high-accuracy (99.9%) configs.
 HIGH_ACCURACY_DEFAULT = frozenset({"dlrm", "3d-unet"})
+# v5.x config_ver: "default" for the 99% target, "high_accuracy" for -99.9 (NVIDIA has no
+# hetero configs in v5.x; a v5 suite names its own, e.g. `config_ver: default`).
+V5_DEFAULT, V5_HIGH_ACCURACY = "default", "high_accuracy"
 # Variables NVIDIA's Makefile reads from the environment; child_env's allow-list drops them.
 MAKEFILE_ENV = ("MLPERF_SCRATCH_PATH", "MLPERF_CPU_SCRATCH_PATH", "SYSTEM_NAME", "MIG_CONF",
                 "DATA_DIR", "PREPROCESSED_DATA_DIR", "MODEL_DIR", "HOST_HOSTNAME",
@@ -115,11 +126,14 @@ def nvidia_benchmark(benchmark: str) -> str:
 
 
 def config_ver(work: WorkSpec, options: Mapping[str, str]) -> str:
-    """`config_ver.<benchmark>`, then `config_ver`, then NVIDIA's v1.1 hetero default."""
+    """`config_ver.<benchmark>`, then `config_ver`, then NVIDIA's default for the benchmark's
+    round: v1.1 hetero (high accuracy for dlrm/3d-unet), v5.x default/high_accuracy (-99.9)."""
     bench = nvidia_benchmark(work.benchmark)
     for key in (f"config_ver.{bench}", f"config_ver.{work.benchmark}", "config_ver"):
         if options.get(key):
             return str(options[key]).strip()
+    if normalize_benchmark(work.benchmark) in V5_BENCHMARKS:
+        return V5_HIGH_ACCURACY if work.benchmark.endswith("-99.9") else V5_DEFAULT
     return "hetero_high_accuracy" if bench in HIGH_ACCURACY_DEFAULT else "hetero"
 
 
