@@ -71,11 +71,20 @@ def test_format_writes_the_script_line_exactly(path: Path, benchmark: str, want:
 def test_metric_table_and_suffixes():
     assert ACCURACY_METRICS == {"resnet50": "accuracy", "ssd-resnet34": "mAP", "ssd-mobilenet": "mAP",
                                 "retinanet": "mAP", "bert": "f1", "rnnt": "accuracy", "dlrm": "AUC",
-                                "3d-unet": "mean"}
+                                "3d-unet": "mean", "llama3.1-8b": "rouge1"}
     assert [normalize_benchmark(b) for b in ("bert-99", "BERT-99.9", "dlrm-99.9", "3d-unet-99", " rnnt ")] == \
         ["bert", "bert", "dlrm", "3d-unet", "rnnt"]
     assert ACCURACY_FIELDS["dlrm"] == ("accuracy", "good", "total", "queries")
     assert ACCURACY_FIELDS["ssd-mobilenet"] == ()
+
+
+def test_llm_result_dict_of_mlcommons_evaluation_round_trips():
+    line = ("{'rouge1': 38.7792, 'rouge2': 15.9075, 'rougeL': 24.4957, 'rougeLsum': 35.793, "
+            "'gen_len': 8167644, 'gen_num': 13368}")
+    result = parse_accuracy(line + "\nhash=abc\n", "llama3.1-8b-99")
+    assert (result.metric, result.value) == ("rouge1", 38.7792)
+    assert result.fields["rougeL"] == 24.4957 and result.fields["gen_num"] == 13368
+    assert parse_accuracy(format_accuracy("llama3.1-8b", 99.5, {"rouge2": 98.0}), "llama3.1-8b").value == 99.5
 
 
 def test_ssd_mobilenet_reads_the_coco_line():

@@ -42,7 +42,7 @@ def unusable_metric(value: float | None) -> str:
 def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult:
     """Read LoadGen's summary (and accuracy output in accuracy mode) from `result_dir`."""
     from pytest_mig.results.accuracy import parse_accuracy
-    from pytest_mig.results.summary import parse_summary
+    from pytest_mig.results.summary import parse_summary, token_throughput
 
     res = BenchmarkResult(benchmark=work.benchmark, scenario=work.scenario, mode=work.mode,
                           result_dir=result_dir)
@@ -71,8 +71,8 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
             res.valid = s.valid
             res.result_text = s.result
             res.invalid_reasons = list(s.invalid_reasons)
-            res.metric_name = s.headline_name
-            res.metric_value = s.headline_value
+            # LLM runs are scored by tokens per second (MLPerf's metric for them).
+            res.metric_name, res.metric_value = token_throughput(s) or (s.headline_name, s.headline_value)
             res.latencies_ns = dict(s.latencies_ns)
             bad = unusable_metric(s.headline_value)
             if bad:  # a NaN, infinite, zero or negative headline is no measurement

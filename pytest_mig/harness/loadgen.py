@@ -22,7 +22,8 @@ import traceback  # noqa: E402
 from pathlib import Path
 from typing import Sequence
 
-BENCHMARK_NAMES = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet")
+BENCHMARK_NAMES = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet",
+                   "retinanet", "llama3.1-8b")
 SUFFIXES = ("", "-99", "-99.9")
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy")
@@ -150,7 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
             start_from_device=args.start_from_device, compile=args.compile,
             compile_cache=args.compile_cache, started=STARTED)
-        if stop is not None:
+        from . import llm
+
+        if sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks():
+            if stop is not None:
+                print(f"error: --until-stopped runs the vision and language-understanding models; "
+                      f"{args.benchmark} runs single tests only (drop --until-stopped)",
+                      file=sys.stderr, flush=True)
+                return 2
+            llm.run(config)
+        elif stop is not None:
             sut.run_until_stopped(config, stop)
         else:
             sut.run(config)

@@ -20,8 +20,11 @@ from .models.rnnt import transcript
 
 ACCURACY_LOG = "mlperf_log_accuracy.json"
 METRICS = {"resnet50": "accuracy", "ssd-resnet34": "mAP", "ssd-mobilenet": "mAP", "bert": "F1",
-           "rnnt": "accuracy", "dlrm": "AUC", "3d-unet": "mean"}
+           "rnnt": "accuracy", "dlrm": "AUC", "3d-unet": "mean", "retinanet": "mAP",
+           "llama3.1-8b": "rouge1"}
 REFERENCE_VALUE = 100.0  # the FP32 reference scored against itself
+LLM_FIELDS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "gen_len", "gen_num",
+              "gen_tok_len", "tokens_per_sample")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,43 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
+def _ngrams(tokens: Sequence, n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def rouge_n(predicted: Sequence, reference: Sequence, n: int) -> float:
+    """ROUGE-N F1 of two token sequences (clipped n-gram overlap)."""
+    pred, ref = _ngrams(predicted, n), _ngrams(reference, n)
+    overlap = sum((pred & ref).values())
+    if not pred or not ref:
+        return 1.0 if not pred and not ref else 0.0
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def lcs_length(a: Sequence, b: Sequence) -> int:
+    previous = [0] * (len(b) + 1)
+    for item in a:
+        current = [0]
+        for j, other in enumerate(b, 1):
+            current.append(previous[j - 1] + 1 if item == other else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(predicted: Sequence, reference: Sequence) -> float:
+    """ROUGE-L F1: longest common subsequence over both lengths."""
+    if not predicted or not reference:
+        return 1.0 if not predicted and not reference else 0.0
+    lcs = lcs_length(predicted, reference)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(predicted), lcs / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
 def dice(predicted: np.ndarray, reference: np.ndarray) -> float:
     """Dice coefficient of two boolean masks; 1 when both are empty."""
     predicted, reference = np.asarray(predicted, dtype=bool), np.asarray(reference, dtype=bool)
@@ -211,8 +251,27 @@ def _score_unet(run: Outputs, ref: Outputs, _: Callable) -> tuple[float, dict]:
     return 100.0 * fields["mean"], fields
 
 
+def _score_llm(run: Outputs, ref: Outputs, _: Callable) -> tuple[float, dict]:
+    """ROUGE on generated token ids against the FP32 reference's (MLPerf scores words; the
+    built-in model has no tokenizer), exact match, and generation lengths."""
+    keys = sorted(ref)
+    pairs = [(run[i].tolist(), ref[i].tolist()) for i in keys]
+    mean = lambda values: 100.0 * float(np.mean(values))  # noqa: E731
+    rouge_lsum = mean([rouge_l(p, r) for p, r in pairs])
+    tokens = int(sum(len(p) for p, _ in pairs))
+    fields = {"rouge1": mean([rouge_n(p, r, 1) for p, r in pairs]),
+              "rouge2": mean([rouge_n(p, r, 2) for p, r in pairs]),
+              "rougeL": rouge_lsum, "rougeLsum": rouge_lsum,  # one "sentence" per answer
+              "exact_match": mean([p == r for p, r in pairs]),
+              "gen_len": tokens, "gen_num": len(pairs), "gen_tok_len": tokens,
+              "tokens_per_sample": round(tokens / len(pairs), 2)}
+    return fields["rouge1"], fields
+
+
 SCORERS = {"resnet50": _score_resnet, "ssd-resnet34": _score_ssd, "ssd-mobilenet": _score_ssd,
-           "bert": _score_bert, "rnnt": _score_rnnt, "dlrm": _score_dlrm, "3d-unet": _score_unet}
+           "retinanet": _score_ssd,
+           "bert": _score_bert, "rnnt": _score_rnnt, "dlrm": _score_dlrm, "3d-unet": _score_unet,
+           "llama3.1-8b": _score_llm}
 
 
 def score(benchmark: str, run: Outputs, reference: Outputs, sample: Callable[[int], Any]) -> AccuracyResult:
@@ -230,12 +289,14 @@ def format_accuracy_line(benchmark: str, fields: Mapping[str, Any]) -> str:
     name = canonical_benchmark(benchmark)
     if name == "resnet50":
         return f"accuracy={fields['accuracy']:.3f}%, good={fields['good']}, total={fields['total']}"
-    if name in ("ssd-resnet34", "ssd-mobilenet"):
+    if name in ("ssd-resnet34", "ssd-mobilenet", "retinanet"):
         return f"mAP={fields['mAP']:.3f}%"
     if name == "bert":
         return json.dumps({"exact_match": fields["exact_match"], "f1": fields["f1"]})
     if name == "rnnt":
         return f"Word Error Rate: {fields['wer']}%, accuracy={fields['accuracy']}%"
+    if name == "llama3.1-8b":  # MLCommons' evaluation.py prints the result dict
+        return repr({k: fields[k] for k in LLM_FIELDS})
     if name == "dlrm":
         return (f"AUC={fields['AUC']:.3f}%, accuracy={fields['accuracy']:.3f}%, good={fields['good']}, "
                 f"total={fields['total']}, queries={fields['queries']}")

@@ -58,6 +58,7 @@ SERVER_LATENCY_MS = {"tiny": 100.0, "small": 400.0, "full": 1000.0}
 SERVER_LATENCY_FACTOR = 50.0
 BATCH_SIZES = {"tiny": 32, "small": 16, "full": 8}
 SERVER_MAX_BATCH = 8
+GPU_BATCH_DEFAULT = 16  # Offline batch on CUDA for models accel.GPU_BATCH_SIZES does not list
 SAMPLE_MEMORY_BYTES = 1 << 30  # performance sample set budget
 CALIBRATION_BUDGET_S = 0.25
 STOP_GRACE_S = 1.0
@@ -132,7 +133,7 @@ def batch_size_for(cfg: RunConfig, device: torch.device | None = None) -> int:
     if cfg.batch_size:
         return cfg.batch_size
     if device is not None and device.type == "cuda" and cfg.scenario == "Offline":
-        return accel.GPU_BATCH_SIZES[canonical_benchmark(cfg.benchmark)]
+        return accel.GPU_BATCH_SIZES.get(canonical_benchmark(cfg.benchmark), GPU_BATCH_DEFAULT)
     return {"Offline": BATCH_SIZES[cfg.size], "Server": min(SERVER_MAX_BATCH, BATCH_SIZES[cfg.size]),
             "SingleStream": 1, "MultiStream": MULTISTREAM_SAMPLES}[cfg.scenario]
 

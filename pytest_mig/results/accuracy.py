@@ -5,6 +5,7 @@ One `_Format` per benchmark holds the line's regex and its renderer side by side
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -84,6 +85,22 @@ _MAP = _Format(
     re.compile(rf"^mAP=(?P<mAP>{NUM})%$"), _read_percent("mAP"),
     lambda v, f: f"mAP={v:.3f}%")
 
+def _read_rouge(match: re.Match[str]) -> tuple[float, dict[str, float]]:
+    data = ast.literal_eval(match.group(0))
+    numbers = {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))}
+    return numbers["rouge1"], numbers
+
+
+def _render_rouge(value: float, f: Mapping[str, float]) -> str:
+    return repr({"rouge1": float(value), **{k: v for k, v in f.items() if k != "rouge1"}})
+
+
+# MLCommons' LLM evaluation.py prints its result dict (rouge1/2/L/Lsum, gen_len, ...).
+_ROUGE = _Format(
+    "rouge1", "evaluation.py",
+    "{'rouge1': 38.7792, 'rouge2': 15.9075, 'rougeL': 24.4957, 'rougeLsum': 35.793, 'gen_len': 8167644}",
+    re.compile(rf"^\{{'rouge1': {NUM}(?:, '[A-Za-z_0-9]+': {NUM})*\}}$"), _read_rouge, _render_rouge)
+
 FORMATS: dict[str, _Format] = {
     "resnet50": _Format(
         "accuracy", "accuracy-imagenet.py", "accuracy=76.042%, good=38021, total=50000",
@@ -94,6 +111,7 @@ FORMATS: dict[str, _Format] = {
     "ssd-resnet34": _MAP,
     "ssd-mobilenet": _MAP,
     "retinanet": _MAP,
+    "llama3.1-8b": _ROUGE,
     "bert": _Format(
         "f1", "accuracy-squad.py", '{"exact_match": 83.09366130558183, "f1": 90.37586600946241}',
         re.compile(rf'^\{{"exact_match": {NUM}, "f1": {NUM}\}}$'), _read_bert,

@@ -21,6 +21,15 @@ COUNT_LINE = re.compile(r"^(?P<count>No|\d+)\s+(?P<kind>warning|error)s?\s+encou
 ESTIMATE = re.compile(r"^Early stopping (?P<pct>\S+ percentile) estimate:\s*(?P<value>\S+)$")
 LATENCY = re.compile(r"^(?:(?P<word>Min|Max|Mean)|(?P<pct>[\d.]+) percentile) latency \(ns\)$")
 RESULT_LINE = re.compile(r"^\s*Result is\s*:")
+# Token-latency runs (LLMs, LoadGen 4.x+): first-token and time-per-output-token statistics.
+TOKEN_LATENCY = re.compile(
+    r"^(?:(?P<word>Min|Max|Mean) (?P<kind>First Token latency|Time per Output Token)"
+    r"|(?P<pct>[\d.]+) percentile (?P<kind2>first token latency|time to output token)) \(ns\)$")
+TOKEN_KINDS = {"first token latency": "ttft", "time per output token": "tpot",
+               "time to output token": "tpot"}
+# Early-stopping blocks of the result section; token runs add one for TTFT and one for TPOT.
+VERDICT_BLOCKS = {"Early Stopping Result:": "", "TTFT Early Stopping Result:": "TTFT ",
+                  "TPOT Early Stopping Result:": "TPOT "}
 SATISFIED_SUFFIX = " satisfied"
 
 
@@ -41,7 +50,9 @@ class Summary:
     early_stopping: list[str] = field(default_factory=list)
     early_stopping_estimates: dict[str, float] = field(default_factory=dict)
     additional: dict[str, float] = field(default_factory=dict)
-    latencies_ns: dict[str, float] = field(default_factory=dict)
+    latencies_ns: dict[str, float] = field(default_factory=dict)  # ttft_* / tpot_* for token runs
+    # Lines of the result block after the headline, e.g. {"Tokens per second": 1963.67}.
+    result_lines: dict[str, float] = field(default_factory=dict)
     test_parameters: dict[str, str] = field(default_factory=dict)
     warnings: int = 0
     errors: int = 0
@@ -54,6 +65,14 @@ class Summary:
 def headline(summary: Summary) -> tuple[str, float]:
     """The scenario's headline metric as LoadGen names it, e.g. ("Samples per second", 133.743)."""
     return summary.headline_name, summary.headline_value
+
+
+def token_throughput(summary: Summary) -> tuple[str, float] | None:
+    """An LLM run's scored metric, e.g. ("Tokens per second", 1963.67); None for other runs."""
+    for name, value in summary.result_lines.items():
+        if "tokens per second" in name.lower():
+            return name, value
+    return None
 
 
 def load_text(source: str | Path) -> tuple[str, str]:
@@ -90,6 +109,18 @@ def latency_key(label: str) -> str | None:
     return "p" + format(float(match.group("pct")), "g")
 
 
+def token_latency_key(label: str) -> str | None:
+    """'Min First Token latency (ns)' -> 'ttft_min', '99.00 percentile time to output token
+    (ns)' -> 'tpot_p99'; None if not a token latency."""
+    match = TOKEN_LATENCY.match(label)
+    if not match:
+        return None
+    kind = TOKEN_KINDS[(match.group("kind") or match.group("kind2")).lower()]
+    if match.group("word"):
+        return f"{kind}_{match.group('word').lower()}"
+    return f"{kind}_p" + format(float(match.group("pct")), "g")
+
+
 class _Parser:
     """One pass over the lines; each `_section` method consumes its part of the file."""
 
@@ -115,7 +146,9 @@ class _Parser:
             raise self.fail("no 'Result is' line (file truncated?)")
         self.pos = next(i for i, line in enumerate(self.lines) if line.strip() == HEADER) + 1
         head = self._header()
+        more = head.pop("result_lines")
         summary = Summary(source=self.name, **head)
+        summary.result_lines.update(more)
         self._verdict(summary)
         self._additional(summary)
         self._test_parameters(summary)
@@ -127,6 +160,7 @@ class _Parser:
     def _header(self) -> dict:
         fields: dict[str, str] = {}
         headline_pair: tuple[str, str] | None = None
+        more: dict[str, float] = {}
         while self.pos < len(self.lines):
             line = self.lines[self.pos].strip()
             self.pos += 1
@@ -143,6 +177,8 @@ class _Parser:
                 fields[key] = value
             elif headline_pair is None:
                 headline_pair = (key, value)
+            else:  # token runs: "Tokens per second", "...first token percentile latency (ns)"
+                more[key] = self._number(value, key)
         for key in ("SUT name", "Scenario", "Mode"):
             if key not in fields:
                 raise self.fail(f"no '{key} :' line in the summary block")
@@ -156,28 +192,33 @@ class _Parser:
             "sut_name": fields["SUT name"], "scenario": fields["Scenario"], "mode": fields["Mode"],
             "result": fields["result"], "headline_name": headline_pair[0],
             "headline_value": self._number(headline_pair[1], headline_pair[0]),
+            "result_lines": more,
         }
 
     def _verdict(self, summary: Summary) -> None:
         """Constraint lines, then optional 'Recommendations:' and 'Early Stopping Result:' bullets."""
         bucket: list[str] | None = None
+        prefix = ""
         while self.pos < len(self.lines):
             raw = self.lines[self.pos]
             line = raw.strip()
+            if not line and self._next_text() in VERDICT_BLOCKS:
+                self.pos += 1  # an empty TTFT block is followed by a blank line, then TPOT's
+                continue
             if not line or RULE.match(line):
                 return
             self.pos += 1
             if line == "Recommendations:":
                 bucket = summary.recommendations
                 continue
-            if line == "Early Stopping Result:":
-                bucket = summary.early_stopping
+            if line in VERDICT_BLOCKS:
+                bucket, prefix = summary.early_stopping, VERDICT_BLOCKS[line]
                 continue
             bullet = BULLET.match(raw)
             if bucket is not None and bullet:
-                bucket.append(bullet.group("text"))
+                bucket.append(prefix + bullet.group("text"))
                 if bucket is summary.early_stopping:
-                    self._estimate(summary, bullet.group("text"))
+                    self._estimate(summary, bullet.group("text"), prefix)
             elif bucket is not None and bucket:
                 # LoadGen wraps long early-stopping bullets onto indented lines without a '*'.
                 bucket[-1] = f"{bucket[-1]} {line}"
@@ -188,10 +229,15 @@ class _Parser:
                                     f"'Min duration satisfied : Yes', got {line!r}")
                 summary.constraints[match.group("key")] = match.group("value") == "Yes"
 
-    def _estimate(self, summary: Summary, text: str) -> None:
+    def _next_text(self) -> str:
+        """The next non-blank line after the current one, stripped ('' at the end)."""
+        return next((line.strip() for line in self.lines[self.pos + 1:] if line.strip()), "")
+
+    def _estimate(self, summary: Summary, text: str, prefix: str = "") -> None:
         match = ESTIMATE.match(text)
         if match:
-            summary.early_stopping_estimates[match.group("pct")] = self._number(match.group("value"), text)
+            summary.early_stopping_estimates[prefix + match.group("pct")] = self._number(
+                match.group("value"), text)
 
     def _additional(self, summary: Summary) -> None:
         for line in self._section("Additional Stats"):
@@ -199,7 +245,7 @@ class _Parser:
             if not match or not match.group("value"):
                 continue  # sub-headings such as "Per-query latency:"
             key, value = match.group("key"), self._number(match.group("value"), match.group("key"))
-            short = latency_key(key)
+            short = latency_key(key) or token_latency_key(key)
             if short is not None:
                 summary.latencies_ns[short] = value
             else:

@@ -12,14 +12,16 @@ from ..datasets import SampleLoader
 from .bert import BERT
 from .common import Family
 from .dlrm import DLRM_FAMILY
+from .llama import LLAMA31_8B
 from .precision import PRECISIONS, apply_precision, autocast
 from .resnet import RESNET50
+from .retinanet import RETINANET
 from .rnnt import RNNT_FAMILY
 from .ssd import SSD_MOBILENET, SSD_RESNET34
 from .unet3d import UNET3D
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    RESNET50, SSD_RESNET34, SSD_MOBILENET, BERT, RNNT_FAMILY, DLRM_FAMILY, UNET3D)}
+    RESNET50, SSD_RESNET34, SSD_MOBILENET, BERT, RNNT_FAMILY, DLRM_FAMILY, UNET3D, RETINANET, LLAMA31_8B)}
 BENCHMARKS = tuple(FAMILIES)
 SIZES = ("tiny", "small", "full")
 ACCURACY_SUFFIXES = ("-99.9", "-99")  # MLPerf's accuracy-target variants share one model
