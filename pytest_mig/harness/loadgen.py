@@ -154,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import llm
 
         if sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks():
+            if args.precision not in llm.COMPUTE_DTYPES:
+                print(f"error: {args.benchmark} computes in {', '.join(llm.COMPUTE_DTYPES)} (its weights "
+                      f"are fp8 already), not --precision {args.precision}", file=sys.stderr, flush=True)
+                return 2
             if stop is not None:
                 print(f"error: --until-stopped runs the vision and language-understanding models; "
                       f"{args.benchmark} runs single tests only (drop --until-stopped)",

@@ -174,7 +174,7 @@ class Llama(nn.Module):
         self.norm = RMSNorm(cfg.hidden, cfg.eps)
         self.head = FP8Linear(cfg.hidden, cfg.vocab)
         # Drawn from the RNG the registry seeded; `fit` fills the weights from it on their device.
-        self.weight_seed = int(torch.randint(0, 2 ** 62, (1,)))
+        self.weight_seed = int(torch.randint(0, 2 ** 62, (1,), device="cpu"))
 
     def new_cache(self, batch: int, length: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
         cfg, device = self.cfg, self.head.weight.device

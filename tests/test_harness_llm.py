@@ -1,0 +1,108 @@
+"""The built-in llama3.1-8b: its shape, greedy generation, and LoadGen's token-latency mode end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pytest_mig.harness.llm import generate
+from pytest_mig.harness.models import build
+from pytest_mig.harness.models.llama import CONFIGS, FP8, Llama
+from pytest_mig.harness.scoring import rouge_l, rouge_n
+from pytest_mig.results.accuracy import parse_accuracy
+from pytest_mig.results.summary import parse_summary, token_throughput
+
+REPO = Path(__file__).resolve().parents[1]
+READY = "[pytest-mig loadgen] Starting running actual test."
+
+
+def test_full_size_has_llama31_8b_shape_and_fits_16_gib_of_fp8_weights():
+    with torch.device("meta"):
+        model = Llama(CONFIGS["full"])
+    weights = sum(b.numel() for b in model.buffers() if b.dtype == FP8)
+    assert 8.0e9 < weights < 8.1e9  # Llama-3.1-8B: 8.03 G parameters
+    assert weights / 2 ** 30 < 7.5  # one byte each: the docstring's 7.48 GiB
+    cfg = CONFIGS["full"]
+    assert (cfg.layers, cfg.hidden, cfg.heads, cfg.kv_heads, cfg.intermediate, cfg.vocab) == \
+        (32, 4096, 32, 8, 14336, 128256)
+    assert CONFIGS["tiny"].layers < cfg.layers and CONFIGS["tiny"].heads // CONFIGS["tiny"].kv_heads == 4
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build("llama3.1-8b", "tiny", seed=0)
+
+
+def test_seeded_weights_and_batch_independent_answers_of_their_own_length(tiny):
+    again = build("llama3.1-8b", "tiny", seed=0)
+    assert torch.equal(tiny.model.head.weight.float(), again.model.head.weight.float())
+    other = build("llama3.1-8b", "tiny", seed=1)
+    assert not torch.equal(tiny.model.head.weight.float(), other.model.head.weight.float())
+    samples = [tiny.make_inputs.sample(i) for i in range(6)]
+    prompts, new = [s["tokens"] for s in samples], [int(s["max_new"]) for s in samples]
+    batch = generate(tiny.model, prompts, new, torch.float32)
+    assert [len(a) for a in batch] == new
+    for prompt, n, answer in zip(prompts, new, batch):
+        assert np.array_equal(generate(tiny.model, [prompt], [n], torch.float32)[0], answer)
+    assert len({tuple(a) for a in batch}) == len(batch)  # different prompts, different answers
+
+
+def test_rouge_on_token_ids():
+    assert rouge_n([1, 2, 3, 4], [1, 2, 3, 4], 1) == 1.0
+    assert rouge_n([1, 2, 3, 4], [1, 2, 9, 9], 1) == pytest.approx(0.5)
+    assert rouge_n([1, 2, 3], [3, 2, 1], 2) == 0.0
+    assert rouge_l([1, 9, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.75)
+
+
+def harness(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", "llama3.1-8b",
+            "--log-dir", str(log_dir), *args]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_offline_is_valid_and_scored_in_tokens_per_second(tmp_path):
+    run = harness(tmp_path, "--scenario", "Offline", "--mode", "performance", "--min-duration-ms", "500",
+                  "--precision", "fp16")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert READY in run.stdout.splitlines()
+    summary = parse_summary(tmp_path / "mlperf_log_summary.txt")
+    assert summary.valid, summary.invalid_reasons
+    name, value = token_throughput(summary)
+    assert name == "Tokens per second" and value > summary.headline_value  # several tokens per sample
+    assert summary.test_parameters["ttft_latency (ns)"]  # token-latency mode was on
+
+
+def test_single_stream_reports_first_token_and_per_token_latencies(tmp_path):
+    run = harness(tmp_path, "--scenario", "SingleStream", "--mode", "performance", "--min-duration-ms", "200",
+                  "--precision", "fp16")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = parse_summary(tmp_path / "mlperf_log_summary.txt")
+    assert summary.valid, summary.invalid_reasons
+    lat = summary.latencies_ns
+    assert 0 < lat["ttft_p50"] <= lat["ttft_p99"] and 0 < lat["tpot_p50"] <= lat["tpot_p99"]
+    assert lat["ttft_max"] < lat["max"]  # the first token comes before the whole answer
+    assert "TTFT 90.0th percentile" in summary.early_stopping_estimates
+
+
+@pytest.mark.parametrize("precision, at_least", [("fp16", 100.0), ("bf16", 99.0)])
+def test_accuracy_compares_generated_tokens_with_the_fp32_reference(tmp_path, precision, at_least):
+    run = harness(tmp_path, "--scenario", "Offline", "--mode", "accuracy", "--min-duration-ms", "0",
+                  "--sample-count", "64", "--precision", precision)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = parse_accuracy(tmp_path / "accuracy.txt", "llama3.1-8b")
+    assert result.metric == "rouge1" and result.value >= at_least
+    assert result.fields["gen_num"] == 64
+    logged = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    assert sum(len(bytes.fromhex(e["data"])) // 4 for e in logged) == result.fields["gen_len"]
+
+
+def test_integer_precisions_are_refused_with_one_line(tmp_path):
+    run = harness(tmp_path, "--scenario", "Offline", "--mode", "performance", "--min-duration-ms", "0",
+                  "--precision", "int8")
+    assert run.returncode == 2
+    assert "weights are fp8 already" in run.stderr and "Traceback" not in run.stderr
