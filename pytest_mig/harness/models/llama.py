@@ -195,7 +195,9 @@ class Llama(nn.Module):
         allowed = (slots[None, :] <= query_slots[:, None])[None] & valid[:, None, :end]
         allowed |= (slots[None, :] == query_slots[:, None])[None]  # a pad query attends itself
         mask = allowed[:, None]  # [B, 1, T, S]
-        x = (self.embed.weight[tokens].to(dtype) * self.embed.scale[tokens].to(dtype)[..., None])
+        # Rows gathered as bytes: indexing kernels do not all take float8 tensors.
+        rows = self.embed.weight.view(torch.uint8)[tokens].view(FP8)
+        x = rows.to(dtype) * self.embed.scale[tokens].to(dtype)[..., None]
         for layer, layer_cache in zip(self.layers, cache):
             x = layer(x, positions, mask, layer_cache, start)
         return self.head(self.norm(x[:, -1])).float()
