@@ -25,7 +25,7 @@ LIFETIMES = ("per-test", "session")
 MAX_MIG_SLOTS = 7  # no MIG GPU offers more than seven compute instances
 SUBMISSION_PROFILE = "submission"
 SUBMISSION_MIN_DURATION_MS = 600_000  # MLPerf rules: at least 600 s per performance run
-SUITE_KEYS = ("suite", "class", "round", "description", "benchmarks", "gpus", "modes", "background",
+SUITE_KEYS = ("suite", "class", "description", "round", "benchmarks", "gpus", "modes", "background",
               "harness", "run_profiles", "default_run_profile")
 # The catalogue of each MLPerf round: benchmarks.yaml is the default round (v1.1); another
 # round R lives in benchmarks-R.yaml beside it and is chosen by a suite's `round: R`.
