@@ -37,7 +37,8 @@ def datacenter(catalog):
 
 
 def test_find_suites():
-    assert find_suites(REPO / "suites") == [DATACENTER, DATACENTER_V5, EDGE]
+    assert find_suites(REPO / "suites") == [DATACENTER, DATACENTER_V5, EDGE,
+                                            REPO / "suites" / "sweeps" / "suite.yaml"]
 
 
 def test_suites_load_with_default_catalog():
