@@ -155,6 +155,8 @@ def pytest_configure(config) -> None:
     use_run_key(mig.key)
     pass_env(settings.pass_env)
     uses_suites = _uses_suites(config)
+    if uses_suites and worker is None and settings.run_profile:
+        _check_run_profile(config, settings.run_profile)  # before any run folder exists
     if uses_suites and worker is None:
         try:
             mig.ensure_run_dir()  # exclusive, so the id may change: before anyone learns it
@@ -186,6 +188,36 @@ def pytest_configure_node(node) -> None:  # xdist controller -> worker
     mig = node.config.stash[SESSION_KEY]
     node.workerinput["mig_run_id"] = mig.run_id  # final: a suite run made its folder already
     node.workerinput["mig_run_key"] = mig.key
+
+
+def _check_run_profile(config, name: str) -> None:
+    """--mig-run-profile must be defined by a suite this run points at: a usage error (exit 4)
+    naming the suites and the profiles they define, not a collection error after the run
+    folder was made. Suites that fail to load are left to collection to report."""
+    from pytest_mig.errors import SuiteError, did_you_mean
+    from pytest_mig.suite import find_suites, load_suite
+
+    files: set[Path] = set()
+    for arg in config.args:
+        p = Path(str(arg).split("::")[0])
+        if not p.exists():
+            continue
+        p = p.resolve()
+        files.update(find_suites(p) if p.is_dir() else [])
+        files.update(d / "suite.yaml" for d in [p if p.is_dir() else p.parent, *p.parents]
+                     if (d / "suite.yaml").exists())
+    defined: dict[str, list[str]] = {}
+    for f in sorted(files):
+        try:
+            defined[str(f)] = list(load_suite(f).run_profiles)
+        except (SuiteError, OSError):
+            continue
+    if not defined or any(name in names for names in defined.values()):
+        return
+    known = sorted({n for names in defined.values() for n in names})
+    raise pytest.UsageError(
+        f"--mig-run-profile={name}: no suite of this run defines it{did_you_mean(name, known)}; "
+        f"defined: {', '.join(known)} (in {', '.join(sorted(defined))})")
 
 
 def _uses_suites(config) -> bool:
@@ -243,7 +275,11 @@ def pytest_generate_tests(metafunc) -> None:
     try:
         params = cases_for_module(session, Path(str(metafunc.definition.path)))
     except MigError as exc:
-        pytest.fail(str(exc), pytrace=False)  # a clean collection error: file, line, key, fix
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:  # outside the except block: no chained copy of the same message
+        pytest.fail(problem, pytrace=False)  # a clean collection error: file, line, key, fix
     from pytest_mig.suite import background_cut
     cuts = sorted({f"{c.benchmark}: {cut}" for c in params if not c.skip_reason and (
         cut := background_cut(c.background_requested, c.background, c.benchmark,

@@ -4,6 +4,7 @@ a background set cut to the free slots is said, never silent."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,28 @@ def test_a_background_cut_is_a_warning_and_a_case_property(project):
     junit = (project.path / "junit.xml").read_text()
     assert 'name="mig_background_cut" value="background cut to 2 of 3' in junit
     assert "background cut to 2 of 3" in " ".join(project.records()[FAULTY]["warnings"])
+
+
+def test_unknown_run_profile_is_a_usage_error_before_any_run_folder(pytester):
+    suites = pytester.mkdir("suites")
+    (suites / "suite.yaml").write_text(
+        (Path(__file__).resolve().parents[2] / "suites" / "datacenter" / "suite.yaml").read_text())
+    (suites / "test_x.py").write_text("def test_x(mig_case, hetero):\n    pass\n")
+    r = pytester.runpytest_subprocess("suites", "--mig-backend=simulated", "--mig-run-profile=smok",
+                                      "-p", "no:cacheprovider")
+    assert r.ret == 4
+    r.stderr.fnmatch_lines(["*--mig-run-profile=smok: no suite of this run defines it (did you "
+                            "mean 'smoke'?); defined: nightly, smoke, submission (in *suite.yaml)"])
+    assert not (pytester.path / "reports").exists() or not any((pytester.path / "reports").iterdir())
+
+
+def test_suite_error_is_printed_once(pytester):
+    suites = pytester.mkdir("suites")
+    text = (Path(__file__).resolve().parents[2] / "suites" / "datacenter" / "suite.yaml").read_text()
+    (suites / "suite.yaml").write_text(text.replace("  resnet50: {", "  resnet5: {", 1))
+    (suites / "test_x.py").write_text("def test_x(mig_case, hetero):\n    pass\n")
+    r = pytester.runpytest_subprocess("suites", "--mig-backend=simulated", "-p", "no:cacheprovider")
+    assert r.ret == 2
+    out = r.stdout.str()
+    assert out.count("benchmark 'resnet5' is not in the benchmark catalogue") == 1, out
+    assert "During handling of the above exception" not in out
