@@ -11,21 +11,22 @@ import os
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
 from pytest_mig.errors import MigError
-from pytest_mig.gpu import leases
-from pytest_mig.gpu.layouts import Layout, resolve_layout
-from pytest_mig.gpu.manage import (CleanupReport, apply_layout, clean_stale, gpu_instances,
-                                   layout_problem, live_model, mig_disabled_text, mig_mode_notes,
-                                   teardown)
-from pytest_mig.gpu.ownership import Owner, OwnershipStore, store_path
-from pytest_mig.gpu.planner import describe_request, plan_case
-from pytest_mig.gpu.slots import SlotProblem
-from pytest_mig.ordering import order_cases
+from pytest_mig.gpu.ownership import Owner
 from pytest_mig.types import Case
+
+if TYPE_CHECKING:
+    from pytest_mig.gpu.layouts import Layout
+    from pytest_mig.gpu.manage import CleanupReport
+    from pytest_mig.gpu.ownership import OwnershipStore
+    from pytest_mig.gpu.slots import SlotProblem
+
+# The GPU-management modules (gpu.manage, planner, layouts, leases) load where they are used:
+# a run without --mig-manage/--mig-layout needs them only when a case runs.
 
 EVENTS_DIR = "mig-manage"  # one file per process (xdist worker or the only one)
 SUMMARY_FILE = "mig-manage.json"
@@ -49,7 +50,7 @@ class LayoutManager:
         self.session, self.manage, self.layout, self.owner = session, manage, layout, owner
         self.worker, self.run_hint = worker, run_hint
         self.events: list[dict[str, Any]] = []
-        self.cleanup = CleanupReport()
+        self._cleanup: CleanupReport | None = None
         self._models: dict[int, Any] = {}
         self._checked: set[str] = set()  # GPUs whose crashed-run leftovers were looked for
 
@@ -57,17 +58,27 @@ class LayoutManager:
     def nvml(self):
         return self.session.nvml
 
+    @property
+    def cleanup(self) -> CleanupReport:
+        if self._cleanup is None:
+            from pytest_mig.gpu.manage import CleanupReport
+            self._cleanup = CleanupReport()
+        return self._cleanup
+
     def store(self) -> OwnershipStore:
+        from pytest_mig.gpu.ownership import OwnershipStore, store_path
         topo = self.session.topology()
         return OwnershipStore(store_path(topo.state_path if topo.simulated else None))
 
     def model(self, index: int):
         if index not in self._models:
+            from pytest_mig.gpu.manage import live_model
             self._models[index] = live_model(self.nvml, index)
         return self._models[index]
 
     def wanted(self, gpu, case: Case) -> dict[str, int] | str:
         """The case's layout on `gpu`, or why the --mig-layout has none for it."""
+        from pytest_mig.gpu.planner import describe_request, plan_case
         if self.layout is None:
             return plan_case(self.model(gpu.index), case.profile, len(case.background))
         where = f"layout '{self.layout.name}' ({self.layout.source})"
@@ -84,6 +95,10 @@ class LayoutManager:
 
     def prepare(self, index: int, case: Case) -> SlotProblem | None:
         """Called with GPU `index` leased: reach the case's layout, or say why it is skipped."""
+        from pytest_mig.gpu.manage import (apply_layout, clean_stale, gpu_instances, layout_problem,
+                                           mig_disabled_text)
+        from pytest_mig.gpu.planner import describe_request
+        from pytest_mig.gpu.slots import SlotProblem
         gpu = self.nvml.gpu(index)
         if not gpu.mig_current:
             return SlotProblem(mig_disabled_text(gpu))
@@ -114,6 +129,7 @@ class LayoutManager:
 
     @contextlib.contextmanager
     def _lease(self, gpu_uuid: str) -> Iterator[object]:
+        from pytest_mig.gpu import leases
         lease = leases.acquire([gpu_uuid], self.session.lock_dir(),
                                self.session.settings.lease_timeout_s)
         try:
@@ -123,6 +139,7 @@ class LayoutManager:
 
     def finish(self) -> CleanupReport:
         """At the run's end (one process): destroy this run's instances, then any leftovers."""
+        from pytest_mig.gpu.manage import clean_stale, teardown
         store = self.store()
         report = teardown(self.nvml, store, self.owner.run_id, hold=self._lease)
         report.extend(clean_stale(self.nvml, store, hold=self._lease))
@@ -189,7 +206,10 @@ class ManagePlugin:
         self.manage = bool(config.getoption("mig_manage"))
         spec = config.getoption("mig_layout")
         try:
-            layout = resolve_layout(spec) if spec else None
+            layout = None
+            if spec:
+                from pytest_mig.gpu.layouts import resolve_layout
+                layout = resolve_layout(spec)
         except MigError as exc:
             raise pytest.UsageError(f"--mig-layout {spec}: {exc}") from None
         worker = getattr(config, "workerinput", None)
@@ -211,6 +231,7 @@ class ManagePlugin:
         if not _uses_suites(config):
             return None
         try:
+            from pytest_mig.gpu.manage import mig_mode_notes
             lines = mig_mode_notes(self.session.topology().gpus)
             if self.manage:
                 lines.append("pytest-mig: --mig-manage: MIG instances are created per case "
@@ -229,6 +250,7 @@ class ManagePlugin:
             params = getattr(getattr(item, "callspec", None), "params", {})
             case = params.get("mig_case")
             return case if isinstance(case, Case) else None
+        from pytest_mig.ordering import order_cases
         items[:] = order_cases(items, case_of)
 
     def pytest_sessionfinish(self, session) -> None:
@@ -240,6 +262,7 @@ class ManagePlugin:
         try:
             report = self.manager.finish()
         except MigError as exc:  # reported, not raised: the run's results are already in
+            from pytest_mig.gpu.manage import CleanupReport
             report = CleanupReport(refused=[f"teardown failed: {exc}"])
         self.summary = summarise(self.session.run_dir, self.manager.owner, report,
                                  self.manager.store().path)

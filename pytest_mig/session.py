@@ -230,6 +230,12 @@ class MigSession:
                 sim_model=self.settings.sim_gpu, sim_gpus=self.settings.sim_gpus)
         return self._nvml
 
+    def _surely_simulated(self) -> bool:
+        if self.settings.backend == "simulated":
+            return True
+        from pytest_mig.gpu.probe import nvml_library_loads
+        return self.settings.backend == "auto" and not nvml_library_loads()
+
     def topology(self, refresh: bool = False):
         if self._topology is None or refresh:
             self._topology = self.nvml.topology()
@@ -240,7 +246,13 @@ class MigSession:
         return self.topology().backend == "simulated"
 
     def gpu_model(self) -> str:
-        """Model key of the GPUs of this run (the first GPU's; mixed hosts use the first)."""
+        """Model key of the GPUs of this run (the first GPU's; mixed hosts use the first).
+
+        A run that will surely simulate (--mig-backend=simulated, or auto with no NVML
+        library) knows its model from --mig-sim-gpu: collection opens no backend.
+        """
+        if self._nvml is None and self._surely_simulated():
+            return self.settings.sim_gpu
         topo = self.topology()
         if not topo.gpus:
             return "none"

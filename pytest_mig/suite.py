@@ -17,6 +17,7 @@ import yaml
 from pytest_mig.datadir import data_path
 from pytest_mig.errors import SuiteError, did_you_mean
 from pytest_mig.types import TEST_MODES, Case, RunProfile
+from pytest_mig.yamlload import safe_load
 from pytest_mig.yamlpos import YNode, load_yaml
 
 PROFILE_RE = re.compile(r"^[1-9][0-9]*g\.[1-9][0-9]*gb(\+me)?$")
@@ -400,7 +401,7 @@ def _gpu_models(gpus_dir: Path) -> dict[str, frozenset[str]]:
         return models
     for file in sorted([*gpus_dir.glob("*.yaml"), *gpus_dir.glob("*.yml")]):
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+            data = safe_load(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise SuiteError(f"cannot read GPU profile table: {exc}", file=str(file),
                              fix="fix or remove this file") from exc

@@ -22,6 +22,7 @@ import yaml
 
 from pytest_mig.datadir import data_path
 from pytest_mig.errors import LayoutError, did_you_mean
+from pytest_mig.yamlload import safe_load
 
 ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
 # mig-parted's profile names: [<c>c.]<g>g.<m>gb with optional +me, +gfx, +me.all, -me...
@@ -128,7 +129,7 @@ def load_layouts(path: Path | str) -> dict[str, Layout]:
     """Every layout of one mig-parted config file, by name."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise LayoutError(f"{path}: cannot read MIG layout file: {exc}") from exc
     if not isinstance(raw, dict):

@@ -14,6 +14,7 @@ import yaml
 
 from pytest_mig.datadir import data_path
 from pytest_mig.errors import GpuError, did_you_mean
+from pytest_mig.yamlload import safe_load
 
 MIB = 1024 * 1024
 PROFILE_FIELDS = ("name", "profile_const", "id", "instance_count", "memory_mb", "sm_count",
@@ -193,7 +194,7 @@ def load_model_file(path: Path | str) -> GpuModel:
     """Read and validate one data/gpus/<model>.yaml."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ProfileTableError(f"{path}: cannot read GPU profile table: {exc}") from exc
     d = _mapping(path, "", raw, MODEL_FIELDS, ("sim", "nvml_quirks"))

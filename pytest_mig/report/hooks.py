@@ -216,6 +216,7 @@ class ReportPlugin:
 
     def _trend(self, cases: set[str]) -> None:
         """trend.png: each case's headline over every run in history.jsonl."""
+        from pytest_mig.report.history import read_history
         from pytest_mig.report.plot_trend import write_trend_png
         from pytest_mig.report.plotting import MISSING
         try:

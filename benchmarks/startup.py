@@ -1,0 +1,106 @@
+"""Start-up cost of the plugin: `pytest --collect-only` of the 36-case datacenter suite with
+pytest-mig against the same command with the plugin disabled (`-p no:mig`: bare pytest
+collecting the same module), in alternation, many repeats, medians and the paired difference.
+
+Both commands run in the same environment (same pytest, same other plugins), so the difference
+is what pytest-mig adds: its import, options, configure, the suite and catalogue, the GPU model
+choice and the 36 parametrized cases. CPU time (user + sys of the child, from the kernel's
+accounting) is reported beside wall time: on a shared machine it is the steadier figure.
+
+    python benchmarks/startup.py --repeats 30 --json benchmarks/results/startup.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = "suites/datacenter"
+GOAL_S = 0.3  # pytest-mig's configure + collection within this of bare pytest's
+
+
+def command(with_plugin: bool, quiet: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider", SUITE]
+    if quiet:
+        cmd.append("-q")
+    if not with_plugin:
+        cmd[3:3] = ["-p", "no:mig"]
+    return cmd
+
+
+def timed(cmd: list[str], expect: str) -> tuple[float, float]:
+    """(wall s, child CPU s) of one run; the run must collect what it should."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0 or expect not in res.stdout:
+        raise SystemExit(f"startup.py: {' '.join(cmd)} failed (exit {res.returncode}, "
+                         f"wanted {expect!r}):\n{res.stdout[-800:]}{res.stderr[-800:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
+            "system": platform.platform(), "python": platform.python_version(),
+            "load_1min_at_start": load}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30, help="runs of each command (alternating)")
+    ap.add_argument("--verbose-header", action="store_true",
+                    help="default verbosity (run header shown: the GPU backend is opened) "
+                         "instead of -q")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    a = ap.parse_args()
+    quiet = not a.verbose_header
+    mig, bare = command(True, quiet), command(False, quiet)
+    for cmd, expect in ((mig, "36 tests collected"), (bare, "1 test collected")):
+        timed(cmd, expect)  # warm-up: page cache, .pyc files
+    rows: dict[str, list[tuple[float, float]]] = {"mig": [], "bare": []}
+    for _ in range(a.repeats):
+        rows["mig"].append(timed(mig, "36 tests collected"))
+        rows["bare"].append(timed(bare, "1 test collected"))
+    pairs_wall = [m[0] - b[0] for m, b in zip(rows["mig"], rows["bare"])]
+    pairs_cpu = [m[1] - b[1] for m, b in zip(rows["mig"], rows["bare"])]
+    med = {k: {"wall_s": statistics.median(r[0] for r in v),
+               "cpu_s": statistics.median(r[1] for r in v)} for k, v in rows.items()}
+    out = {
+        "machine": machine(), "repeats": a.repeats, "header": not quiet,
+        "commands": {"mig": " ".join(mig[1:]), "bare": " ".join(bare[1:])},
+        "median": med,
+        "added_by_pytest_mig": {"wall_s_median_of_pairs": statistics.median(pairs_wall),
+                                "cpu_s_median_of_pairs": statistics.median(pairs_cpu),
+                                "wall_ratio_mig_over_bare": med["mig"]["wall_s"] / med["bare"]["wall_s"]},
+        "goal_s": GOAL_S,
+        "goal_met": statistics.median(pairs_wall) <= GOAL_S,
+    }
+    print(json.dumps(out, indent=2))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
