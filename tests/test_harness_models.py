@@ -156,6 +156,8 @@ def test_settings_server_half_capacity_and_early_stopping_queries():
     assert ts.server_target_qps == pytest.approx(250.0)
     assert ts.server_target_latency_ns == 100_000_000
     assert ts.min_query_count == 662
+    ts, shown = sut.test_settings(_config("Server"), CAL, batched_capacity=True)  # the CPU path
+    assert ts.server_target_qps == pytest.approx(400.0)  # half of batch 8 in 10 ms
     ts, shown = sut.test_settings(_config("Server", target_qps=40.0, target_latency_ms=15.0,
                                           min_query_count=5000), CAL)
     assert (ts.server_target_qps, ts.server_target_latency_ns, ts.min_query_count) == (40.0, 15_000_000, 5000)
@@ -197,3 +199,40 @@ def test_builtin_options_per_benchmark_and_cli_precedence(tmp_path):
     assert argv({}, suite, "rnnt") == "fp32"
     assert argv({}, suite, "resnet50") == "fp16"
     assert argv({"precision": "int4"}, suite, "rnnt") == "int4"  # the command line wins
+
+
+def test_backgrounds_are_a_paced_cpu_load_and_mains_are_not(tmp_path):
+    from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY, BuiltinHarness
+    from pytest_mig.types import Partition, WorkSpec
+
+    part = Partition("mig", 0, "GPU-x", "MIG-x", "1g.10gb", True)
+
+    def argv(role, options):
+        work = WorkSpec(role, role, "dlrm", "Offline", "performance", 1000, 1, tmp_path)
+        return list(BuiltinHarness(options).launch(work, part, {}, tmp_path / "l").argv)
+
+    assert "--cpu-duty" not in argv("main", {})
+    bg = argv("background", {})
+    assert bg[bg.index("--cpu-duty") + 1] == BACKGROUND_CPU_DUTY
+    off = argv("background", {"background_cpu_duty": "1"})
+    assert off[off.index("--cpu-duty") + 1] == "1"
+
+
+def test_paced_calibration_scales_every_rate_by_the_duty():
+    paced = CAL.paced(0.1)
+    assert paced.single_qps == pytest.approx(CAL.single_qps * 0.1)
+    assert paced.batch_qps == pytest.approx(CAL.batch_qps * 0.1)
+    assert paced.peak_qps == pytest.approx(CAL.peak_qps * 0.1)
+    ts, _ = sut.test_settings(_config("Offline"), paced)  # Offline query sized for the paced rate
+    assert ts.offline_expected_qps == pytest.approx(200.0)
+
+
+def test_cpu_duty_must_be_a_fraction():
+    from pytest_mig.harness import loadgen
+
+    base = ["--benchmark", "dlrm", "--scenario", "Offline", "--mode", "performance",
+            "--log-dir", "x", "--min-duration-ms", "1"]
+    assert loadgen.parser().parse_args(base + ["--cpu-duty", "0.25"]).cpu_duty == 0.25
+    for bad in ("0", "1.5", "-0.1"):
+        with pytest.raises(SystemExit):
+            loadgen.parser().parse_args(base + ["--cpu-duty", bad])

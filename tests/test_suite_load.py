@@ -57,7 +57,7 @@ def test_datacenter_fields(datacenter):
     assert datacenter.default_run_profile == "smoke"
     assert datacenter.run_profiles["smoke"] == RunProfile(
         "smoke", min_duration_ms=1000, min_query_count=64, start_time_buffer_s=60.0,
-        end_time_buffer_min_s=0.5, background_min_duration_ms=None, sample_count=256)
+        end_time_buffer_min_s=0.5, background_min_duration_ms=None, sample_count=64)
     assert datacenter.run_profiles["submission"].min_duration_ms == 600_000
     assert {m: (g.profiles, g.slots) for m, g in datacenter.gpus.items()} == {
         "A100-SXM4-80GB": (("1g.10gb",), 7), "A100-SXM4-40GB": (("1g.5gb",), 7),

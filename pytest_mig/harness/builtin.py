@@ -30,12 +30,17 @@ FLAGS = {"until_stopped": "--until-stopped", "start_from_device": "--start-from-
          "no_cuda_graphs": "--no-cuda-graphs", "no_channels_last": "--no-channels-last"}
 
 
+# Busy fraction of each background's SUT on the CPU: six at 0.1 leave the main its core on a
+# 2-core machine. `--mig-harness-opt background_cpu_duty=1` turns pacing off.
+BACKGROUND_CPU_DUTY = "0.1"
+
+
 def check_options(options: dict[str, str]) -> None:
     """HarnessError naming the first --mig-harness-opt the built-in harness cannot use."""
     from pytest_mig.errors import HarnessError
     from pytest_mig.harness.loadgen import DEVICES, PRECISIONS, SIZES
     choices = {"size": SIZES, "precision": PRECISIONS, "device": DEVICES}
-    known = sorted(set(PASSTHROUGH) | set(FLAGS))
+    known = sorted(set(PASSTHROUGH) | set(FLAGS) | {"background_cpu_duty"})
     for key, value in options.items():
         base = key.split(".")[0]
         if base not in known:
@@ -56,6 +61,14 @@ def check_options(options: dict[str, str]) -> None:
                 raise HarnessError(f"--mig-harness-opt {key}={value}: {base} must be a "
                                    f"{'number' if base == 'target_latency_ms' else 'whole number'}"
                                    f" {'>= 0' if base == 'seed' else '> 0'} (at most 1e9)")
+        if base == "background_cpu_duty":
+            try:
+                duty = float(value)
+            except ValueError:
+                duty = -1.0
+            if not 0 < duty <= 1:
+                raise HarnessError(f"--mig-harness-opt {key}={value}: background_cpu_duty must be "
+                                   "a fraction in (0, 1], e.g. 0.1 (1 = unpaced)")
 
 
 class BuiltinHarness:
@@ -84,6 +97,10 @@ class BuiltinHarness:
         for key, flag in FLAGS.items():  # on/off switches: "1"/"true" turns them on
             if str(merged.get(key, "")).lower() in ("1", "true", "yes", "on"):
                 argv.append(flag)
+        if work.role == "background":
+            # Backgrounds stand for other slices; on a CPU they can only contend for cores,
+            # so there they are a paced load (the child paces on the CPU only, never on a GPU).
+            argv += ["--cpu-duty", str(merged.get("background_cpu_duty") or BACKGROUND_CPU_DUTY)]
         return LaunchSpec(argv=tuple(argv), env=env, cwd=Path.cwd(), ready_pattern=READY_PATTERN,
                           log_path=log_path, result_dir=work.log_dir)
 

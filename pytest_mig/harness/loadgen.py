@@ -63,6 +63,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _duty(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -107,6 +114,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-cache", type=Path,
                    help="base folder of the compile cache (default: $PYTEST_MIG_COMPILE_CACHE, else "
                         "~/.cache/pytest-mig/inductor); one subfolder per torch/device/model/shape/precision")
+    p.add_argument("--cpu-duty", type=_duty, default=1.0, metavar="FRACTION",
+                   help="on the CPU only: the SUT computes at most this fraction of the time and "
+                        "LoadGen is set for that paced rate (backgrounds: on a CPU they can only "
+                        "contend for cores). Default 1 (unpaced)")
     p.add_argument("--until-stopped", action="store_true",
                    help="performance tests back to back (each at most "
                         "60 s, logs in <log-dir>/run-<k>/) until SIGTERM/SIGINT, then exit 0")
@@ -133,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        t0 = time.perf_counter()
         from . import sut  # torch and LoadGen load here, after argument errors had their say
+        sut.say(f"imports {time.perf_counter() - t0:.2f}s")
 
         if args.device == "cuda":
             import torch
@@ -150,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device, threads=args.threads, seed=args.seed, batch_size=args.batch_size,
             cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
             start_from_device=args.start_from_device, compile=args.compile,
-            compile_cache=args.compile_cache, started=STARTED)
+            compile_cache=args.compile_cache, started=STARTED,
+            cpu_duty=args.cpu_duty)
         from . import llm
 
         if sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks():

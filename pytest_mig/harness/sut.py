@@ -51,7 +51,10 @@ MULTISTREAM_SAMPLES = 8
 # outlasts min duration even when the CPU frees up after calibration.
 OFFLINE_QPS_MARGIN = 2.0
 SERVER_LOAD = 0.5  # default Server target: this fraction of measured capacity
-# (one-sample rate, or the batched rate when a crowded CPU makes that the lower one)
+# (one-sample rate, or the batched rate when a crowded CPU makes that the lower one; on the
+# CPU, where the main has a core while paced backgrounds share the rest, the capacity is the
+# batched rate: the SUT batches what queues up, up to SERVER_MAX_BATCH, so half of it leaves
+# the queue short)
 SERVER_LATENCY_MS = {"tiny": 100.0, "small": 400.0, "full": 1000.0}
 # ... or this many times the calibrated one-sample latency, if more: on a CPU shared by
 # many workloads the scheduler alone adds tens of ms to the tail.
@@ -93,6 +96,7 @@ class RunConfig:
     compile: str = "auto"  # off | auto | a torch.compile mode (compiled.SETTINGS)
     compile_cache: Path | None = None  # base folder of the compile cache (None: compiled.default_cache_base)
     started: float | None = None  # time.monotonic() when the process started, for ready_s
+    cpu_duty: float = 1.0  # on the CPU: busy fraction of the SUT worker (paced background load)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,11 @@ class Calibration:
     def peak_qps(self) -> float:
         """Optimistic rate: a run going faster than this would end before its min duration."""
         return self.batch_size / (self.best_batch_s or self.batch_s)
+
+    def paced(self, duty: float) -> "Calibration":
+        """The rates of a SUT that works only `duty` of the time (each batch then a pause)."""
+        return Calibration(latency_s=self.latency_s / duty, batch_size=self.batch_size,
+                           batch_s=self.batch_s / duty, best_batch_s=self.best_batch_s / duty)
 
 
 @dataclass
@@ -175,8 +184,13 @@ def calibrate(predictor: Predictor | accel.AccelPredictor, sample_count: int, ba
     return Calibration(latency_s=latency, batch_size=batch, batch_s=batch_s, best_batch_s=best_s)
 
 
-def test_settings(cfg: RunConfig, cal: Calibration) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
-    """LoadGen settings for the scenario and mode, and a readable summary of the derived values."""
+def test_settings(cfg: RunConfig, cal: Calibration,
+                  batched_capacity: bool = False) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
+    """LoadGen settings for the scenario and mode, and a readable summary of the derived values.
+
+    `batched_capacity`: the Server default target is half the batched rate (the CPU path)
+    instead of half the lower of the one-sample and batched rates.
+    """
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, cfg.scenario)
     ts.mode = MODES[cfg.mode]
@@ -190,7 +204,9 @@ def test_settings(cfg: RunConfig, cal: Calibration) -> tuple[lg.TestSettings, di
         ts.offline_expected_qps = qps
         shown["offline_expected_qps"] = round(qps, 2)
     elif cfg.scenario == "Server":
-        qps = cfg.target_qps or SERVER_LOAD * min(cal.single_qps, cal.batch_qps)
+        capacity = (max(cal.single_qps, cal.batch_qps) if batched_capacity
+                    else min(cal.single_qps, cal.batch_qps))
+        qps = cfg.target_qps or SERVER_LOAD * capacity
         latency_ms = cfg.target_latency_ms or max(SERVER_LATENCY_MS[cfg.size],
                                                   SERVER_LATENCY_FACTOR * cal.latency_s * 1e3)
         ts.server_target_qps = qps
@@ -209,14 +225,19 @@ def test_settings(cfg: RunConfig, cal: Calibration) -> tuple[lg.TestSettings, di
 
 
 class BatchingSUT:
-    """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them."""
+    """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them.
+
+    With `duty` < 1 (a paced background on the CPU) the worker rests after each batch so that
+    it computes at most that fraction of the time: a steady, real, smaller load.
+    """
 
     def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int,
-                 completions: CompletionLog | None = None) -> None:
-        self.predictor, self.max_batch = predictor, max_batch
+                 completions: CompletionLog | None = None, duty: float = 1.0) -> None:
+        self.predictor, self.max_batch, self.duty = predictor, max_batch, duty
         self.completions = completions  # completions.tsv: what the plugin counts per window
         self._queue: collections.deque = collections.deque()
         self._cond = threading.Condition()
+        self._wake = threading.Event()  # ends a pacing rest early (drain, stop)
         self._stopping = self._draining = False
         self._worker = threading.Thread(target=self._loop, name="sut-worker", daemon=True)
         self._worker.start()
@@ -234,11 +255,13 @@ class BatchingSUT:
         with self._cond:
             self._draining = True
             self._cond.notify()
+        self._wake.set()
 
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        self._wake.set()
         self._worker.join()
         if self.completions is not None:
             self.completions.close()
@@ -255,12 +278,15 @@ class BatchingSUT:
                     batch = [self._queue.popleft() for _ in range(take)]
                     draining = self._draining
                 empty = np.zeros(0, dtype=np.uint8)
+                t0 = time.perf_counter()
                 outputs = [empty] * len(batch) if draining else self.predictor([s.index for s in batch])
                 responses = [lg.QuerySampleResponse(s.id, out.ctypes.data if out.nbytes else 0, out.nbytes)
                              for s, out in zip(batch, outputs)]
                 lg.QuerySamplesComplete(responses)  # copies the bytes: `outputs` may go now
                 if self.completions is not None and not draining:
                     self.completions.add(len(batch))
+                if self.duty < 1.0 and not draining:
+                    self._wake.wait((time.perf_counter() - t0) * (1.0 / self.duty - 1.0))
         except BaseException:  # LoadGen would wait forever for these samples: fail the process loudly
             traceback.print_exc()
             sys.stderr.flush()
@@ -295,6 +321,8 @@ class Prepared:
     shown: dict[str, float | int | str]
     perf_count: int
     path: dict[str, Any] = field(default_factory=dict)  # the PATH_RECORD fields known before ready
+    seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds (build, calibration)
+    duty: float = 1.0  # the SUT worker's busy fraction (paced background on the CPU)
 
 
 def _compiled_copy(model: torch.nn.Module, reference: torch.nn.Module | None, mode: str | None) -> torch.nn.Module:
@@ -379,6 +407,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     say(choice.describe() + (f", cache {path['compile_cache']}" if choice.mode else ""))
     if device.type != "cuda" and cfg.start_from_device:
         say("--start-from-device: the device is the CPU, where QSL samples already live (no-op)")
+    built_s = time.perf_counter() - t0
     try:
         cal, warm_s = _warm(predictor, cfg, batch, device)
     except Exception as exc:  # noqa: BLE001  (only a compiled path falls back; the rest re-raises)
@@ -395,12 +424,19 @@ def prepare(cfg: RunConfig) -> Prepared:
     say(f"calibration: 1 sample {cal.latency_s * 1e3:.3f} ms ({cal.single_qps:.1f}/s), "
         f"batch {cal.batch_size} {cal.batch_s * 1e3:.3f} ms ({cal.batch_qps:.1f} samples/s, "
         f"peak {cal.peak_qps:.1f})")
-    ts, shown = test_settings(cfg, cal)
+    duty = cfg.cpu_duty if device.type == "cpu" else 1.0
+    if duty < 1.0:
+        cal = cal.paced(duty)
+        say(f"paced load: the SUT computes at most {duty:.0%} of the time (a background on the "
+            f"CPU can only contend for cores); settings from the paced rate {cal.peak_qps:.1f}/s")
+    ts, shown = test_settings(cfg, cal, batched_capacity=device.type == "cpu")
     loader = built.make_inputs
     perf_count = max(1, min(cfg.sample_count, SAMPLE_MEMORY_BYTES // max(1, loader.bytes_per_sample())))
     shown.update(sample_count=cfg.sample_count, performance_sample_count=perf_count, batch_size=batch)
     say("settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count, path)
+    seconds = {"build": round(built_s, 3), "calibration": round(warm_s, 3)}
+    return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count, path,
+                    seconds, duty)
 
 
 def _ready(prep: Prepared, cfg: RunConfig, log_dir: Path) -> None:
@@ -435,7 +471,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     log_dir = Path(cfg.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg)
-    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir))
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty)
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     _ready(prep, cfg, log_dir)
@@ -450,12 +486,16 @@ def run(cfg: RunConfig) -> RunOutcome:
                          files={"summary": log_dir / "mlperf_log_summary.txt",
                                 "detail": log_dir / "mlperf_log_detail.txt",
                                 "accuracy_log": log_dir / scoring.ACCURACY_LOG})
+    phases = {**prep.seconds, "test": round(test_s, 3)}
     if cfg.mode == "accuracy":
         assert prep.reference is not None
+        t0 = time.perf_counter()
         outcome.accuracy = evaluate(prep.name, log_dir, prep.reference, prep.loader, BATCH_SIZES[cfg.size])
         text, data = scoring.write_accuracy(log_dir, outcome.accuracy)
         outcome.files.update(accuracy_txt=text, accuracy_json=data)
+        phases["accuracy"] = round(time.perf_counter() - t0, 3)
         say(f"accuracy vs fp32 reference: {scoring.format_accuracy_line(prep.name, outcome.accuracy.fields)}")
+    say("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
     return outcome
 
 
@@ -480,7 +520,7 @@ def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
     capped = replace(cfg, min_duration_ms=min(cfg.min_duration_ms, UNTIL_STOPPED_TEST_MS))
     prep = prepare(capped)
     prep.loader.retain = True  # LoadGen loads the same performance set before every test
-    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir))
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty)
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     stop.armed = True  # from here a signal ends the current test instead of the process

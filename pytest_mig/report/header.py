@@ -20,6 +20,16 @@ def header_lines(session) -> list[str]:
     lines = [topo.describe() if hasattr(topo, "describe") else str(topo)]
     if topo.backend == "simulated":
         lines.append(SIMULATED_BANNER)
+    duty = background_cpu_duty(session)
+    on_cpu = topo.backend == "simulated" or s.harness_options.get("device") == "cpu"
+    if on_cpu and duty is not None:
+        try:
+            fraction = float(duty)
+        except ValueError:  # the harness refuses it with its own message when a case runs
+            fraction = 1.0
+        if fraction < 1:
+            lines.append(f"pytest-mig: backgrounds on the CPU are a paced load (each computes at "
+                         f"most {fraction:.0%} of the time): on a CPU they can only contend for cores")
     lines.append(f"pytest-mig: run {session.run_id} -> {session.run_dir}; harness {s.harness}"
                  + (f" {mask_options(s.harness_options)}" if s.harness_options else "")
                  + (f"; run profile {s.run_profile}" if s.run_profile else ""))
@@ -29,6 +39,14 @@ def header_lines(session) -> list[str]:
     except OSError:
         pass  # pytest_sessionstart writes it too and names the failure
     return lines
+
+
+def background_cpu_duty(session) -> str | None:
+    """The built-in harness's background busy fraction on the CPU (None: another harness)."""
+    if session.settings.harness != "loadgen":
+        return None
+    from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY
+    return session.settings.harness_options.get("background_cpu_duty") or BACKGROUND_CPU_DUTY
 
 
 def run_header(session) -> dict[str, Any]:
@@ -49,6 +67,7 @@ def run_header(session) -> dict[str, Any]:
         "harness": session.settings.harness,
         "harness_options": mask_options(session.settings.harness_options),
         "passed_env": list(session.settings.pass_env),  # names only, never values
+        "background_cpu_duty": background_cpu_duty(session),
         "run_profile": session.settings.run_profile,
         "python": platform.python_version(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
