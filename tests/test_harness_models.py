@@ -156,8 +156,15 @@ def test_settings_server_half_capacity_and_early_stopping_queries():
     assert ts.server_target_qps == pytest.approx(250.0)
     assert ts.server_target_latency_ns == 100_000_000
     assert ts.min_query_count == 662
-    ts, shown = sut.test_settings(_config("Server"), CAL, batched_capacity=True)  # the CPU path
-    assert ts.server_target_qps == pytest.approx(400.0)  # half of batch 8 in 10 ms
+    # The CPU path: a slow model's capacity is its batched rate (one sample 50 ms, 8 in 100 ms),
+    slow = sut.Calibration(latency_s=0.05, batch_size=8, batch_s=0.1)
+    ts, shown = sut.test_settings(_config("Server"), slow, batched_capacity=True)
+    assert ts.server_target_qps == pytest.approx(40.0)
+    ts, shown = sut.test_settings(_config("Server"), slow)
+    assert ts.server_target_qps == pytest.approx(10.0)
+    # ... a fast one (2 ms) keeps the one-sample rule: per-query overheads dominate there.
+    ts, shown = sut.test_settings(_config("Server"), CAL, batched_capacity=True)
+    assert ts.server_target_qps == pytest.approx(250.0)
     ts, shown = sut.test_settings(_config("Server", target_qps=40.0, target_latency_ms=15.0,
                                           min_query_count=5000), CAL)
     assert (ts.server_target_qps, ts.server_target_latency_ns, ts.min_query_count) == (40.0, 15_000_000, 5000)

@@ -52,9 +52,11 @@ MULTISTREAM_SAMPLES = 8
 OFFLINE_QPS_MARGIN = 2.0
 SERVER_LOAD = 0.5  # default Server target: this fraction of measured capacity
 # (one-sample rate, or the batched rate when a crowded CPU makes that the lower one; on the
-# CPU, where the main has a core while paced backgrounds share the rest, the capacity is the
-# batched rate: the SUT batches what queues up, up to SERVER_MAX_BATCH, so half of it leaves
-# the queue short)
+# CPU, where the main has a core while paced backgrounds share the rest, a model taking at
+# least BATCHED_CAPACITY_MIN_LATENCY_S per sample has the batched rate as its capacity: the SUT
+# batches what queues up, up to SERVER_MAX_BATCH, and per-query overheads are small beside
+# its compute. Faster models keep the one-sample rule: there those overheads dominate.)
+BATCHED_CAPACITY_MIN_LATENCY_S = 0.01
 SERVER_LATENCY_MS = {"tiny": 100.0, "small": 400.0, "full": 1000.0}
 # ... or this many times the calibrated one-sample latency, if more: on a CPU shared by
 # many workloads the scheduler alone adds tens of ms to the tail.
@@ -188,8 +190,9 @@ def test_settings(cfg: RunConfig, cal: Calibration,
                   batched_capacity: bool = False) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
     """LoadGen settings for the scenario and mode, and a readable summary of the derived values.
 
-    `batched_capacity`: the Server default target is half the batched rate (the CPU path)
-    instead of half the lower of the one-sample and batched rates.
+    `batched_capacity` (the CPU path): for a model of at least BATCHED_CAPACITY_MIN_LATENCY_S
+    per sample the Server default target is half the batched rate instead of half the lower
+    of the one-sample and batched rates.
     """
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, cfg.scenario)
@@ -204,7 +207,8 @@ def test_settings(cfg: RunConfig, cal: Calibration,
         ts.offline_expected_qps = qps
         shown["offline_expected_qps"] = round(qps, 2)
     elif cfg.scenario == "Server":
-        capacity = (max(cal.single_qps, cal.batch_qps) if batched_capacity
+        batched = batched_capacity and cal.latency_s >= BATCHED_CAPACITY_MIN_LATENCY_S
+        capacity = (max(cal.single_qps, cal.batch_qps) if batched
                     else min(cal.single_qps, cal.batch_qps))
         qps = cfg.target_qps or SERVER_LOAD * capacity
         latency_ms = cfg.target_latency_ms or max(SERVER_LATENCY_MS[cfg.size],
