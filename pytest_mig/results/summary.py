@@ -1,7 +1,18 @@
-"""Parse LoadGen's `mlperf_log_summary.txt` of every generation (v1.x to 6.x) into a `Summary`.
+"""Parse LoadGen's `mlperf_log_summary.txt` of every generation (MLPerf v0.5 to v5.x) into a `Summary`.
 
 The file is a fixed sequence of sections; we read it line by line and fail loudly,
-naming the file and the missing part, when a required part is absent.
+naming the file and the missing part, when a required part is absent. Rules, as the
+published results show them:
+- Every numeric line of the summary block is kept in `metrics`; the headline is the
+  token rate when there is one (LLM runs: `Tokens per second`, `Completed tokens per
+  second`, `... (inferred)`: the scored metric), else the first metric line.
+- Sub-blocks of Additional Stats are never merged: LoadGen 1.0 MultiStream writes an
+  `Intervals between each IssueQuery` block, a per-query and a per-sample latency block
+  with the same labels (`latencies_ns` holds per-query, `sample_latencies_ns` per-sample);
+  LLM runs add first-token (`ttft_ns`) and time-per-output-token (`tpot_ns`) blocks.
+- `TTFT`/`TPOT Early Stopping Result:` bullets go to `token_early_stopping`.
+- NUL bytes (`SUT\x00`) are dropped; `Single Stream`/`Multi Stream` (v0.5-v1.0) are
+  read as `SingleStream`/`MultiStream`.
 """
 from __future__ import annotations
 
@@ -20,16 +31,16 @@ BULLET = re.compile(r"^\s*\*\s?(?P<text>.*?)\s*$")
 COUNT_LINE = re.compile(r"^(?P<count>No|\d+)\s+(?P<kind>warning|error)s?\s+encountered", re.IGNORECASE)
 ESTIMATE = re.compile(r"^Early stopping (?P<pct>\S+ percentile) estimate:\s*(?P<value>\S+)$")
 LATENCY = re.compile(r"^(?:(?P<word>Min|Max|Mean)|(?P<pct>[\d.]+) percentile) latency \(ns\)$")
+# Token-latency lines of LLM runs: 'Min First Token latency (ns)', '99.00 percentile time to output token (ns)'.
+TOKEN_LATENCY = re.compile(r"^(?:(?P<word>Min|Max|Mean)|(?P<pct>[\d.]+) percentile) "
+                           r"(?P<what>first token latency|time to output token) \(ns\)$", re.IGNORECASE)
+INTERVAL = re.compile(r"^(?P<pct>[\d.]+) percentile$")
+# Additional Stats sub-headings, with optional '"name" : number' parameters after the colon.
+BLOCK = re.compile(r"^(?P<label>Per-query latency|Per-sample latency|Intervals between each IssueQuery)"
+                   r"\s*:\s*(?P<params>.*)$")
+PARAM = re.compile(r'"(?P<key>[^"]+)"\s*:\s*(?P<value>[-+]?[\d.]+(?:[eE][-+]?\d+)?)')
+TOKEN_SECTION = re.compile(r"^(?P<kind>TTFT|TPOT) Early Stopping Result:$")
 RESULT_LINE = re.compile(r"^\s*Result is\s*:")
-# Token-latency runs (LLMs, LoadGen 4.x+): first-token and time-per-output-token statistics.
-TOKEN_LATENCY = re.compile(
-    r"^(?:(?P<word>Min|Max|Mean) (?P<kind>First Token latency|Time per Output Token)"
-    r"|(?P<pct>[\d.]+) percentile (?P<kind2>first token latency|time to output token)) \(ns\)$")
-TOKEN_KINDS = {"first token latency": "ttft", "time per output token": "tpot",
-               "time to output token": "tpot"}
-# Early-stopping blocks of the result section; token runs add one for TTFT and one for TPOT.
-VERDICT_BLOCKS = {"Early Stopping Result:": "", "TTFT Early Stopping Result:": "TTFT ",
-                  "TPOT Early Stopping Result:": "TPOT "}
 SATISFIED_SUFFIX = " satisfied"
 
 
@@ -50,8 +61,16 @@ class Summary:
     early_stopping: list[str] = field(default_factory=list)
     early_stopping_estimates: dict[str, float] = field(default_factory=dict)
     additional: dict[str, float] = field(default_factory=dict)
-    latencies_ns: dict[str, float] = field(default_factory=dict)  # ttft_* / tpot_* for token runs
-    # Lines of the result block after the headline, e.g. {"Tokens per second": 1963.67}.
+    latencies_ns: dict[str, float] = field(default_factory=dict)  # per-query when blocks are labelled
+    # Every numeric line of the summary block, in file order (the headline is one of them).
+    metrics: dict[str, float] = field(default_factory=dict)
+    sample_latencies_ns: dict[str, float] = field(default_factory=dict)  # LoadGen 1.0 MultiStream
+    issue_intervals: dict[str, float] = field(default_factory=dict)  # LoadGen 1.0 MultiStream
+    ttft_ns: dict[str, float] = field(default_factory=dict)  # LLM: first-token latency
+    tpot_ns: dict[str, float] = field(default_factory=dict)  # LLM: time per output token
+    token_early_stopping: dict[str, list[str]] = field(default_factory=dict)  # "TTFT"/"TPOT" -> bullets
+    parameter_warnings: list[str] = field(default_factory=list)  # LoadGen 5.x notes in Test Parameters
+    # Lines of the summary block after the first, e.g. {"Tokens per second": 1963.67} (kept for callers).
     result_lines: dict[str, float] = field(default_factory=dict)
     test_parameters: dict[str, str] = field(default_factory=dict)
     warnings: int = 0
@@ -69,7 +88,7 @@ def headline(summary: Summary) -> tuple[str, float]:
 
 def token_throughput(summary: Summary) -> tuple[str, float] | None:
     """An LLM run's scored metric, e.g. ("Tokens per second", 1963.67); None for other runs."""
-    for name, value in summary.result_lines.items():
+    for name, value in summary.metrics.items():
         if "tokens per second" in name.lower():
             return name, value
     return None
@@ -104,28 +123,18 @@ def latency_key(label: str) -> str | None:
     match = LATENCY.match(label)
     if not match:
         return None
-    if match.group("word"):
-        return match.group("word").lower()
-    return "p" + format(float(match.group("pct")), "g")
+    return _short(match.group("word"), match.group("pct"))
 
 
-def token_latency_key(label: str) -> str | None:
-    """'Min First Token latency (ns)' -> 'ttft_min', '99.00 percentile time to output token
-    (ns)' -> 'tpot_p99'; None if not a token latency."""
-    match = TOKEN_LATENCY.match(label)
-    if not match:
-        return None
-    kind = TOKEN_KINDS[(match.group("kind") or match.group("kind2")).lower()]
-    if match.group("word"):
-        return f"{kind}_{match.group('word').lower()}"
-    return f"{kind}_p" + format(float(match.group("pct")), "g")
+def _short(word: str | None, pct: str | None) -> str:
+    return word.lower() if word else "p" + format(float(pct or "nan"), "g")
 
 
 class _Parser:
     """One pass over the lines; each `_section` method consumes its part of the file."""
 
     def __init__(self, lines: list[str], name: str) -> None:
-        self.lines = [line.rstrip("\r") for line in lines]
+        self.lines = [line.rstrip("\r").replace("\x00", "") for line in lines]
         self.name = name
         self.pos = 0
 
@@ -146,21 +155,21 @@ class _Parser:
             raise self.fail("no 'Result is' line (file truncated?)")
         self.pos = next(i for i, line in enumerate(self.lines) if line.strip() == HEADER) + 1
         head = self._header()
-        more = head.pop("result_lines")
         summary = Summary(source=self.name, **head)
-        summary.result_lines.update(more)
         self._verdict(summary)
         self._additional(summary)
         self._test_parameters(summary)
         self._counts(summary)
         summary.invalid_reasons = _reasons(summary)
+        summary.result_lines = dict(list(summary.metrics.items())[1:])
+        for prefix, block in (("ttft", summary.ttft_ns), ("tpot", summary.tpot_ns)):
+            summary.latencies_ns.update({f"{prefix}_{k}": v for k, v in block.items()})
         return summary
 
     # -- sections -------------------------------------------------------------
     def _header(self) -> dict:
         fields: dict[str, str] = {}
-        headline_pair: tuple[str, str] | None = None
-        more: dict[str, float] = {}
+        metrics: dict[str, float] = {}
         while self.pos < len(self.lines):
             line = self.lines[self.pos].strip()
             self.pos += 1
@@ -175,10 +184,8 @@ class _Parser:
                 break
             if key in ("SUT name", "Scenario", "Mode"):
                 fields[key] = value
-            elif headline_pair is None:
-                headline_pair = (key, value)
-            else:  # token runs: "Tokens per second", "...first token percentile latency (ns)"
-                more[key] = self._number(value, key)
+            else:
+                metrics[key] = self._number(value, key)
         for key in ("SUT name", "Scenario", "Mode"):
             if key not in fields:
                 raise self.fail(f"no '{key} :' line in the summary block")
@@ -186,23 +193,23 @@ class _Parser:
             raise self.fail("no 'Result is' line (file truncated?)")
         if fields["result"] not in ("VALID", "INVALID"):
             raise self.fail(f"'Result is : {fields['result']}' is neither VALID nor INVALID")
-        if headline_pair is None:
+        if not metrics:
             raise self.fail("no headline metric line (e.g. 'Samples per second: ...') before 'Result is'")
+        tokens = [key for key in metrics if "tokens per second" in key.lower()]
+        name = tokens[0] if tokens else next(iter(metrics))
         return {
-            "sut_name": fields["SUT name"], "scenario": fields["Scenario"], "mode": fields["Mode"],
-            "result": fields["result"], "headline_name": headline_pair[0],
-            "headline_value": self._number(headline_pair[1], headline_pair[0]),
-            "result_lines": more,
+            "sut_name": fields["SUT name"].strip(), "scenario": fields["Scenario"].replace(" ", ""),
+            "mode": fields["Mode"], "result": fields["result"], "headline_name": name,
+            "headline_value": metrics[name], "metrics": metrics,
         }
 
     def _verdict(self, summary: Summary) -> None:
         """Constraint lines, then optional 'Recommendations:' and 'Early Stopping Result:' bullets."""
         bucket: list[str] | None = None
-        prefix = ""
         while self.pos < len(self.lines):
             raw = self.lines[self.pos]
             line = raw.strip()
-            if not line and self._next_text() in VERDICT_BLOCKS:
+            if not line and self._next_text().endswith("Early Stopping Result:"):
                 self.pos += 1  # an empty TTFT block is followed by a blank line, then TPOT's
                 continue
             if not line or RULE.match(line):
@@ -211,14 +218,19 @@ class _Parser:
             if line == "Recommendations:":
                 bucket = summary.recommendations
                 continue
-            if line in VERDICT_BLOCKS:
-                bucket, prefix = summary.early_stopping, VERDICT_BLOCKS[line]
+            if line == "Early Stopping Result:":
+                bucket = summary.early_stopping
+                continue
+            token = TOKEN_SECTION.match(line)
+            if token:
+                bucket = summary.token_early_stopping.setdefault(token.group("kind"), [])
                 continue
             bullet = BULLET.match(raw)
             if bucket is not None and bullet:
-                bucket.append(prefix + bullet.group("text"))
-                if bucket is summary.early_stopping:
-                    self._estimate(summary, bullet.group("text"), prefix)
+                bucket.append(bullet.group("text"))
+                if bucket is not summary.recommendations:
+                    kind = next((k for k, v in summary.token_early_stopping.items() if v is bucket), "")
+                    self._estimate(summary, bullet.group("text"), kind)
             elif bucket is not None and bucket:
                 # LoadGen wraps long early-stopping bullets onto indented lines without a '*'.
                 bucket[-1] = f"{bucket[-1]} {line}"
@@ -233,27 +245,58 @@ class _Parser:
         """The next non-blank line after the current one, stripped ('' at the end)."""
         return next((line.strip() for line in self.lines[self.pos + 1:] if line.strip()), "")
 
-    def _estimate(self, summary: Summary, text: str, prefix: str = "") -> None:
+    def _estimate(self, summary: Summary, text: str, kind: str) -> None:
+        """'Early stopping 90.0th percentile estimate: 5541' -> estimates['90.0th percentile'] (or 'TTFT ...')."""
         match = ESTIMATE.match(text)
         if match:
-            summary.early_stopping_estimates[prefix + match.group("pct")] = self._number(
-                match.group("value"), text)
+            key = f"{kind} {match.group('pct')}" if kind else match.group("pct")
+            summary.early_stopping_estimates[key] = self._number(match.group("value"), text)
 
     def _additional(self, summary: Summary) -> None:
+        block = ""
         for line in self._section("Additional Stats"):
+            heading = BLOCK.match(line)
+            if heading:
+                block = heading.group("label").split()[0].lower()  # per-query | per-sample | intervals
+                for param in PARAM.finditer(heading.group("params")):
+                    target = summary.issue_intervals if block == "intervals" else summary.additional
+                    name = param.group("key") if block == "intervals" else f"{block} {param.group('key')}"
+                    target[name] = self._number(param.group("value"), line)
+                continue
             match = KEY_VALUE.match(line)
             if not match or not match.group("value"):
-                continue  # sub-headings such as "Per-query latency:"
+                continue
             key, value = match.group("key"), self._number(match.group("value"), match.group("key"))
-            short = latency_key(key) or token_latency_key(key)
-            if short is not None:
-                summary.latencies_ns[short] = value
-            else:
-                summary.additional[key] = value
+            self._stat(summary, block, key, value)
+
+    def _stat(self, summary: Summary, block: str, key: str, value: float) -> None:
+        """File one Additional Stats line into the dict of its block; a repeated label is an error."""
+        short = latency_key(key)
+        token = TOKEN_LATENCY.match(key)
+        interval = INTERVAL.match(key)
+        if short is not None:
+            target = summary.sample_latencies_ns if block == "per-sample" else summary.latencies_ns
+        elif token:
+            short = _short(token.group("word"), token.group("pct"))
+            target = summary.ttft_ns if token.group("what").lower().startswith("first") else summary.tpot_ns
+        elif interval and block == "intervals":
+            short, target = _short(None, interval.group("pct")), summary.issue_intervals
+        else:
+            short, target = key, summary.additional
+        if short in target:
+            raise self.fail(f"'{key}' appears twice in one Additional Stats block")
+        target[short] = value
 
     def _test_parameters(self, summary: Summary) -> None:
         for line in self._section("Test Parameters Used"):
+            if line.startswith("WARNING:"):
+                # LoadGen 5.x: 'WARNING: sample_concatenate_permutation was set to true.' and its wrapped text.
+                summary.parameter_warnings.append(line.removeprefix("WARNING:").strip())
+                continue
             match = KEY_VALUE.match(line)
+            if not match and summary.parameter_warnings:
+                summary.parameter_warnings[-1] += " " + line
+                continue
             if not match:
                 raise self.fail(f"line {self.pos}: expected 'parameter : value' in Test Parameters Used, "
                                 f"got {line!r}")
@@ -311,8 +354,12 @@ def _reasons(summary: Summary) -> list[str]:
             continue
         text = (name[: -len(SATISFIED_SUFFIX)] + " not satisfied") if name.endswith(SATISFIED_SUFFIX) \
             else f"{name}: NO"
-        if name.startswith("Early stopping") and summary.early_stopping:
-            text += " (" + " ".join(summary.early_stopping) + ")"
+        if name.startswith("Early stopping"):
+            parts = [" ".join(summary.early_stopping)] if summary.early_stopping else []
+            parts += [f"{kind}: {' '.join(bullets)}" for kind, bullets in summary.token_early_stopping.items()
+                      if bullets != ["Run successful."]]
+            if parts:
+                text += " (" + "; ".join(parts) + ")"
         reasons.append(text)
     reasons.extend(summary.recommendations)
     if not reasons:
