@@ -52,7 +52,9 @@ def root(tmp_path) -> Path:
     ("bert-99", "bert", True), ("bert-99.9", "bert", True), ("bert", "bert", True),
     ("BERT-99", "bert", True), ("dlrm-99.9", "dlrm", True), ("3d-unet-99", "3d-unet", True),
     ("bertx", "bert", False), ("bert-98", "bert", False), ("ssd-resnet34", "ssd-mobilenet", False),
-    ("resnet50", "resnet", False),
+    # Submitters' v0.5 folder names are aliases of today's benchmarks.
+    ("resnet50", "resnet", True), ("resnet", "resnet50", True), ("ssd-small", "ssd-mobilenet", True),
+    ("ssd-small", "ssd-resnet34", False),
 ])
 def test_benchmark_matches(name, benchmark, expected):
     assert benchmark_matches(name, benchmark) is expected

@@ -237,7 +237,9 @@ class NvidiaHarness:
     def collect(self, work: WorkSpec, finished: Finished, result_dir: Path) -> BenchmarkResult:
         bench = nvidia_benchmark(work.benchmark)
         test = AUDIT_TESTS.get(self.opts.action) if work.role == "main" else None
-        runs = find_run_logs(result_dir, bench, work.scenario)
+        # bert-99 and bert-99.9 may both hold logs: take the one this config_ver ran.
+        variant = f"{bench}-99.9" if "high_accuracy" in config_ver(work, self.options) else f"{bench}-99"
+        runs = find_run_logs(result_dir, bench, work.scenario, variant)
         fresh = [r for r in runs if r.newest_mtime >= finished.started_at - MTIME_SLACK_S]
         if fresh:
             res = collect_loadgen_outputs(work, fresh[0].directory)

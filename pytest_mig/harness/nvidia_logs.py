@@ -3,20 +3,21 @@
 NVIDIA writes LoadGen logs to `<log_dir>/<system id>/<benchmark>/<scenario>/`, where
 `log_dir` is `$LOG_DIR` (or `build/logs/<timestamp>` when unset) and the benchmark folder
 carries the submission name (`bert-99`, `dlrm-99.9`). Audits leave `verify_*.txt` verdicts
-in `TESTnn` folders beside them (or under `build/compliance_logs`).
+in `TESTnn` folders beside them (or under `build/compliance_logs`). The submission layout
+(`results/<system>/<benchmark>/<scenario>/performance/run_N/`) is found too, and when
+`bert-99` and `bert-99.9` both hold logs the wanted variant comes first (results/layout.py).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_mig.errors import ResultParseError
 from pytest_mig.results.audit import TEST_NAME, parse_audit
+from pytest_mig.results.layout import RUN_DIR, benchmark_matches, prefer_variant
 from pytest_mig.types import BenchmarkResult
 
 LOADGEN_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt")
-SUBMISSION_SUFFIX = re.compile(r"-99(?:\.9)?$")
 # Which verdict files each audit leaves behind.
 AUDIT_KINDS = {"TEST01": ("accuracy", "performance"), "TEST04": ("performance",),
                "TEST05": ("performance",)}
@@ -35,28 +36,36 @@ class RunLogs:
     newest_mtime: float
 
 
-def benchmark_matches(dir_name: str, benchmark: str) -> bool:
-    """'bert-99' and 'bert-99.9' are `bert`; 'ssd-resnet34' is not `ssd-mobilenet`."""
-    name = dir_name.lower()
-    return name == benchmark.lower() or SUBMISSION_SUFFIX.sub("", name) == benchmark.lower()
+def find_run_logs(log_dir: Path, benchmark: str, scenario: str, variant: str = "") -> list[RunLogs]:
+    """Every folder under `log_dir` with LoadGen outputs of benchmark/scenario, newest first.
 
-
-def find_run_logs(log_dir: Path, benchmark: str, scenario: str) -> list[RunLogs]:
-    """Every folder under `log_dir` with LoadGen outputs of benchmark/scenario, newest first."""
+    Both NVIDIA's `<system>/<benchmark>/<scenario>/` and the submission layout's
+    `<system>/<benchmark>/<scenario>/performance/run_N/` count. `variant` ("bert-99.9") puts
+    that benchmark folder ahead of its siblings whatever their age.
+    """
     if not log_dir.is_dir():
         return []
     dirs = {f.parent for name in LOADGEN_FILES for f in log_dir.rglob(name) if f.is_file()}
     runs = []
     for d in dirs:
-        if d.name.lower() != scenario.lower() or not benchmark_matches(d.parent.name, benchmark):
+        scen = d
+        if RUN_DIR.match(d.name) and d.parent.name in ("performance", "accuracy"):
+            scen = d.parent.parent
+        elif d.name == "accuracy" and d.parent.name.lower() == scenario.lower():
+            scen = d.parent
+        if scen.name.lower() != scenario.lower() or not benchmark_matches(scen.parent.name, benchmark):
             continue
-        parts = d.relative_to(log_dir).parts
+        parts = scen.relative_to(log_dir).parts
         mtimes = [f.stat().st_mtime for name in LOADGEN_FILES if (f := d / name).is_file()]
         runs.append(RunLogs(directory=d, timestamp=parts[-4] if len(parts) >= 4 else "",
                             system_id=parts[-3] if len(parts) >= 3 else "",
-                            benchmark_dir=d.parent.name, newest_mtime=max(mtimes)))
+                            benchmark_dir=scen.parent.name, newest_mtime=max(mtimes)))
     # NVIDIA's timestamps (YYYY.MM.DD-HH.MM.SS) sort as text; mtime breaks ties.
-    return sorted(runs, key=lambda r: (r.timestamp, r.newest_mtime), reverse=True)
+    runs.sort(key=lambda r: (r.timestamp, r.newest_mtime), reverse=True)
+    if variant:
+        order = prefer_variant(sorted({r.benchmark_dir for r in runs}), variant)
+        runs.sort(key=lambda r: order.index(r.benchmark_dir))  # stable: newest first within a variant
+    return runs
 
 
 def describe_missing(log_dir: Path, benchmark: str, scenario: str) -> str:

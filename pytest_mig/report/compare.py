@@ -4,7 +4,8 @@ Baselines (`--mig-compare`): `last` = the case's latest passed entry in reports/
 from an earlier run; `median:N` = the median of its last N passed entries (noise-aware: one
 lucky or unlucky run neither sets nor trips the gate); `PATH` = a history.jsonl, results.json
 or reports/<run-id> folder (its latest entry per case). Entries match on case id, GPU model
-and backend, so simulated numbers never baseline hardware numbers.
+and backend, so simulated numbers never baseline hardware numbers. PATH may also be a
+published MLPerf submission folder: report/published.py matches benchmark x scenario there.
 
 Direction: headlines "... per second" are higher-is-better (kind `throughput`), headlines
 "... latency (ns)" lower-is-better (kind `latency`); `pNN` (p50, p99, p99.9 ...) are LoadGen's
@@ -23,6 +24,7 @@ from typing import Any
 
 from pytest_mig.errors import ConfigError, did_you_mean
 from pytest_mig.report.history import HistoryEntry, read_baseline_source
+from pytest_mig.report.published import PublishedBaselines, is_submission
 
 KINDS = ("throughput", "latency", "accuracy")
 PERCENTILE = re.compile(r"p\d+(\.\d+)?")
@@ -188,8 +190,11 @@ class Baselines:
     def __init__(self, spec: CompareSpec, history: list[HistoryEntry], current_run: str,
                  problems: list[str] | None = None) -> None:
         self.spec = spec
-        source = (read_baseline_source(spec.path, problems) if spec.mode == "path" and spec.path
-                  else history)
+        # A published submission folder (results/<system>/...) baselines by benchmark x scenario.
+        self.published = (PublishedBaselines(spec.path) if spec.mode == "path" and spec.path
+                          and is_submission(spec.path) else None)
+        source = [] if self.published else \
+            read_baseline_source(spec.path, problems) if spec.mode == "path" and spec.path else history
         self.by_key: dict[tuple[str, str, str], list[HistoryEntry]] = {}
         for e in source:
             if e.run_id != current_run and e.outcome == "passed":
@@ -200,8 +205,9 @@ class Baselines:
         """(value, runs it came from, spread %) for one metric of `entry`'s case."""
         # NaN, infinities, zero and negatives are no baseline (a gate against them says "ok"
         # to anything): skipped here, so the comparison says "no baseline".
-        values = [v for e in self.by_key.get(entry.key, [])
-                  if (v := _value_of(e, kind, metric)) is not None and usable(v)]
+        published = self.published.lookup(entry) if self.published else None
+        entries = [published] if published else self.by_key.get(entry.key, [])
+        values = [v for e in entries if (v := _value_of(e, kind, metric)) is not None and usable(v)]
         if not values:
             return None, 0, None
         if self.spec.mode != "median":

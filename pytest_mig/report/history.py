@@ -46,6 +46,7 @@ class HistoryEntry:
     accuracy: float | None = None
     interference: float | None = None  # 1 - hetero/isolated, with --mig-isolated-baseline
     duration_s: float | None = None  # seconds the case's test call took
+    accuracy_fraction: float | None = None  # the case's target (0.99 | 0.999): picks bert-99 vs bert-99.9
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -106,7 +107,7 @@ def entry_from_record(record: dict[str, Any], run_id: str, backend: str,
         metric=res.get("metric") or "", value=_finite(res.get("value")), p99_ns=lat.get("p99"),
         latencies_ns=lat, accuracy_metric=res.get("accuracy_metric"),
         accuracy=_finite(res.get("accuracy")), interference=_finite(record.get("interference")),
-        duration_s=_finite(record.get("duration_s")))
+        duration_s=_finite(record.get("duration_s")), accuracy_fraction=_finite(record.get("accuracy_fraction")))
 
 
 def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:

@@ -29,6 +29,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         "profile": case.profile,
         "mode": case.mode,
         "gpu_model": case.gpu_model,
+        "accuracy_fraction": case.accuracy_fraction,
         "run_profile": case.run_profile.name,
         "outcome": test_outcome,
         "message": clip(message),

@@ -1,4 +1,11 @@
-"""Read the verdicts of MLPerf compliance audits (TEST01, TEST04, TEST05 `verify_*.txt`)."""
+"""Read the verdicts of MLPerf compliance audits (TEST01/03/04/05/06 `verify_*.txt`), v0.5 to v5.x.
+
+Rules: the last `TEST PASS`/`TEST FAIL` line is the verdict; scores are read whatever their
+capitalisation (`reference score = ` in v1.x, `Reference score = ` in v5.x). TEST06 (LLM
+output checks, v4.1 and later) prints only `<check> check pass: True|False|Skipped` lines and `TEST06
+verification complete`: it passes when no check says False. Folder names like `TEST05_sr`
+or `TEST04-A` name their test.
+"""
 from __future__ import annotations
 
 import re
@@ -8,12 +15,14 @@ from pathlib import Path
 from pytest_mig.errors import ResultParseError
 from pytest_mig.results.summary import load_text
 
-TEST_NAME = re.compile(r"\b(TEST\d\d)(?:-[AB])?\b", re.IGNORECASE)
+TEST_NAME = re.compile(r"\b(TEST\d\d)(?![0-9])", re.IGNORECASE)
+CHECK_LINE = re.compile(r"^(?P<check>[A-Za-z][\w ]*?) check pass: (?P<value>True|False|Skipped)$")
+TEST06_DONE = "TEST06 verification complete"
 VERDICT = re.compile(r"^TEST (PASS|FAIL)\b")
 NUMBER_LINE = re.compile(r"^(?P<key>[A-Za-z][\w\- ]*?)\s*=\s*(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$")
 # TEST04 (v1.x) compares part B (same sample repeated) against part A (unique samples).
-REFERENCE_KEYS = ("reference score", "TEST04-A score")
-TEST_KEYS = ("test score", "TEST04-B score")
+REFERENCE_KEYS = ("reference score", "test04-a score")
+TEST_KEYS = ("test score", "test04-b score")
 
 
 @dataclass(frozen=True)
@@ -26,12 +35,15 @@ class AuditVerdict:
     reference_score: float | None = None
     test_score: float | None = None
     details: dict[str, float | int] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)  # TEST06: check name -> True/False/Skipped
 
 
 def parse_audit(source: str | Path, test: str = "") -> AuditVerdict:
     """Parse a verify_accuracy.txt / verify_performance.txt; `test` defaults to the TESTnn in its path."""
     text, where = load_text(source)
-    lines = [line.strip() for line in text.splitlines()]
+    lines = [line.strip() for line in text.replace("\x00", "").splitlines()]
+    if not any(VERDICT.match(line) for line in lines) and any(CHECK_LINE.match(line) for line in lines):
+        return _test06(lines, where)
     kind = _kind(lines, where)
     verdicts = [m.group(1) for m in map(VERDICT.match, lines) if m]
     if not verdicts:
@@ -43,7 +55,9 @@ def parse_audit(source: str | Path, test: str = "") -> AuditVerdict:
         if match:
             raw = match.group("value")
             details[match.group("key")] = int(raw) if re.fullmatch(r"[-+]?\d+", raw) else float(raw)
+    checks = {m.group("check"): m.group("value") for m in map(CHECK_LINE.match, lines) if m}
     return AuditVerdict(
+        checks=checks,
         test=_test_name(test, where),
         kind=kind,
         passed=verdicts[-1] == "PASS",
@@ -51,6 +65,14 @@ def parse_audit(source: str | Path, test: str = "") -> AuditVerdict:
         test_score=_first(details, TEST_KEYS),
         details=details,
     )
+
+
+def _test06(lines: list[str], where: str) -> AuditVerdict:
+    checks = {m.group("check"): m.group("value") for m in map(CHECK_LINE.match, lines) if m}
+    if TEST06_DONE not in lines:
+        raise ResultParseError(f"{where}: TEST06 output without '{TEST06_DONE}': the check did not finish; "
+                               "rerun TEST06's run_verification.py and save its whole output")
+    return AuditVerdict(test="TEST06", kind="accuracy", passed="False" not in checks.values(), checks=checks)
 
 
 def _kind(lines: list[str], where: str) -> str:
@@ -74,7 +96,8 @@ def _test_name(given: str, where: str) -> str:
 
 
 def _first(details: dict[str, float | int], keys: tuple[str, ...]) -> float | None:
+    lowered = {key.lower(): value for key, value in details.items()}
     for key in keys:
-        if key in details:
-            return float(details[key])
+        if key in lowered:
+            return float(lowered[key])
     return None

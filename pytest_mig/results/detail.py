@@ -1,11 +1,17 @@
 """Parse LoadGen's `mlperf_log_detail.txt` (`:::MLLOG {json}` lines) into a `Detail`.
 
 The detail log is written as the run goes, so a crashed run leaves a partial file that
-still says why it failed: malformed lines are recorded, not fatal.
+still says why it failed: malformed lines are recorded, not fatal. Rules:
+- NUL bytes (seen inside JSON values of published logs) are dropped before decoding.
+- LoadGen before 1.0 (MLPerf v0.5/v0.7) wrote plain text lines
+  `"pid": N, "tid": N, "ts": Nns : <message>`; those logs are read for the version, the SUT
+  name, the Effective/Requested Settings blocks and WARNING/ERROR lines (`format` "text").
+  They carry no verdict: `result_validity` stays "" (read the summary for it).
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +20,9 @@ from pytest_mig.errors import ResultParseError
 from pytest_mig.results.summary import load_text
 
 MARKER = ":::MLLOG"
+TEXT_LINE = re.compile(r'^"pid": \d+, "tid": \d+, "ts": \d+ns : ?(?P<msg>.*)$')
+TEXT_KEY = re.compile(r"^(?P<key>[^:]+?)\s*:\s*(?P<value>.*)$")
+TEXT_SETTINGS = {"Effective Settings:": "effective", "Requested Settings:": "requested"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Detail:
     num_errors: int | None = None  # LoadGen's own count, when it got that far
     values: dict[str, Any] = field(default_factory=dict)  # every key, last value wins
     malformed: list[int] = field(default_factory=list)  # line numbers of unreadable MLLOG lines
+    format: str = "mllog"  # "mllog" (LoadGen 1.0 and later) | "text" (before 1.0)
 
     @property
     def valid(self) -> bool:
@@ -72,7 +82,10 @@ PREFIXES = (("result_", "results"), ("effective_", "effective"), ("requested_", 
 def parse_detail(source: str | Path) -> Detail:
     """Parse a detail log (path, or its text as a str with newlines); ResultParseError if it has no records."""
     text, name = load_text(source)
+    text = text.replace("\x00", "")
     detail = Detail(source=name)
+    if MARKER not in text and any(TEXT_LINE.match(line) for line in text.splitlines()[:50]):
+        return _parse_text(detail, text)
     records = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -123,3 +136,34 @@ def _record(detail: Detail, entry: dict[str, Any], number: int) -> None:
         if key.startswith(prefix):
             getattr(detail, attribute)[key[len(prefix):]] = value
             break
+
+
+def _parse_text(detail: Detail, text: str) -> Detail:
+    """The pre-1.0 plain-text detail log."""
+    detail.format = "text"
+    block: dict[str, Any] | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        match = TEXT_LINE.match(raw.strip())
+        if not match:
+            continue  # git log lines and other continuation text
+        msg = match.group("msg").strip()
+        if msg in TEXT_SETTINGS:
+            block = getattr(detail, TEXT_SETTINGS[msg])
+            continue
+        if not msg:
+            block = None
+            continue
+        kv = TEXT_KEY.match(msg)
+        if kv is None:
+            continue
+        key, value = kv.group("key"), kv.group("value").strip()
+        if block is not None:
+            block[{"Scenario": "scenario", "Test mode": "test_mode"}.get(key, key)] = value
+        elif key == "version" and not detail.loadgen_version:
+            detail.loadgen_version = value
+        elif key == "System Under Test (SUT) name":
+            detail.sut_name = value
+        elif key in ("WARNING", "ERROR"):
+            (detail.warnings if key == "WARNING" else detail.errors).append(LogMessage(key.lower(), value, number))
+        detail.values.setdefault(key, value)
+    return detail
