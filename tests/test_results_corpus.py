@@ -1,0 +1,118 @@
+"""Every file of the MLPerf results corpus (tests/data/mlperf_corpus) parses to its expected values.
+
+The corpus holds real files of MLPerf Inference v0.5 to v5.1 (summaries, detail logs,
+accuracy.txt, compliance verdicts, and files the parsers must refuse), picked by
+collect.py and copied byte for byte; a SOURCE file beside each names repository, commit
+and original path. expected.json was written by this module's digest() (run it as a script
+to rewrite it) after a sample of each kind was checked by hand against the raw text; hand-
+written spot checks of tricky files are in test_results_corpus_spots.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_mig.errors import ResultParseError
+from pytest_mig.results import parse_accuracy, parse_audit, parse_detail, parse_summary
+
+CORPUS = Path(__file__).parent / "data" / "mlperf_corpus"
+EXPECTED = CORPUS / "expected.json"
+SCENARIOS = ("offline", "server", "singlestream", "multistream", "interactive")
+NOT_DATA = ("SOURCE", "expected.json", "collect.py", "README.md")
+FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in NOT_DATA)
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(CORPUS).as_posix()
+
+
+def kind_of(path: Path) -> str:
+    if path.name == "mlperf_log_summary.txt":
+        return "summary"
+    if path.name == "mlperf_log_detail.txt":
+        return "detail"
+    if path.name == "accuracy.txt":
+        return "accuracy"
+    if re.fullmatch(r"verify_\w+\.txt", path.name):
+        return "verify"
+    raise AssertionError(f"{path}: no parser for this file")
+
+
+def benchmark_of(path: Path) -> str:
+    parts = path.parts
+    for i, part in enumerate(parts):
+        if part.lower() in SCENARIOS and i > 0:
+            return parts[i - 1]
+    raise AssertionError(f"{path}: no scenario folder in the path")
+
+
+def digest(path: Path) -> dict:
+    """What the parsers read from one corpus file (or the error they refuse it with)."""
+    kind = kind_of(path)
+    try:
+        if kind == "summary":
+            s = dataclasses.asdict(parse_summary(path))
+            del s["source"]
+            s["test_parameters"] = len(s["test_parameters"])
+            return {"kind": kind, **s}
+        if kind == "detail":
+            d = parse_detail(path)
+            return {"kind": kind, "format": d.format, "loadgen_version": d.loadgen_version, "sut_name": d.sut_name,
+                    "result_validity": d.result_validity, "scenario": d.scenario, "mode": d.mode,
+                    "results": d.results, "early_stopping": d.early_stopping, "warnings": len(d.warnings),
+                    "errors": len(d.errors), "num_errors": d.num_errors, "malformed": d.malformed}
+        if kind == "accuracy":
+            a = parse_accuracy(path, benchmark_of(path))
+            return {"kind": kind, "metric": a.metric, "value": a.value, "fields": a.fields}
+        v = dataclasses.asdict(parse_audit(path))
+        v["audit_kind"] = v.pop("kind")
+        return {"kind": kind, **v}
+    except ResultParseError as exc:
+        return {"kind": kind, "error": str(exc).split(": ", 1)[1]}
+
+
+@functools.cache
+def _expected() -> dict:
+    return json.loads(EXPECTED.read_text(encoding="utf-8"))
+
+
+def test_expected_values_cover_every_file():
+    assert sorted(_expected()) == sorted(rel(p) for p in FILES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=rel)
+def test_file_parses_to_expected_values_and_names_its_source(path: Path):
+    """Parsed values as expected; SOURCE beside the file: 'mlcommons/inference_results_<round> @ <commit>'
+    then '<name> <- <original path>'."""
+    assert json.loads(json.dumps(digest(path))) == _expected()[rel(path)]
+    lines = (path.parent / "SOURCE").read_text(encoding="utf-8").splitlines()
+    round_, submitter, division, *rest = path.relative_to(CORPUS).parts
+    assert re.fullmatch(rf"mlcommons/inference_results_{re.escape(round_)} @ [0-9a-f]{{40}}", lines[0])
+    original = "/".join([division, submitter, *rest])
+    assert f"{path.name} <- {original}" in lines[1:]
+
+
+def test_corpus_breadth():
+    """At least 300 files over 6 rounds and 10 submitters, every scenario, INVALID runs, failing audits."""
+    table = _expected()
+    assert len(table) >= 300
+    assert len({k.split("/")[0] for k in table}) >= 6
+    assert len({k.split("/")[1] for k in table}) >= 10
+    summaries = [v for v in table.values() if v["kind"] == "summary" and "error" not in v]
+    assert {v["scenario"] for v in summaries} >= {"Offline", "Server", "SingleStream", "MultiStream"}
+    assert any(v["result"] == "INVALID" for v in summaries)
+    assert any(v["kind"] == "verify" and v.get("passed") is False for v in table.values())
+    assert any("error" in v for v in table.values())  # files the parsers must refuse
+    assert sum(p.stat().st_size for p in FILES) < 2_000_000
+
+
+if __name__ == "__main__":  # rewrite expected.json from the parsers' current output
+    EXPECTED.write_text(json.dumps({rel(p): digest(p) for p in FILES}, indent=1, sort_keys=True) + "\n",
+                        encoding="utf-8")
+    print(f"{len(FILES)} files -> {EXPECTED}", file=sys.stderr)
