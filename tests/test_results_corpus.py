@@ -113,6 +113,7 @@ def test_corpus_breadth():
 
 
 if __name__ == "__main__":  # rewrite expected.json from the parsers' current output
-    EXPECTED.write_text(json.dumps({rel(p): digest(p) for p in FILES}, indent=1, sort_keys=True) + "\n",
-                        encoding="utf-8")
+    table = {rel(p): digest(p) for p in sorted(FILES, key=rel)}
+    lines = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in table.items()]  # one file a line
+    EXPECTED.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
     print(f"{len(FILES)} files -> {EXPECTED}", file=sys.stderr)

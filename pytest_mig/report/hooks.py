@@ -36,7 +36,8 @@ def addoption(parser) -> None:
     g.addoption("--mig-compare", default=None, metavar="last|median:N|PATH",
                 help="compare each case's headline metric with a baseline from "
                      "reports/history.jsonl (last run, median of the last N runs) or from "
-                     "PATH (history.jsonl, results.json, reports/<run-id>)")
+                     "PATH (history.jsonl, results.json, reports/<run-id>, or a published MLPerf "
+                     "results/<system> folder: same benchmark variant and scenario)")
     g.addoption("--mig-compare-fail", default=None, metavar="KIND:PCT,...",
                 help="fail cases that regressed beyond thresholds against the --mig-compare "
                      "baseline (default baseline: last), e.g. throughput:5%%,p99:10%%; kinds: "
