@@ -75,7 +75,8 @@ class HistoryEntry:
 
 
 _FIELD_TYPES = {"value": "number", "p99_ns": "number", "accuracy": "number",
-                "interference": "number", "duration_s": "number", "accuracy_metric": "text?",
+                "interference": "number", "duration_s": "number", "accuracy_fraction": "number",
+                "accuracy_metric": "text?",
                 "latencies_ns": "latencies"}
 
 
