@@ -191,7 +191,6 @@ FORMATS: dict[str, _Format] = {
     "ssd-resnet34": _MAP,
     "ssd-mobilenet": _MAP,
     "retinanet": _MAP,
-    "llama3.1-8b": _ROUGE,
     "bert": _Format(
         "f1", "accuracy-squad.py", '{"exact_match": 83.09366130558183, "f1": 90.37586600946241}',
         re.compile(rf'^\{{"exact_match": {NUM}, "f1": {NUM}\}}$'), _read_bert,
