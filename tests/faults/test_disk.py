@@ -38,8 +38,9 @@ def test_the_log_reader_survives_a_full_disk(tmp_path, monkeypatch):
 
 
 def _limit_file_size() -> None:
-    # A real kernel refusal at a size: record.json (~9 kB) fits, results.json (~17 kB) not.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+    # A real kernel refusal at a size: each record.json (~13.5 kB with the slices and CPU
+    # placement) fits, results.json (two records and the run header, ~31 kB) does not.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
 
 def test_a_report_that_cannot_be_written_is_one_line_and_exit_6(project):
