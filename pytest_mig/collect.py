@@ -8,6 +8,22 @@ from pytest_mig.errors import SuiteError
 from pytest_mig.session import MigSession
 
 
+def uses_suites(config) -> bool:
+    """A run is a pytest-mig run when it points at suites (or names a backend explicitly)."""
+    if config.getoption("mig_backend"):
+        return True
+    for arg in config.args:
+        p = Path(str(arg).split("::")[0])
+        if not p.exists():
+            continue
+        p = p.resolve()
+        if any((d / "suite.yaml").exists() for d in [p if p.is_dir() else p.parent, *p.parents]):
+            return True
+        if p.is_dir() and any(p.glob("*/suite.yaml")):
+            return True
+    return False
+
+
 def suite_path_for(module: Path) -> Path:
     """The suite.yaml beside the test module, or in its nearest parent directory."""
     for d in [module.parent, *module.parent.parents]:

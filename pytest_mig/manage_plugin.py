@@ -227,8 +227,8 @@ class ManagePlugin:
         node.workerinput["mig_owner_pid"] = os.getpid()
 
     def pytest_report_header(self, config) -> list[str] | None:
-        from pytest_mig.plugin import _uses_suites
-        if not _uses_suites(config):
+        from pytest_mig.collect import uses_suites
+        if not uses_suites(config):
             return None
         try:
             from pytest_mig.gpu.manage import mig_mode_notes

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_mig.collect import uses_suites
 from pytest_mig.datadir import DATA_ENV
 from pytest_mig.errors import MigError
 from pytest_mig.fixtures import (OUTCOME_KEY, SESSION_KEY, hetero, mig_harness,  # noqa: F401
@@ -154,10 +155,10 @@ def pytest_configure(config) -> None:
     from pytest_mig.process import pass_env, use_run_key
     use_run_key(mig.key)
     pass_env(settings.pass_env)
-    uses_suites = _uses_suites(config)
-    if uses_suites and worker is None and settings.run_profile:
+    mig_run = uses_suites(config)
+    if mig_run and worker is None and settings.run_profile:
         _check_run_profile(config, settings.run_profile)  # before any run folder exists
-    if uses_suites and worker is None:
+    if mig_run and worker is None:
         try:
             mig.ensure_run_dir()  # exclusive, so the id may change: before anyone learns it
         except OSError as exc:
@@ -173,7 +174,7 @@ def pytest_configure(config) -> None:
     from pytest_mig.manage_plugin import register as register_manage
     register_manage(config)  # --mig-manage / --mig-layout
     shard_plugin.register(config)  # --mig-shard
-    if uses_suites:
+    if mig_run:
         from pytest_mig.process import install_sigterm_handler, reap_dead_runs
         install_sigterm_handler()
         if worker is None:
@@ -220,27 +221,11 @@ def _check_run_profile(config, name: str) -> None:
         f"defined: {', '.join(known)} (in {', '.join(sorted(defined))})")
 
 
-def _uses_suites(config) -> bool:
-    """A run is a pytest-mig run when it points at suites (or names a backend explicitly)."""
-    if config.getoption("mig_backend"):
-        return True
-    for arg in config.args:
-        p = Path(str(arg).split("::")[0])
-        if not p.exists():
-            continue
-        p = p.resolve()
-        if any((d / "suite.yaml").exists() for d in [p if p.is_dir() else p.parent, *p.parents]):
-            return True
-        if p.is_dir() and any(p.glob("*/suite.yaml")):
-            return True
-    return False
-
-
 def pytest_sessionstart(session) -> None:
     """run.json and the simulated-GPU banner do not depend on the verbosity: under -q or
     --no-header pytest skips the report header, so they are written here too."""
     config = session.config
-    if hasattr(config, "workerinput") or not _uses_suites(config):
+    if hasattr(config, "workerinput") or not uses_suites(config):
         return
     from pytest_mig.report.files import write_json_atomic
     from pytest_mig.report.header import SIMULATED_BANNER, run_header
@@ -258,7 +243,7 @@ def pytest_sessionstart(session) -> None:
 
 
 def pytest_report_header(config) -> list[str] | None:
-    if not _uses_suites(config):
+    if not uses_suites(config):
         return None
     from pytest_mig.report.header import header_lines
     try:

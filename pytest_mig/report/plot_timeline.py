@@ -8,10 +8,13 @@ Rules: reads a Timeline (report/timeline.py) only; matplotlib through report/plo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_mig.report.plotting import (PHASE_COLORS, PHASE_TEXT, SIMULATED_COLOR, pyplot,
                                         save)
-from pytest_mig.report.timeline import Timeline
+
+if TYPE_CHECKING:  # a type only: timeline.py draws through this module
+    from pytest_mig.report.timeline import Timeline
 
 MIB_PER_GIB = 1024.0
 Series = list[tuple[str, list[float | None]]]
