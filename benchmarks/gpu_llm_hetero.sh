@@ -27,7 +27,7 @@ PYTEST=(python3 -m pytest "${PLUGIN[@]}" -p no:cacheprovider --partition=${PARTI
         --mig-harness-opt size=$SIZE --mig-harness-opt device=$DEVICE --mig-harness-opt precision=$PRECISION
         --mig-harness-opt batch_size.resnet50=256 --mig-harness-opt batch_size.bert=32
         --mig-harness-opt batch_size.retinanet=8 --mig-harness-opt batch_size.3d-unet=2
-        --mig-main-startup 240 --mig-min-duration 20000 -v)
+        --mig-main-startup 240 --mig-min-duration ${MIN_MS:-20000} -v)
 nvidia-smi -L 2>/dev/null
 nvidia-smi --query-gpu=name,memory.total,mig.mode.current --format=csv 2>/dev/null | tee "$OUT/gpu.csv"
 start=$(date +%s)
