@@ -21,8 +21,7 @@ def header_lines(session) -> list[str]:
     if topo.backend == "simulated":
         lines.append(SIMULATED_BANNER)
     duty = background_cpu_duty(session)
-    on_cpu = topo.backend == "simulated" or s.harness_options.get("device") == "cpu"
-    if on_cpu and duty is not None:
+    if duty is not None:
         try:
             fraction = float(duty)
         except ValueError:  # the harness refuses it with its own message when a case runs
@@ -42,8 +41,15 @@ def header_lines(session) -> list[str]:
 
 
 def background_cpu_duty(session) -> str | None:
-    """The built-in harness's background busy fraction on the CPU (None: another harness)."""
+    """The built-in harness's background busy fraction on the CPU.
+
+    None where no pacing applies: another harness, or the built-in harness on a GPU (the
+    workload paces only a CPU device; on a GPU its backgrounds run flat out)."""
     if session.settings.harness != "loadgen":
+        return None
+    on_cpu = (session.topology().backend == "simulated"
+              or session.settings.harness_options.get("device") == "cpu")
+    if not on_cpu:
         return None
     from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY
     return session.settings.harness_options.get("background_cpu_duty") or BACKGROUND_CPU_DUTY

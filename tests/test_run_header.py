@@ -1,0 +1,28 @@
+"""run.json's background pacing field: present only where the built-in harness paces a CPU."""
+from types import SimpleNamespace
+
+import pytest
+
+from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY
+from pytest_mig.report.header import background_cpu_duty
+
+
+def session(backend: str, harness: str = "loadgen", **options: str):
+    topo = SimpleNamespace(backend=backend)
+    return SimpleNamespace(topology=lambda: topo,
+                           settings=SimpleNamespace(harness=harness, harness_options=options))
+
+
+@pytest.mark.parametrize("backend, options, expected", [
+    ("simulated", {}, BACKGROUND_CPU_DUTY),
+    ("simulated", {"background_cpu_duty": "0.5"}, "0.5"),
+    ("nvml", {"device": "cpu"}, BACKGROUND_CPU_DUTY),
+    ("nvml", {"device": "cuda"}, None),   # the H200 runs recorded 0.1 here before
+    ("nvml", {}, None),
+])
+def test_pacing_is_recorded_only_on_a_cpu(backend, options, expected):
+    assert background_cpu_duty(session(backend, **options)) == expected
+
+
+def test_other_harnesses_record_no_pacing():
+    assert background_cpu_duty(session("simulated", harness="nvidia")) is None
