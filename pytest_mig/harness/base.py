@@ -9,11 +9,10 @@ from typing import Protocol
 from pytest_mig.errors import MigError, ResultParseError
 from pytest_mig.safefs import read_text
 from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
+from pytest_mig.workload_contract import PATH_RECORD
 
 # NVIDIA's harnesses print "Starting running actual test." when LoadGen's timed phase starts.
 READY_PATTERN = r"running actual test\.\s*$"
-# The built-in harness's record of the path it took (harness/sut.py PATH_RECORD), if any.
-PATH_RECORD = "harness_path.json"
 
 
 class Harness(Protocol):

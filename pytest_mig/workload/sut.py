@@ -24,23 +24,22 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import mlperf_loadgen as lg
 import numpy as np
 import torch
 
-from . import accel, base, compiled, scoring
+from pytest_mig.workload_contract import PATH_RECORD
+
+from . import accel, compiled, scoring
 from .completions import CompletionLog
 from .datasets import SampleLoader
 from .models import Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
-
-if TYPE_CHECKING:
-    from .loadgen import StopRequest
+from .stopping import StopRequest
 
 PREFIX = "[pytest-mig loadgen]"
 READY_LINE = f"{PREFIX} Starting running actual test."
-PATH_RECORD = base.PATH_RECORD  # the path a run took (compile mode, cache, time to ready)
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 # Queries LoadGen's early stopping needs when (almost) every query meets its bound: SingleStream's

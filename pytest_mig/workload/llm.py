@@ -28,8 +28,8 @@ import mlperf_loadgen as lg
 import numpy as np
 import torch
 
-from . import scoring
-from .models import build, canonical_benchmark, resolve_device
+from . import scoring, sut
+from .models import FAMILIES, build, canonical_benchmark, resolve_device
 from .models.llama import Llama, left_pad
 
 COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,8 +48,6 @@ OnDone = Callable[[int, np.ndarray], None]  # (row, all generated token ids as i
 
 def llm_benchmarks() -> tuple[str, ...]:
     """Benchmarks whose model is a decoder run by this module."""
-    from .models import FAMILIES
-
     return tuple(name for name, f in FAMILIES.items() if f.construct is Llama)
 
 
@@ -199,11 +197,9 @@ def calibrate(model: Llama, loader, dtype: torch.dtype, batch: int, sample_count
 
 
 def test_settings(cfg, cal: TokenCalibration) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
-    from .sut import MODES
-
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, cfg.scenario)
-    ts.mode = MODES[cfg.mode]
+    ts.mode = sut.MODES[cfg.mode]
     ts.use_token_latencies = True
     ts.min_duration_ms = cfg.min_duration_ms
     queries = max(cfg.min_query_count or 0, EARLY_STOPPING_QUERIES[cfg.scenario])
@@ -235,8 +231,6 @@ def test_settings(cfg, cal: TokenCalibration) -> tuple[lg.TestSettings, dict[str
 
 def run(cfg):
     """Build, calibrate, run LoadGen in token-latency mode and, in accuracy mode, score against FP32."""
-    from . import sut
-
     log_dir = Path(cfg.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)

@@ -1,4 +1,4 @@
-"""`python -m pytest_mig.harness.loadgen`: real MLCommons LoadGen driving a built-in PyTorch model.
+"""`python -m pytest_mig.workload`: real MLCommons LoadGen driving a built-in PyTorch model.
 
 Prints progress, then exactly one line ending in `running actual test.` right before
 LoadGen's timed phase; LoadGen writes its logs (and accuracy.txt in accuracy mode) to --log-dir.
@@ -6,6 +6,7 @@ With --until-stopped it runs performance tests back to back (logs in run-<k>/) u
 then exits 0 with the last completed test's summary in --log-dir.
 Right before the ready line it prints the path taken (`path: compile=...`) and writes it to
 <log-dir>/harness_path.json, with `ready_s`, the seconds from process start to ready.
+Torch and LoadGen load only after the arguments parsed (`sut`, `llm` are imported in main()).
 """
 from __future__ import annotations
 
@@ -17,36 +18,19 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path
 from typing import Sequence
+
+from pytest_mig.workload.stopping import Interrupted, StopRequest
+from pytest_mig.workload_contract import DEVICES, MODULE, PRECISIONS, SIZES
 
 BENCHMARK_NAMES = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet",
                    "retinanet", "llama3.1-8b")
 SUFFIXES = ("", "-99", "-99.9")
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy")
-SIZES = ("tiny", "small", "full")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
-DEVICES = ("auto", "cpu", "cuda")
 COMPILE_SETTINGS = ("off", "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-class Interrupted(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT so the run can unwind and exit promptly."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class StopRequest:
-    """Set by the signal handler once `armed` (timed phase reached) so --until-stopped ends cleanly."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.armed = False
 
 
 def _positive_int(text: str) -> int:
@@ -78,7 +62,7 @@ def _positive_float(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pytest_mig.harness.loadgen", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.splitlines()[0])
     p.add_argument("--benchmark", required=True, choices=[b + s for b in BENCHMARK_NAMES for s in SUFFIXES],
                    metavar="{" + ",".join(BENCHMARK_NAMES) + "}[-99|-99.9]")
     p.add_argument("--scenario", required=True, choices=SCENARIOS)

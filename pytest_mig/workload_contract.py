@@ -1,0 +1,22 @@
+"""The built-in workload's command-line contract: what the adapter and the child program share.
+
+Bottom layer, standard library only: the plugin side (`harness/loadgen.py`, `session.py`,
+`report/header.py`) and the child program (`workload/`) both import it, so neither imports
+the other. The plugin never imports `pytest_mig.workload`: it launches it as
+`python -m pytest_mig.workload` (MODULE). Values written here are written nowhere else.
+"""
+from __future__ import annotations
+
+MODULE = "pytest_mig.workload"  # `python -m MODULE` runs the child program (workload/cli.py)
+
+SIZES = ("tiny", "small", "full")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Busy fraction of each background's SUT on the CPU: six at 0.1 leave the main its core on a
+# 2-core machine. `--mig-harness-opt background_cpu_duty=1` turns pacing off.
+BACKGROUND_CPU_DUTY = "0.1"
+
+# The child's record of the path it took (compile mode, cache, time to ready), in its log dir;
+# the adapter copies it into results.json.
+PATH_RECORD = "harness_path.json"
