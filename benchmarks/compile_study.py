@@ -14,7 +14,7 @@ Run through `harness_throughput.py --compile-study` (see benchmarks/gpu_compile.
 - A worker past its cap (--compile-budget) or the study's deadline is killed; its unfinished parts
   read "not finished in N s". Cold time-to-ready of a harness part: its worker's setup (import,
   build, inputs) + compile + capture, empty cache, other workers compiling beside it.
-- Then, one at a time, the real harness CLI (`python -m pytest_mig.harness.loadgen`, Offline, 2 s)
+- Then, one at a time, the real harness CLI (`python -m pytest_mig.workload`, Offline, 2 s)
   per benchmark with the winning mode and the warm cache the workers filled: warm `ready_s` from its
   harness_path.json and LoadGen's samples/s.
 - The winner (the auto table, written to <out>/compile_modes.yaml): the fastest harness path, where a
@@ -51,7 +51,7 @@ def batch_for(name: str, device: str) -> int:
     """The largest batch of the throughput sweep (the best on the H100); models added since: the
     harness's CUDA default."""
     import harness_throughput as ht
-    from pytest_mig.harness import accel
+    from pytest_mig.workload import accel
 
     sweep = ht.SWEEP.get(name) or (accel.GPU_BATCH_SIZES.get(name, 8),)
     return sweep[-1] if device == "cuda" else min(sweep[0], 16)
@@ -98,8 +98,8 @@ def worker(group: str, name: str, batch: int, seconds: float, size: str, device_
     import torch
 
     import harness_throughput as ht
-    from pytest_mig.harness import accel, compiled
-    from pytest_mig.harness.models import build
+    from pytest_mig.workload import accel, compiled
+    from pytest_mig.workload.models import build
 
     device = torch.device(device_name)
     cuda = device.type == "cuda"
@@ -248,7 +248,7 @@ def ready_child(name: str, mode: str, batch: int, qps: float, size: str, device:
     from pytest_mig.results.summary import parse_summary
 
     log_dir = work / f"ready-{name}-{mode}"
-    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", name, "--scenario", "Offline",
+    argv = [sys.executable, "-m", "pytest_mig.workload", "--benchmark", name, "--scenario", "Offline",
             "--mode", "performance", "--size", size, "--precision", precision, "--device", device,
             "--start-from-device", "--batch-size", str(batch), "--min-duration-ms", "2000",
             "--target-qps", f"{max(qps, 1.0):.0f}", "--log-dir", str(log_dir), "--compile", mode,
@@ -273,7 +273,7 @@ def ready_child(name: str, mode: str, batch: int, qps: float, size: str, device:
 
 
 def yaml_table(rows: list[dict[str, Any]], device: str, torch_version: str) -> str:
-    lines = ["# Which torch.compile mode `compile=auto` runs per benchmark on CUDA (pytest_mig/harness/compiled.py).",
+    lines = ["# Which torch.compile mode `compile=auto` runs per benchmark on CUDA (pytest_mig/workload/compiled.py).",
              "# Written by benchmarks/gpu_compile.sh (compile_study.py); copy to pytest_mig/data/compile_modes.yaml.",
              f"# Rule: a mode is listed where it beat the uncompiled harness path by >= {100 * (MARGIN - 1):.0f}%",
              "# (max-autotune: beat reduce-overhead by as much too); failed or unfinished compiles stay off.",

@@ -48,7 +48,7 @@ if [ "$part" = all ] || [ "$part" = hetero ]; then
   fi
 fi
 if [ "$part" = all ] || [ "$part" = tokens ]; then
-  timeout ${TOKENS_T:-75} python3 -m pytest_mig.harness.loadgen --benchmark llama3.1-8b \
+  timeout ${TOKENS_T:-75} python3 -m pytest_mig.workload --benchmark llama3.1-8b \
     --scenario SingleStream --mode performance --size $SIZE --device $DEVICE --precision $PRECISION \
     --min-duration-ms 10000 --log-dir "$PWD/reports/llm_tokens" 2>&1 | tail -60 > "$OUT/h200_llm_tokens_run.txt"
   cp reports/llm_tokens/mlperf_log_summary.txt "$OUT/h200_llm_tokens_summary.txt" 2>/dev/null

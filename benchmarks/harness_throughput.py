@@ -37,8 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_mig.harness import accel  # noqa: E402
-from pytest_mig.harness.models import BENCHMARKS, build  # noqa: E402
+from pytest_mig.workload import accel  # noqa: E402
+from pytest_mig.workload.models import BENCHMARKS, build  # noqa: E402
 
 PEAK_BF16_TFLOPS = 989.4  # H100 SXM dense bf16 (datasheet, without sparsity)
 # LSTMs run in fp16: cuDNN's fp16 RNN kernels are the mature ones; everything else in bf16.
@@ -211,7 +211,7 @@ def loadgen_resnet50(batch: int, expected_qps: float, out_dir: Path, seconds: fl
     from pytest_mig.results.summary import parse_summary
 
     log_dir = out_dir / "loadgen-resnet50"
-    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", "resnet50", "--scenario",
+    argv = [sys.executable, "-m", "pytest_mig.workload", "--benchmark", "resnet50", "--scenario",
             "Offline", "--mode", "performance", "--size", "full", "--precision", "bf16", "--device", "cuda",
             "--start-from-device", "--batch-size", str(batch), "--min-duration-ms", str(int(seconds * 1000)),
             "--target-qps", f"{expected_qps:.0f}", "--log-dir", str(log_dir)]
@@ -231,7 +231,7 @@ def loadgen_resnet50(batch: int, expected_qps: float, out_dir: Path, seconds: fl
 
 def accuracy_check(out_dir: Path, names: list[str]) -> list[dict[str, Any]]:
     """Accuracy mode of the GPU path (bf16 cast, graphs, channels-last, resident) vs the FP32 reference."""
-    from pytest_mig.harness import sut
+    from pytest_mig.workload import sut
 
     rows = []
     for name in names:

@@ -26,7 +26,7 @@ from pytest_mig.results.summary import parse_summary  # noqa: E402
 
 
 def harness_argv(args, log_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", args.benchmark,
+    return [sys.executable, "-m", "pytest_mig.workload", "--benchmark", args.benchmark,
             "--scenario", "Offline", "--mode", "performance", "--log-dir", str(log_dir),
             "--min-duration-ms", str(args.min_duration_ms), "--size", args.size,
             "--precision", args.precision, "--device", "cuda", "--batch-size", str(args.batch_size),

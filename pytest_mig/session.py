@@ -130,7 +130,7 @@ class Settings:
                                       f"{', '.join(OPTIONS)} (put the program's own options in "
                                       "--mig-command)")
             elif self.harness == "loadgen":
-                from pytest_mig.harness.builtin import check_options
+                from pytest_mig.harness.loadgen import check_options
                 check_options({k: v for k, v in self.harness_options.items()
                                if k.split(".")[0] not in NVIDIA_ONLY and k != "command"})
         except HarnessError as exc:

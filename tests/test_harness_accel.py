@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mlperf_loadgen")
 
-from pytest_mig.harness import accel  # noqa: E402
-from pytest_mig.harness.models import Predictor, build  # noqa: E402
+from pytest_mig.workload import accel  # noqa: E402
+from pytest_mig.workload.models import Predictor, build  # noqa: E402
 from pytest_mig.results.summary import parse_summary  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -198,7 +198,7 @@ def test_rnnt_step_decoder_matches_the_eager_greedy_decoder():
 
 def test_lstm_step_is_one_step_of_nn_lstm():
     torch.manual_seed(0)
-    from pytest_mig.harness.models.rnnt import lstm_step
+    from pytest_mig.workload.models.rnnt import lstm_step
 
     lstm = torch.nn.LSTM(6, 5, 2, batch_first=True)
     x, h, c = torch.randn(3, 6), torch.randn(2, 3, 5), torch.randn(2, 3, 5)
@@ -229,7 +229,7 @@ def test_retained_samples_survive_unload():
 
 
 def _start(log_dir: Path, *args: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--log-dir", str(log_dir), *args]
+    argv = [sys.executable, "-m", "pytest_mig.workload", "--log-dir", str(log_dir), *args]
     return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 

@@ -13,18 +13,19 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mlperf_loadgen")
 
-from pytest_mig.harness import accel, compiled, loadgen  # noqa: E402
-from pytest_mig.harness.base import PATH_RECORD, collect_loadgen_outputs  # noqa: E402
-from pytest_mig.harness.builtin import BuiltinHarness  # noqa: E402
-from pytest_mig.harness.models import BENCHMARKS  # noqa: E402
+from pytest_mig.harness.base import collect_loadgen_outputs  # noqa: E402
+from pytest_mig.harness.loadgen import LoadgenHarness  # noqa: E402
 from pytest_mig.types import Partition, WorkSpec  # noqa: E402
+from pytest_mig.workload import accel, cli, compiled  # noqa: E402
+from pytest_mig.workload.models import BENCHMARKS  # noqa: E402
+from pytest_mig.workload_contract import PATH_RECORD  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
 def test_settings_match_the_cli_and_bad_ones_are_refused():
-    assert loadgen.COMPILE_SETTINGS == compiled.SETTINGS
+    assert cli.COMPILE_SETTINGS == compiled.SETTINGS
     assert compiled.check_setting("max-autotune") == "max-autotune"
     with pytest.raises(ValueError, match="compile='fast': unknown setting; choose one of off, auto, default"):
         compiled.check_setting("fast")
@@ -97,7 +98,7 @@ def test_compiled_buckets_offline_one_shape_latency_scenarios_powers_of_two():
 def test_compiled_offline_pads_every_batch_to_its_one_shape():
     import numpy as np
 
-    from pytest_mig.harness.models import Predictor, build
+    from pytest_mig.workload.models import Predictor, build
 
     model, loader, post = build("resnet50", "tiny", seed=0)
     seen: list[int] = []
@@ -137,7 +138,7 @@ def test_builtin_harness_passes_compile_per_benchmark(tmp_path):
 
     def argv(cli, bench):
         work = WorkSpec("main", "main", bench, "Offline", "performance", 1000, 1, tmp_path, options={})
-        a = list(BuiltinHarness(cli).launch(work, part, {}, tmp_path / "l").argv)
+        a = list(LoadgenHarness(cli).launch(work, part, {}, tmp_path / "l").argv)
         return a[a.index("--compile") + 1] if "--compile" in a else None
 
     cli = {"compile": "off", "compile.resnet50": "max-autotune", "compile_cache": str(tmp_path)}
@@ -159,7 +160,7 @@ def test_collect_copies_the_path_record_into_the_result(tmp_path):
 def run_cli(tmp_path: Path, name: str, cache: Path, env: dict[str, str] | None = None) -> tuple[str, dict]:
     """dlrm tiny, SingleStream accuracy: one compiled shape (batch 1), scored against FP32."""
     log_dir = tmp_path / name
-    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", "dlrm", "--scenario",
+    argv = [sys.executable, "-m", "pytest_mig.workload", "--benchmark", "dlrm", "--scenario",
             "SingleStream", "--mode", "accuracy", "--log-dir", str(log_dir), "--min-duration-ms", "0",
             "--sample-count", "8", "--size", "tiny", "--device", "cpu", "--compile", "default",
             "--compile-cache", str(cache)]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_mig.harness.llm import generate
-from pytest_mig.harness.models import build
-from pytest_mig.harness.models.llama import CONFIGS, FP8, Llama
-from pytest_mig.harness.scoring import rouge_l, rouge_n
+from pytest_mig.workload.llm import generate
+from pytest_mig.workload.models import build
+from pytest_mig.workload.models.llama import CONFIGS, FP8, Llama
+from pytest_mig.workload.scoring import rouge_l, rouge_n
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.summary import parse_summary, token_throughput
 
@@ -60,7 +60,7 @@ def test_rouge_on_token_ids():
 
 
 def harness(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--benchmark", "llama3.1-8b",
+    argv = [sys.executable, "-m", "pytest_mig.workload", "--benchmark", "llama3.1-8b",
             "--log-dir", str(log_dir), *args]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
 

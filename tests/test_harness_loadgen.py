@@ -1,4 +1,4 @@
-"""`python -m pytest_mig.harness.loadgen` as a real subprocess: real LoadGen, real PyTorch, tiny models."""
+"""`python -m pytest_mig.workload` as a real subprocess: real LoadGen, real PyTorch, tiny models."""
 from __future__ import annotations
 
 import hashlib
@@ -50,7 +50,7 @@ class Run:
 
 def harness(log_dir: Path, *args: str, stop_after_ready: int | None = None, timeout: float = 120) -> Run:
     """Run the program, reading its output line by line; optionally signal it once it is ready."""
-    argv = [sys.executable, "-m", "pytest_mig.harness.loadgen", "--log-dir", str(log_dir), *args]
+    argv = [sys.executable, "-m", "pytest_mig.workload", "--log-dir", str(log_dir), *args]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: list[str] = []
@@ -157,8 +157,8 @@ def test_sigterm_stops_a_long_run_promptly(tmp_path):
      "--precision", "fp8"],
 ])
 def test_bad_arguments_exit_2_with_usage(tmp_path, args):
-    proc = subprocess.run([sys.executable, "-m", "pytest_mig.harness.loadgen", "--log-dir", str(tmp_path), *args],
+    proc = subprocess.run([sys.executable, "-m", "pytest_mig.workload", "--log-dir", str(tmp_path), *args],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "usage: python -m pytest_mig.harness.loadgen" in proc.stderr
+    assert "usage: python -m pytest_mig.workload" in proc.stderr
     assert not (tmp_path / "mlperf_log_summary.txt").exists()

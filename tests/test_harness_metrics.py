@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("mlperf_loadgen")
 
-from pytest_mig.harness import scoring  # noqa: E402
+from pytest_mig.workload import scoring  # noqa: E402
 
 
 def test_box_iou_of_overlapping_squares_is_one_seventh():

@@ -9,12 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 lg = pytest.importorskip("mlperf_loadgen")
 
-from pytest_mig.harness import datasets, scoring, sut  # noqa: E402
-from pytest_mig.harness.models import (BENCHMARKS, Predictor, apply_precision, build,  # noqa: E402
+from pytest_mig.workload import datasets, scoring, sut  # noqa: E402
+from pytest_mig.workload.models import (BENCHMARKS, Predictor, apply_precision, build,  # noqa: E402
                                        canonical_benchmark, decode_output)
-from pytest_mig.harness.models.common import ConvBN  # noqa: E402
-from pytest_mig.harness.models.precision import fake_quantize  # noqa: E402
-from pytest_mig.harness.models.ssd import nms  # noqa: E402
+from pytest_mig.workload.models.common import ConvBN  # noqa: E402
+from pytest_mig.workload.models.precision import fake_quantize  # noqa: E402
+from pytest_mig.workload.models.ssd import nms  # noqa: E402
 
 CPU = torch.device("cpu")
 # bytes of one tiny response per benchmark: shape check of every family's output codec
@@ -183,15 +183,15 @@ def test_settings_stream_scenarios():
 
 
 def test_cli_choices_match_the_registry():
-    from pytest_mig.harness import loadgen
-    from pytest_mig.harness.models import PRECISIONS, SIZES
+    from pytest_mig.workload import cli
+    from pytest_mig.workload.models import PRECISIONS, SIZES
 
-    assert loadgen.BENCHMARK_NAMES == BENCHMARKS
-    assert (loadgen.PRECISIONS, loadgen.SIZES, loadgen.SCENARIOS) == (PRECISIONS, SIZES, sut.SCENARIOS)
+    assert cli.BENCHMARK_NAMES == BENCHMARKS
+    assert (cli.PRECISIONS, cli.SIZES, cli.SCENARIOS) == (PRECISIONS, SIZES, sut.SCENARIOS)
 
 
 def test_builtin_options_per_benchmark_and_cli_precedence(tmp_path):
-    from pytest_mig.harness.builtin import BuiltinHarness
+    from pytest_mig.harness.loadgen import LoadgenHarness
     from pytest_mig.types import Partition, WorkSpec
 
     part = Partition("mig", 0, "GPU-x", "MIG-x", "1g.10gb", True)
@@ -199,7 +199,7 @@ def test_builtin_options_per_benchmark_and_cli_precedence(tmp_path):
     def argv(cli, suite, bench):
         work = WorkSpec("main", "main", bench, "Offline", "performance", 1000, 1, tmp_path,
                         options=suite)
-        a = list(BuiltinHarness(cli).launch(work, part, {}, tmp_path / "l").argv)
+        a = list(LoadgenHarness(cli).launch(work, part, {}, tmp_path / "l").argv)
         return a[a.index("--precision") + 1]
 
     suite = {"precision": "fp16", "precision.rnnt": "fp32"}
@@ -209,14 +209,15 @@ def test_builtin_options_per_benchmark_and_cli_precedence(tmp_path):
 
 
 def test_backgrounds_are_a_paced_cpu_load_and_mains_are_not(tmp_path):
-    from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY, BuiltinHarness
+    from pytest_mig.harness.loadgen import LoadgenHarness
+    from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
     from pytest_mig.types import Partition, WorkSpec
 
     part = Partition("mig", 0, "GPU-x", "MIG-x", "1g.10gb", True)
 
     def argv(role, options):
         work = WorkSpec(role, role, "dlrm", "Offline", "performance", 1000, 1, tmp_path)
-        return list(BuiltinHarness(options).launch(work, part, {}, tmp_path / "l").argv)
+        return list(LoadgenHarness(options).launch(work, part, {}, tmp_path / "l").argv)
 
     assert "--cpu-duty" not in argv("main", {})
     bg = argv("background", {})
@@ -235,11 +236,11 @@ def test_paced_calibration_scales_every_rate_by_the_duty():
 
 
 def test_cpu_duty_must_be_a_fraction():
-    from pytest_mig.harness import loadgen
+    from pytest_mig.workload import cli
 
     base = ["--benchmark", "dlrm", "--scenario", "Offline", "--mode", "performance",
             "--log-dir", "x", "--min-duration-ms", "1"]
-    assert loadgen.parser().parse_args(base + ["--cpu-duty", "0.25"]).cpu_duty == 0.25
+    assert cli.parser().parse_args(base + ["--cpu-duty", "0.25"]).cpu_duty == 0.25
     for bad in ("0", "1.5", "-0.1"):
         with pytest.raises(SystemExit):
-            loadgen.parser().parse_args(base + ["--cpu-duty", bad])
+            cli.parser().parse_args(base + ["--cpu-duty", bad])

@@ -24,7 +24,7 @@ def _record(tmp_path: Path, profile: str, batch: int | None, value, metric: str)
     d = tmp_path / f"{profile}-{batch}"
     d.mkdir()
     (d / "timeline.csv").write_text(TIMELINE)
-    argv = ["python", "-m", "pytest_mig.harness.loadgen"] + (
+    argv = ["python", "-m", "pytest_mig.workload"] + (
         ["--batch-size", str(batch)] if batch else [])
     return {"case": f"resnet50-Offline-{profile}-performance", "benchmark": "resnet50",
             "profile": profile, "commands": {"main": argv}, "paths": {"dir": str(d)},

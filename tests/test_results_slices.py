@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig.harness.completions import CompletionLog
+from pytest_mig.workload.completions import CompletionLog
 from pytest_mig.report.slices_text import slice_label, slice_properties, slices_table
 from pytest_mig.results.slices import MAIN_WINDOW, OWN_RUN, aggregate, slice_figure
 from pytest_mig.results.window import count_window, read_completions, window_in_dir

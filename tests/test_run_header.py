@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY
+from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
 from pytest_mig.report.header import background_cpu_duty
 
 

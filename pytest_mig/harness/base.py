@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pytest_mig.errors import MigError, ResultParseError
+from pytest_mig.results.accuracy import parse_accuracy
+from pytest_mig.results.summary import parse_summary, token_throughput
 from pytest_mig.safefs import read_text
 from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
 from pytest_mig.workload_contract import PATH_RECORD
@@ -40,9 +42,6 @@ def unusable_metric(value: float | None) -> str:
 
 def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult:
     """Read LoadGen's summary (and accuracy output in accuracy mode) from `result_dir`."""
-    from pytest_mig.results.accuracy import parse_accuracy
-    from pytest_mig.results.summary import parse_summary, token_throughput
-
     res = BenchmarkResult(benchmark=work.benchmark, scenario=work.scenario, mode=work.mode,
                           result_dir=result_dir)
     summary_path = result_dir / "mlperf_log_summary.txt"

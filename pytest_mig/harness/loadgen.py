@@ -1,13 +1,20 @@
-"""The built-in `loadgen` backend: real MLCommons LoadGen driving the project's PyTorch models."""
+"""`--harness=loadgen`, the built-in backend: real MLCommons LoadGen driving the project's PyTorch models.
+
+Plugin side: it builds the command line of the child program (`python -m pytest_mig.workload`)
+and checks --mig-harness-opt values; it never imports pytest_mig.workload (nor torch). The
+choices and defaults both sides share come from the bottom module pytest_mig/workload_contract.py.
+"""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from pytest_mig.errors import HarnessError, did_you_mean
 from pytest_mig.harness.base import READY_PATTERN, collect_loadgen_outputs
 from pytest_mig.types import BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
+from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY, DEVICES, MODULE, PRECISIONS, SIZES
 
-# Suite/CLI option name -> flag of `python -m pytest_mig.harness.loadgen`.
+# Suite/CLI option name -> flag of `python -m pytest_mig.workload`.
 PASSTHROUGH = {"size": "--size", "precision": "--precision", "device": "--device",
                "threads": "--threads", "seed": "--seed", "batch_size": "--batch-size",
                "target_latency_ms": "--target-latency-ms", "compile": "--compile",
@@ -30,21 +37,13 @@ FLAGS = {"until_stopped": "--until-stopped", "start_from_device": "--start-from-
          "no_cuda_graphs": "--no-cuda-graphs", "no_channels_last": "--no-channels-last"}
 
 
-# Busy fraction of each background's SUT on the CPU: six at 0.1 leave the main its core on a
-# 2-core machine. `--mig-harness-opt background_cpu_duty=1` turns pacing off.
-BACKGROUND_CPU_DUTY = "0.1"
-
-
 def check_options(options: dict[str, str]) -> None:
     """HarnessError naming the first --mig-harness-opt the built-in harness cannot use."""
-    from pytest_mig.errors import HarnessError
-    from pytest_mig.harness.loadgen import DEVICES, PRECISIONS, SIZES
     choices = {"size": SIZES, "precision": PRECISIONS, "device": DEVICES}
     known = sorted(set(PASSTHROUGH) | set(FLAGS) | {"background_cpu_duty"})
     for key, value in options.items():
         base = key.split(".")[0]
         if base not in known:
-            from pytest_mig.errors import did_you_mean
             raise HarnessError(f"--mig-harness-opt {key}={value}: the loadgen harness has no "
                                f"option {base!r}{did_you_mean(base, known)}; it reads "
                                f"{', '.join(known)}")
@@ -71,7 +70,7 @@ def check_options(options: dict[str, str]) -> None:
                                    "a fraction in (0, 1], e.g. 0.1 (1 = unpaced)")
 
 
-class BuiltinHarness:
+class LoadgenHarness:
     name = "loadgen"
     stop_exit_zero = True  # our own child ends its LoadGen test and exits 0 on SIGTERM
 
@@ -80,7 +79,7 @@ class BuiltinHarness:
 
     def launch(self, work: WorkSpec, partition: Partition, env: dict[str, str],
                log_path: Path) -> LaunchSpec:
-        argv = [sys.executable, "-m", "pytest_mig.harness.loadgen",
+        argv = [sys.executable, "-m", MODULE,
                 "--benchmark", work.benchmark, "--scenario", work.scenario,
                 "--mode", work.mode, "--log-dir", str(work.log_dir),
                 "--min-duration-ms", str(work.min_duration_ms),

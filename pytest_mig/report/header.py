@@ -51,7 +51,7 @@ def background_cpu_duty(session) -> str | None:
               or session.settings.harness_options.get("device") == "cpu")
     if not on_cpu:
         return None
-    from pytest_mig.harness.builtin import BACKGROUND_CPU_DUTY
+    from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
     return session.settings.harness_options.get("background_cpu_duty") or BACKGROUND_CPU_DUTY
 
 

@@ -2,7 +2,7 @@
 
 The measurement (stated wherever it is reported as `window_source: completions.tsv`): the
 workload's SUT appends its cumulative count of completed samples with a wall-clock time at
-most every 0.1 s (pytest_mig.harness.completions); the count at a window edge is linearly
+most every 0.1 s (pytest_mig.workload.completions); the count at a window edge is linearly
 interpolated between the two lines around it. A window only partly covered by the log (the
 workload started late or ended early) is clipped to the covered part and marked partial.
 Rules: no pytest, no GPU; a missing or empty log answers None, a malformed line is skipped.
@@ -13,7 +13,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
-FILE_NAME = "completions.tsv"  # written by pytest_mig.harness.completions
+FILE_NAME = "completions.tsv"  # written by pytest_mig.workload.completions
 SOURCE = FILE_NAME
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlperf_loadgen as lg
 
-from pytest_mig.harness.completions import CompletionLog
+from pytest_mig.workload.completions import CompletionLog
 
 RATES = {"resnet50": 3000.0, "bert": 800.0, "dlrm": 6000.0, "rnnt": 400.0,
          "ssd-resnet34": 200.0, "ssd-mobilenet": 1500.0, "3d-unet": 50.0}
