@@ -227,7 +227,7 @@ def pytest_sessionstart(session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or not uses_suites(config):
         return
-    from pytest_mig.report.files import write_json_atomic
+    from pytest_mig.io import write_json_atomic
     from pytest_mig.report.header import SIMULATED_BANNER, run_header
     mig: MigSession = config.stash[SESSION_KEY]
     try:
@@ -382,7 +382,7 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
         return
     from dataclasses import asdict
 
-    from pytest_mig.report.files import write_json_atomic
+    from pytest_mig.io import write_json_atomic
     worker = getattr(session.config, "workerinput", {}).get("workerid")
     name = f"session-backgrounds-{worker}.json" if worker else "session-backgrounds.json"
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig.report.files import write_atomic, write_json_atomic
+from pytest_mig.io import write_atomic, write_json_atomic
 from pytest_mig.report.history import HistoryEntry, append_history, read_history
 from pytest_mig.report.records import RECORD, collect_results, load_records
 

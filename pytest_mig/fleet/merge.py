@@ -27,7 +27,7 @@ from typing import Any
 
 from pytest_mig.errors import MigError
 from pytest_mig.report import allure_env
-from pytest_mig.report.files import write_atomic, write_json_atomic
+from pytest_mig.io import write_atomic, write_json_atomic
 from pytest_mig.report.history import HISTORY_NAME, append_history, entry_from_record, read_history
 from pytest_mig.report.html import write_index
 from pytest_mig.report.records import failure_record

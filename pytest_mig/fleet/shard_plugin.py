@@ -23,7 +23,7 @@ import pytest
 
 from pytest_mig.errors import ConfigError, MigError
 from pytest_mig.fleet.shard import ShardSpec, measured_durations, plan_shards, shard_items
-from pytest_mig.report.files import write_json_atomic
+from pytest_mig.io import write_json_atomic
 from pytest_mig.report.history import HISTORY_NAME, read_history
 from pytest_mig.types import Case
 

@@ -11,13 +11,13 @@ import dataclasses
 import fcntl
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from pytest_mig.errors import GpuError
+from pytest_mig.io import write_atomic
 
 STORE_FORMAT = "pytest-mig MIG ownership v1"
 STORE_NAME = "mig-ownership.json"
@@ -191,19 +191,11 @@ class OwnershipStore:
                 from None
 
     def _write(self, records: list[OwnedInstance]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"format": STORE_FORMAT, "instances": [r.to_json() for r in records]},
-                          fh, indent=1, sort_keys=True)
-                fh.write("\n")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        # Owner-only (it names instances this user may destroy); rewritten under the flock of
+        # edit(), often, so no fsync.
+        data = {"format": STORE_FORMAT, "instances": [r.to_json() for r in records]}
+        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n",
+                     mode=0o600, fsync=False)
 
 
 def store_path(simulated_state: str | Path | None = None) -> Path:

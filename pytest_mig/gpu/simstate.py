@@ -10,13 +10,12 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 from pytest_mig.errors import GpuError
+from pytest_mig.io import write_atomic
 
 STATE_FORMAT = "pytest-mig simulated NVML state v1"
 # What the simulator reports as driver and NVML version: those of the real H100 capture.
@@ -62,18 +61,9 @@ class StateFile:
         return data
 
     def write(self, state: State) -> None:
-        """Replace the file atomically: temp file in the same directory, then os.replace."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(state, fh, indent=1, sort_keys=True)
-                fh.write("\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        """Replace the file atomically (callers hold `locked()`); no fsync: it changes many
+        times a second and lives only as long as the run."""
+        write_atomic(self.path, json.dumps(state, indent=1, sort_keys=True) + "\n", fsync=False)
 
 
 def stable_uuid(prefix: str, seed: int, *parts: object) -> str:

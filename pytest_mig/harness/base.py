@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Protocol
 
 from pytest_mig.errors import MigError, ResultParseError
+from pytest_mig.io import read_text
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.summary import parse_summary, token_throughput
-from pytest_mig.safefs import read_text
 from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
 from pytest_mig.workload_contract import PATH_RECORD
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_mig.errors import ConfigError
-from pytest_mig.safefs import UnsafeFile, is_regular, read_bytes
-from pytest_mig.report.files import write_atomic, write_json_atomic
+from pytest_mig.io import UnsafeFile, is_regular, read_bytes, write_atomic, write_json_atomic
 
 PACKAGES = ("pytest-mig", "pytest", "pytest-xdist", "allure-pytest", "nvidia-ml-py",
             "mlcommons-loadgen", "torch", "numpy")
@@ -160,8 +159,5 @@ def copy_history(previous: Path, alluredir: Path) -> Path:
     for item in src.iterdir():
         # Plain files only: a symlink in the old report would copy its *target* (any file).
         if is_regular(item):
-            tmp = dest / f".{item.name}.tmp"
-            tmp.unlink(missing_ok=True)
-            tmp.write_bytes(read_bytes(item))
-            tmp.replace(dest / item.name)
+            write_atomic(dest / item.name, read_bytes(item), mode=0o666, fsync=False)
     return dest

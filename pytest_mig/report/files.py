@@ -1,36 +1,14 @@
-"""Atomic file writes: a run killed at any moment leaves the previous file intact.
+"""Report files that could not be written: the one-line message and the exit status.
 
-A write that fails (disk full, quota, read-only) is described in one line by
-`write_problem`: the path, the error and the free space there; the callers keep going so
-every earlier file stays and pytest's summary is still printed (see REPORT_INCOMPLETE).
+The atomic writers themselves live in the bottom layer, `pytest_mig.io`. A write that fails
+(disk full, quota, read-only) is described in one line by `write_problem`: the path, the
+error and the free space there; the callers keep going so every earlier file stays and
+pytest's summary is still printed (see REPORT_INCOMPLETE).
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
 
 # Exit status of a run whose tests all passed but one of whose report files could not be
 # written (disk full, read-only): the report is incomplete, the line above the summary says

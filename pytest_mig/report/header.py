@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from pytest_mig.redact import mask_options
-from pytest_mig.report.files import write_json_atomic
+from pytest_mig.io import write_json_atomic
 
 
 SIMULATED_BANNER = ("pytest-mig: *** SIMULATED GPU: no hardware is used; timings are CPU "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pytest_mig.errors import ConfigError, MigError
-from pytest_mig.safefs import open_append, read_bytes, read_text
+from pytest_mig.io import open_append, read_bytes, read_text
 
 HISTORY_NAME = "history.jsonl"
 HISTORY_CAP = 512 << 20  # bytes read of a history.jsonl (about a million entries)

@@ -202,7 +202,7 @@ class ReportPlugin:
         for c in self.comparisons:
             by_case[c.case].append(c.to_dict())
         if self.spec is not None:
-            from pytest_mig.report.files import write_json_atomic
+            from pytest_mig.io import write_json_atomic
             target = self.session.run_dir / "compare.json"
             self._write(target, lambda: write_json_atomic(target, {
                 "baseline": self.spec.describe(), "thresholds": self.thresholds,

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any, Mapping
 
-from pytest_mig.report.files import write_atomic
+from pytest_mig.io import write_atomic
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}

@@ -6,9 +6,10 @@ Files are written atomically (a temporary name, then a rename). Latencies are sh
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from pytest_mig.io import atomic_path
 
 MISSING = "matplotlib not installed: pip install 'pytest-mig[plots]' to draw pictures"
 PHASE_COLORS = {"backgrounds_started": "#969696", "backgrounds_ready": "#009646",
@@ -34,11 +35,9 @@ def save(fig: Any, path: Path, dpi: int = 100) -> Path:
     """Write `fig` to `path` atomically and close it."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        with atomic_path(path, mode=0o666, fsync=False) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-    tmp.replace(path)
     return path

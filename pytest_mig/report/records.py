@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mig.redact import mask_commands
-from pytest_mig.report.files import write_json_atomic
+from pytest_mig.io import write_json_atomic
 
 RECORD = "record.json"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_mig.errors import ResultParseError
-from pytest_mig.safefs import UnsafeFile, read_text
+from pytest_mig.io import UnsafeFile, read_text
 
 HEADER = "MLPerf Results Summary"
 RULE = re.compile(r"^=+$")

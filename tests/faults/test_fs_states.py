@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_mig.safefs import UnsafeFile, open_append, read_bytes
+from pytest_mig.io import UnsafeFile, open_append, read_bytes
 
 STATES = ("missing", "regular", "empty", "oversize", "directory", "fifo", "readonly",
           "link_to_regular", "link_to_fifo", "link_to_dev_zero", "link_to_dev_null",

@@ -1,6 +1,22 @@
-"""File access that a hostile or unlucky file system cannot turn against the run.
+"""Bottom-layer file access: atomic writes, safe reads and appends, for every layer.
 
-Rules:
+This module imports nothing of pytest-mig but `errors`; any layer may import it.
+
+Rules for writes:
+- A file is replaced atomically: the new bytes go to a temporary file beside it (same
+  directory, so the same file system), which is then moved over it with `os.replace`. A run
+  killed at any moment leaves the previous file or the new one, never half of either; on any
+  error the temporary file is removed and the error propagates.
+- Options, each a keyword argument of `write_atomic`/`write_json_atomic`/`atomic_path`:
+  `fsync` (default on) flushes the bytes to disk before the rename, so a crash of the machine
+  cannot leave an empty file; switch it off for state rewritten many times a second (the
+  simulator's state, the MIG ownership file) where that cost matters more. `mode` is the
+  permission of the new file: 0o600 by default (owner only, as `tempfile.mkstemp`), 0o666 for
+  "as `open()` would", the umask applying in every case.
+- A caller that holds a lock (the simulator's flock) holds it around the write; these helpers
+  take no lock of their own.
+
+Rules for reads and appends:
 - Appends never follow a symlink (O_NOFOLLOW) and only ever extend a regular file.
 - Files a workload wrote are read only if they are regular files (never a FIFO, a device or
   /dev/zero behind a symlink), only up to a size cap, and never block (O_NONBLOCK).
@@ -8,10 +24,14 @@ Rules:
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
+import secrets
 import stat
 from pathlib import Path
+from typing import Any, Iterator
 
 from pytest_mig.errors import MigError
 
@@ -93,3 +113,61 @@ def is_regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    """An exclusively created, empty temporary file beside `path`: its descriptor and name."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, *, mode: int = 0o600, fsync: bool = True) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that wants a file name (matplotlib's
+    savefig); when the block ends without error it replaces `path`, else it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path, mode)
+    os.close(fd)
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path | str, data: str | bytes, *, mode: int = 0o600,
+                 fsync: bool = True) -> None:
+    """Replace `path` with `data` (text is written as UTF-8) atomically; see the rules above."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path | str, data: Any, *, indent: int = 2, mode: int = 0o600,
+                      fsync: bool = True) -> None:
+    """`data` as sorted, indented JSON plus a newline (values JSON cannot hold as str)."""
+    write_atomic(path, json.dumps(data, indent=indent, sort_keys=True, default=str) + "\n",
+                 mode=mode, fsync=fsync)
