@@ -13,6 +13,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
+import pytest_mig.io
 from pytest_mig.errors import GpuError, LayoutError
 from pytest_mig.gpu import simstate
 from pytest_mig.gpu.simulator import SimulatedNvml
@@ -375,21 +376,33 @@ def test_concurrent_creators_lose_no_update(tmp_path, sim):
 
 def test_state_writes_are_atomic(sim, monkeypatch):
     before = sim.state_path.read_text()
-    real_dump = json.dump
+    real_fdopen = os.fdopen
 
-    def crash_midway(obj, fh, **kw):
-        fh.write('{"format": "half a file')
-        raise OSError("disk full")
+    class HalfWriter:  # the disk fills up halfway through the new state
+        def __init__(self, fh):
+            self.fh = fh
 
-    monkeypatch.setattr(simstate.json, "dump", crash_midway)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:len(data) // 2])
+            self.fh.flush()
+            raise OSError("disk full")
+
+    monkeypatch.setattr(pytest_mig.io.os, "fdopen",
+                        lambda fd, *a, **kw: HalfWriter(real_fdopen(fd, *a, **kw)))
     with pytest.raises(OSError, match="disk full"):
         sim.nvmlDeviceCreateGpuInstance(sim.nvmlDeviceGetHandleByIndex(0), 19)
     assert sim.state_path.read_text() == before
     assert sorted(p.name for p in sim.state_path.parent.iterdir()) == ["gpu.json", "gpu.json.lock"]
-    monkeypatch.setattr(simstate.json, "dump", real_dump)
+    monkeypatch.setattr(pytest_mig.io.os, "fdopen", real_fdopen)
     replaced = []
     real_replace = os.replace
-    monkeypatch.setattr(simstate.os, "replace",
+    monkeypatch.setattr(pytest_mig.io.os, "replace",
                         lambda a, b: (replaced.append((a, b)), real_replace(a, b)))
     sim.nvmlDeviceCreateGpuInstance(sim.nvmlDeviceGetHandleByIndex(0), 19)
     assert len(replaced) == 1 and Path(replaced[0][1]) == sim.state_path
