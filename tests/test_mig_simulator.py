@@ -15,7 +15,6 @@ import pytest
 
 import pytest_mig.io
 from pytest_mig.errors import GpuError, LayoutError
-from pytest_mig.gpu import simstate
 from pytest_mig.gpu.simulator import SimulatedNvml
 
 ROOT = Path(__file__).resolve().parents[1]
