@@ -14,7 +14,7 @@ import pytest
 
 from pytest_mig import io
 from pytest_mig.gpu.ownership import OwnershipStore
-from pytest_mig.gpu.simstate import StateFile
+from pytest_mig.gpu.sim.state import StateFile
 from pytest_mig.report.allure_env import copy_history
 
 

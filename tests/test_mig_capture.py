@@ -11,7 +11,7 @@ import pytest
 
 from pytest_mig.gpu.nvml import Nvml
 from pytest_mig.gpu.profiles import get_model
-from pytest_mig.gpu.simulator import SimulatedNvml
+from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
 CAPTURE = Path(__file__).parent / "data" / "nvml" / "h100-sxm5-80gb"
 DATA = json.loads((CAPTURE / "nvml_gpu_instance_profiles.json").read_text())

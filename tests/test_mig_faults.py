@@ -14,7 +14,7 @@ from pytest_mig.gpu.manage import (apply_layout, gpu_instances, layout_problem, 
                                    teardown)
 from pytest_mig.gpu.nvml import Nvml, NvmlCallError
 from pytest_mig.gpu.ownership import Owner, OwnershipStore
-from pytest_mig.gpu.simulator import SimulatedNvml
+from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
 CALLERS = ["root", "mig-config", "user"]
 # Fault settings that real nodes show; apply and teardown must come through each unchanged.

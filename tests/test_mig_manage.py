@@ -19,7 +19,7 @@ from pytest_mig.gpu.ownership import (Owner, OwnedInstance, OwnershipStore, boot
                                       owner_alive, process_start, stale_reason, store_path)
 from pytest_mig.gpu.planner import plan
 from pytest_mig.gpu.profiles import get_model
-from pytest_mig.gpu.simulator import SimulatedNvml
+from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
 A100 = "A100-SXM4-80GB"
 

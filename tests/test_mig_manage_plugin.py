@@ -49,7 +49,7 @@ TEST = textwrap.dedent("""
 # Sets the simulated GPU up before the run opens it (as an admin would have left it).
 CONFTEST = textwrap.dedent("""
     from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):
         s = config.stash[SESSION_KEY]
@@ -229,7 +229,7 @@ def test_manage_under_xdist_merges_workers_and_tears_down_once(pytester, suite_d
 # listings that lag, and the run's caller root, non-root with mig-config, or plain non-root.
 HARD_CONFTEST = textwrap.dedent("""
     from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):
         s = config.stash[SESSION_KEY]

@@ -11,7 +11,7 @@ from pytest_mig.errors import ConfigError, GpuError, LayoutError
 from pytest_mig.gpu import backend
 from pytest_mig.gpu.backend import open_backend, open_simulated
 from pytest_mig.gpu.nvml import Nvml, NvmlCallError
-from pytest_mig.gpu.simulator import SimulatedNvml
+from pytest_mig.gpu.sim.simulator import SimulatedNvml
 from pytest_mig.gpu.topology import GpuInfo, MigInstance, Topology
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

@@ -15,7 +15,7 @@ import pytest
 
 import pytest_mig.io
 from pytest_mig.errors import GpuError, LayoutError
-from pytest_mig.gpu.simulator import SimulatedNvml
+from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
 ROOT = Path(__file__).resolve().parents[1]
 P = pynvml
@@ -327,7 +327,7 @@ def test_processes_memory_and_simulated_telemetry(tmp_path):
     other = sim.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)
     assert sim.nvmlDeviceGetComputeRunningProcesses(other) == []
     assert sim.nvmlDeviceGetMemoryInfo(mig).used == 1 << 30
-    # one busy 1g of 7: 60 W + 340 W x 1/7 x 0.875 at t=0, as simmetrics defines it
+    # one busy 1g of 7: 60 W + 340 W x 1/7 x 0.875 at t=0, as sim/metrics.py defines it
     assert sim.nvmlDeviceGetPowerUsage(h) == 102_500
     assert sim.nvmlDeviceGetClockInfo(h, P.NVML_CLOCK_SM) == 1410
     assert sim.nvmlDeviceGetTemperature(h, P.NVML_TEMPERATURE_GPU) == 37
@@ -347,7 +347,7 @@ def test_processes_memory_and_simulated_telemetry(tmp_path):
 
 def test_state_is_shared_with_another_process(tmp_path, sim):
     code = textwrap.dedent(f"""
-        from pytest_mig.gpu.simulator import SimulatedNvml
+        from pytest_mig.gpu.sim.simulator import SimulatedNvml
         s = SimulatedNvml({str(sim.state_path)!r})
         s.nvmlInit()
         h = s.nvmlDeviceGetHandleByIndex(0)
@@ -362,7 +362,7 @@ def test_state_is_shared_with_another_process(tmp_path, sim):
 
 def test_concurrent_creators_lose_no_update(tmp_path, sim):
     code = textwrap.dedent(f"""
-        from pytest_mig.gpu.simulator import SimulatedNvml
+        from pytest_mig.gpu.sim.simulator import SimulatedNvml
         s = SimulatedNvml({str(sim.state_path)!r})
         s.nvmlInit()
         s.nvmlDeviceCreateGpuInstance(s.nvmlDeviceGetHandleByIndex(0), 19)

@@ -253,7 +253,7 @@ def test_state_dir_owned_by_someone_else_is_refused(tmp_path, monkeypatch):
 
 EMPTY_GPU = textwrap.dedent("""
     from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):
         s = config.stash[SESSION_KEY]

@@ -1,4 +1,4 @@
-"""The GPU layer: NVML wrapper and simulator, profile tables, MIG layouts and placement.
+"""The GPU layer: NVML wrapper, profile tables, MIG layouts, placement; simulator in sim/.
 
 Nothing outside this package calls pynvml; nothing in it imports pytest.
 """

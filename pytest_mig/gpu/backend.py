@@ -9,7 +9,7 @@ import pynvml
 from pytest_mig.errors import ConfigError, GpuError
 from pytest_mig.gpu.layouts import Layout, resolve_layout
 from pytest_mig.gpu.nvml import Nvml, error_name
-from pytest_mig.gpu.simulator import SimulatedNvml
+from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
 CHOICES = ("auto", "nvml", "simulated")
 DEFAULT_SIM_LAYOUT = "hetero-1g"  # data/layouts/pytest-mig.yaml: smallest slices per model

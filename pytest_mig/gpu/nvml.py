@@ -1,7 +1,7 @@
 """The one NVML boundary: `Nvml` wraps an API object (the `pynvml` module or a SimulatedNvml)
 and answers in typed values; NVML errors a user can cause become GpuError with the fix.
 
-Rules, from nvml.h and what MIG nodes do (the simulator models each, simbase.py):
+Rules, from nvml.h and what MIG nodes do (the simulator models each, gpu/sim/base.py):
 - NO_PERMISSION names what was refused: creating/destroying, a privileged MIG read, or a
   whole-GPU read in MIG mode; the fix is "run as root or grant the mig-config capability".
 - Read-only discovery never needs privileges: what NVML refuses to a non-root caller (GPU

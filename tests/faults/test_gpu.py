@@ -15,7 +15,7 @@ from .helpers import (BGS, FAULTY, FAULTY_DIR, HEALTHY, assert_clean,
 INJECT = textwrap.dedent("""
     import pytest
     from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     LAYOUT = {layout!r}
 

@@ -88,7 +88,7 @@ SAME_MACHINE = textwrap.dedent("""
 
 EMPTY_GPU = textwrap.dedent("""
     from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):
         s = config.stash[SESSION_KEY]

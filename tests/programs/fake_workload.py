@@ -52,7 +52,7 @@ def wait_for(path: Path, timeout_s: float = 60.0) -> None:
 
 def lose_gpu(log_dir: Path) -> None:
     """Inject GPU_IS_LOST into the run's simulated GPU (reports/<run>/simulated-gpu.json)."""
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
     state = log_dir.parents[1] / "simulated-gpu.json"
     SimulatedNvml(state).inject_failure("nvmlDeviceGetMemoryInfo", "GPU_IS_LOST")
 

@@ -1,7 +1,7 @@
 """An NVML simulator with pynvml's function names, argument shapes, structs and error codes.
 
 `SimulatedNvml` stands in for the `pynvml` module where no driver is present. Answers come
-from the profile tables in data/gpus; the GPU state lives in a JSON file (simstate.py)
+from the profile tables in data/gpus; the GPU state lives in a JSON file (sim/state.py)
 that every call re-reads under a lock, so all processes of a run see one GPU.
 
 Error semantics follow the NVML reference (nvml.h) and what a real H100 (driver 580, MIG
@@ -11,7 +11,7 @@ placements and remaining capacity stay readable, listing GPU instances finds non
 looking one up by id or a MIG device by index is NVML_ERROR_NOT_FOUND. No room is
 NVML_ERROR_INSUFFICIENT_RESOURCES; destroying an instance with compute instances or
 processes is NVML_ERROR_IN_USE. The simulated caller's privilege (root, mig-config, user)
-and the switchable faults are described in simbase.py; `fail_next: {function: code}` in the
+and the switchable faults are described in sim/base.py; `fail_next: {function: code}` in the
 state fails that function's next call once.
 
 Compute-instance profiles inside a GPU instance follow what NVML offers on hardware (and
@@ -34,11 +34,11 @@ import pynvml
 from pytest_mig.errors import GpuError, LayoutError
 from pytest_mig.gpu.planner import plan
 from pytest_mig.gpu.profiles import GpuModel, MigProfile, default_gpu_dir, get_model
-from pytest_mig.gpu.simstate import State, StateFile, new_state, stable_uuid
-from pytest_mig.gpu.simbase import (KIND_CI, KIND_DEVICE, KIND_GI, KIND_MIG, SimBase,
+from pytest_mig.gpu.sim.state import State, StateFile, new_state, stable_uuid
+from pytest_mig.gpu.sim.base import (KIND_CI, KIND_DEVICE, KIND_GI, KIND_MIG, SimBase,
                                      check_caller, fill_list, gpu_instance_id, lowest_free_start,
                                      make_handle)
-from pytest_mig.gpu.simmetrics import TelemetryMixin
+from pytest_mig.gpu.sim.metrics import TelemetryMixin
 
 # NVML_COMPUTE_INSTANCE_PROFILE_* index -> compute slices.
 CI_SLICES = {0: 1, 1: 2, 2: 3, 3: 4, 4: 7, 5: 8, 6: 6, 7: 1}

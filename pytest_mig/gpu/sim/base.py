@@ -35,7 +35,7 @@ import pynvml
 
 from pytest_mig.errors import GpuError
 from pytest_mig.gpu.profiles import GpuModel, MigProfile, get_model
-from pytest_mig.gpu.simstate import State, StateFile
+from pytest_mig.gpu.sim.state import State, StateFile
 
 MIB = 1024 * 1024
 

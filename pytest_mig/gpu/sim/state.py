@@ -94,7 +94,7 @@ def new_state(model: str, gpu_count: int, mig_enabled: bool, seed: int, gpu_dir:
         "nvml_version": SIM_NVML_VERSION,
         "seed": seed,
         "gpu_dir": str(gpu_dir),
-        "caller": caller,  # root | mig-config | user (simbase.py)
+        "caller": caller,  # root | mig-config | user (sim/base.py)
         "faults": {},
         "fail_next": {},
         "missing_functions": [],
