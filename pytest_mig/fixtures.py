@@ -63,7 +63,13 @@ def mig_slot(mig_session, mig_case: Case):
                 pytest.skip(problem.reason)
             topo = mig_session.topology(refresh=True)
             gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)
-        if kind == "mig":
+        if mig_case.layout:  # a layout suite's case: one partition per instance of it
+            from pytest_mig.gpu.slots import build_layout_slot
+            pipe = mig_session.mps_pipe(gpu) if kind == "mps" else None
+            slot = build_layout_slot(gpu, kind, topo.instances.get(gpu.index, []),
+                                     mig_case.layout, wanted, simulated, mig_case.gpu_model,
+                                     pipe)
+        elif kind == "mig":
             slot = build_slot(gpu, topo.instances.get(gpu.index, []), wanted,
                               simulated=simulated, gpu_model=mig_case.gpu_model)
         else:
@@ -128,9 +134,13 @@ class HeteroRunner:
 
         from pytest_mig.suite import resolve_background
 
-        # NVIDIA's rule again, on the instances this GPU really has free.
-        case = replace(case, background=resolve_background(
-            list(case.background), case.benchmark, len(self.slot.background)))
+        if case.layout:  # every instance of the layout runs a workload of the mix
+            from pytest_mig.suite import layout_fill
+            case = replace(case, background=layout_fill(case.background_requested,
+                                                        len(self.slot.background)))
+        else:  # NVIDIA's rule again, on the instances this GPU really has free.
+            case = replace(case, background=resolve_background(
+                list(case.background), case.benchmark, len(self.slot.background)))
         if self.session.settings.min_duration_ms is not None:
             case = replace(case, run_profile=replace(
                 case.run_profile, min_duration_ms=self.session.settings.min_duration_ms))

@@ -76,13 +76,21 @@ class LayoutManager:
             self._models[index] = live_model(self.nvml, index)
         return self._models[index]
 
+    def layout_for(self, case: Case) -> Layout | None:
+        """The layout a case runs under: its own (a layout suite's case), else --mig-layout."""
+        if case.layout:
+            from pytest_mig.gpu.layouts import cached_layout
+            return cached_layout(case.layout)
+        return self.layout
+
     def wanted(self, gpu, case: Case) -> dict[str, int] | str:
         """The case's layout on `gpu`, or why the --mig-layout has none for it."""
         from pytest_mig.gpu.planner import describe_request, plan_case
-        if self.layout is None:
+        layout = self.layout_for(case)
+        if layout is None:
             return plan_case(self.model(gpu.index), case.profile, len(case.background))
-        where = f"layout '{self.layout.name}' ({self.layout.source})"
-        wanted = self.layout.for_gpu(gpu.index, gpu.pci_device_id)
+        where = f"layout '{layout.name}' ({layout.source})"
+        wanted = layout.for_gpu(gpu.index, gpu.pci_device_id)
         if wanted is None:
             return (f"{where} has no MIG devices for GPU {gpu.index} ({gpu.label}, PCI device "
                     f"id 0x{gpu.pci_device_id:08X}): add an entry with mig-enabled: true and "
@@ -108,7 +116,7 @@ class LayoutManager:
         if not self.manage:
             # Without a --mig-layout a case needs only its main profile (backgrounds fit
             # the instances there are); with one, the whole layout.
-            need = wanted if self.layout is not None else {case.profile: 1}
+            need = wanted if self.layout_for(case) is not None else {case.profile: 1}
             gis = gpu_instances(self.nvml.instances(index))
             why = layout_problem(gpu, self.model(index), gis, need, wanted, self.run_hint)
             return None if why is None else SlotProblem(why)

@@ -39,6 +39,8 @@ def case_layout(case: Case) -> str | None:
     """The layout a case runs on ('4 x 1g.10gb' on A100-SXM4-80GB), None for a skipped case."""
     if case.skip_reason:
         return None
+    if case.layout:  # a layout suite's case: its named layout
+        return f"{case.gpu_model}: layout {case.layout}"
     return f"{case.gpu_model}: {_planned(case.gpu_model, case.profile, len(case.background))}"
 
 

@@ -27,7 +27,7 @@ MAX_MIG_SLOTS = 7  # no MIG GPU offers more than seven compute instances
 SUBMISSION_PROFILE = "submission"
 SUBMISSION_MIN_DURATION_MS = 600_000  # MLPerf rules: at least 600 s per performance run
 SUITE_KEYS = ("suite", "class", "description", "round", "benchmarks", "gpus", "modes", "background",
-              "harness", "run_profiles", "default_run_profile")
+              "harness", "run_profiles", "default_run_profile", "layouts")
 # The catalogue of each MLPerf round: benchmarks.yaml is the default round (v1.1); another
 # round R lives in benchmarks-R.yaml beside it and is chosen by a suite's `round: R`.
 DEFAULT_ROUND = "v1.1"
@@ -112,6 +112,9 @@ class Suite:
     run_profiles: dict[str, RunProfile]
     default_run_profile: str
     catalog: Catalog = field(repr=False)
+    # A layout suite: the named MIG layouts (mig-parted NAME or FILE:NAME) every case runs
+    # under in turn; empty for a profile suite.
+    layouts: tuple[str, ...] = ()
 
     def run_profile(self, name: str | None = None) -> RunProfile:
         """The named run profile (default: the suite's default_run_profile)."""
@@ -142,6 +145,8 @@ class Suite:
         gpu = self.gpus.get(gpu_model)
         if gpu is None:
             return []
+        if self.layouts:
+            return self._expand_layouts(gpu_model, profile)
         slots = gpu.slots - 1 if free_slots is None else free_slots
         if slots < 0:
             raise SuiteError(f"free_slots must be >= 0, got {slots}", file=str(self.path),
@@ -166,6 +171,65 @@ class Suite:
                             background_lifetime=self.background.lifetime,
                             background_requested=requested, skip_reason=skip))
         return cases
+
+
+    def _expand_layouts(self, gpu_model: str, profile: RunProfile) -> list[Case]:
+        """One Case per benchmark x scenario x layout x mode: the main on the layout's largest
+        instance, every other instance running the background set in turn (layout_fill)."""
+        mix = background_mix(self.background.spec, self.catalog)
+        cases = []
+        for bench in self.benchmarks.values():
+            info = self.catalog.benchmarks[bench.name]
+            for name in self.layouts:
+                main, slices, skip = _layout_main(name, gpu_model, info)
+                for scenario in bench.scenarios:
+                    for mode in self.modes:
+                        cases.append(Case(
+                            suite=self.name, benchmark=bench.name, scenario=scenario,
+                            profile=main, mode=mode, gpu_model=gpu_model,
+                            background=layout_fill(mix, slices - 1),
+                            background_spec=self.background.label, run_profile=profile,
+                            accuracy_fraction=bench.accuracy_fraction,
+                            accuracy_metric=info.metric, accuracy_reference=info.reference,
+                            harness_options=dict(self.harness), background_lifetime="per-test",
+                            background_requested=mix, skip_reason=skip, layout=name))
+        return cases
+
+
+def background_mix(spec: str | Sequence[str], catalog: Catalog) -> tuple[str, ...]:
+    """A layout suite's workload mix: an alias's names, or an explicit list in its order."""
+    if isinstance(spec, str):
+        return tuple(sorted(set(catalog.aliases.get(spec, ()))))
+    return tuple(spec)
+
+
+def layout_fill(mix: Sequence[str], slots: int) -> tuple[str, ...]:
+    """`slots` background benchmarks taken from `mix` in turn (repeated as needed): every
+    instance of a layout runs a workload, so layouts of more, smaller slices carry more."""
+    return tuple(mix[i % len(mix)] for i in range(max(slots, 0))) if mix else ()
+
+
+def _layout_main(spec: str, gpu_model: str, info: BenchmarkInfo) -> tuple[str, int, str | None]:
+    """(main profile, instance count, skip reason) of a layout on a GPU model."""
+    from pytest_mig.errors import GpuError, LayoutError
+    from pytest_mig.gpu.layouts import cached_layout, layout_on_gpu
+    from pytest_mig.gpu.planner import check_fits, layout_main_profile
+    from pytest_mig.gpu.profiles import get_model
+    try:
+        model = get_model(gpu_model)
+        wanted = layout_on_gpu(cached_layout(spec), 0, model.pci_device_id, gpu_model)
+        if isinstance(wanted, str):
+            return "none", 1, wanted
+        check_fits(model, wanted)
+    except (GpuError, LayoutError) as exc:
+        return "none", 1, f"layout '{spec}' on {gpu_model}: {exc}"
+    main = layout_main_profile(model, wanted)
+    have = model.profile(main).memory_mb / 1024
+    if info.memory_gib is not None and have < info.memory_gib:
+        return main, sum(wanted.values()), (
+            f"{info.name} needs {info.memory_gib:g} GiB of GPU memory; the largest instance of "
+            f"layout '{spec}' on {gpu_model}, {main}, has {have:.2f} GiB")
+    return main, sum(wanted.values()), None
 
 
 def _profiles_for(info: BenchmarkInfo, gpu: GpuEntry) -> tuple[tuple[str, ...], str | None]:
@@ -325,7 +389,8 @@ def load_suite(path: Path | str, catalog: Catalog | None = None) -> Suite:
     suite_class = _suite_class(top, name, catalog)
     description = top["description"].text() if "description" in top else ""
     benchmarks = _suite_benchmarks(top["benchmarks"], suite_class, catalog)
-    gpus = _suite_gpus(top["gpus"], catalog)
+    layouts = _layouts(top["layouts"], path) if "layouts" in top else ()
+    gpus = _suite_gpus(top["gpus"], catalog, bool(layouts))
     modes = (top["modes"].unique_names(TEST_MODES, "mode") if "modes" in top else TEST_MODES)
     background = (_background(top["background"], catalog) if "background" in top
                   else BackgroundSpec("none"))
@@ -338,7 +403,7 @@ def load_suite(path: Path | str, catalog: Catalog | None = None) -> Suite:
     return Suite(name=name, path=path, suite_class=suite_class, description=description,
                  benchmarks=benchmarks, gpus=gpus, modes=modes, background=background,
                  harness=harness, run_profiles=run_profiles, default_run_profile=default,
-                 catalog=catalog)
+                 catalog=catalog, layouts=layouts)
 
 
 def _suite_catalog(top: dict[str, YNode], catalog: Catalog | None) -> Catalog:
@@ -480,7 +545,29 @@ def _scenarios(node: YNode, info: BenchmarkInfo, suite_class: str,
     return tuple(names)
 
 
-def _suite_gpus(node: YNode, catalog: Catalog) -> dict[str, GpuEntry]:
+def _layouts(node: YNode, suite_path: Path) -> tuple[str, ...]:
+    """`layouts:` of a layout suite: mig-parted names (data/layouts/) or FILE:NAME, a relative
+    FILE taken beside the suite; each must resolve now (file:line error otherwise)."""
+    from pytest_mig.errors import LayoutError
+    from pytest_mig.gpu.layouts import cached_layout
+    specs: list[str] = []
+    for item in node.items(non_empty=True):
+        spec = item.text()
+        file, sep, name = spec.rpartition(":")
+        if sep and file and not Path(file).is_absolute() and (suite_path.parent / file).exists():
+            spec = f"{(suite_path.parent / file).resolve()}:{name}"
+        try:
+            cached_layout(spec)
+        except LayoutError as exc:
+            raise item.fail(str(exc), fix="name a layout of data/layouts/*.yaml or give "
+                            "FILE:NAME of a mig-parted config") from None
+        if spec in specs:
+            raise item.fail(f"layout '{item.value}' is listed twice", fix="remove the duplicate")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _suite_gpus(node: YNode, catalog: Catalog, layouts: bool = False) -> dict[str, GpuEntry]:
     entries = node.mapping()
     known = list(catalog.gpu_models)
     if not entries:
@@ -491,6 +578,9 @@ def _suite_gpus(node: YNode, catalog: Catalog) -> dict[str, GpuEntry]:
             raise entry.fail(f"unknown GPU model '{model}'{did_you_mean(model, known)}; "
                              f"allowed: {', '.join(known)}",
                              fix="use a GPU model key (data/gpus/<model>.yaml)", at_key=True)
+        if layouts and entry.is_null:  # a layout suite: the layouts say the instances
+            out[model] = GpuEntry(model, (), MAX_MIG_SLOTS)
+            continue
         fields = entry.mapping(("profiles", "slots"), required=("profiles", "slots"))
         valid = sorted(catalog.gpu_models.get(model, ()))
         profiles: list[str] = []

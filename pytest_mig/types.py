@@ -51,10 +51,14 @@ class Case:
     background_lifetime: str = "per-test"
     skip_reason: str | None = None  # set when the GPU model cannot run it
     background_requested: tuple[str, ...] = ()  # the suite's set before any cut to the slots
+    # A layout suite's case: the named MIG layout (mig-parted NAME or FILE:NAME) it runs
+    # under, every slice beside the main filled from background_requested in turn.
+    layout: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.benchmark}-{self.scenario}-{self.profile}-{self.mode}"
+        base = f"{self.benchmark}-{self.scenario}-{self.profile}-{self.mode}"
+        return f"{base}-{self.layout.rsplit(':', 1)[-1]}" if self.layout else base
 
 
 @dataclass(frozen=True)

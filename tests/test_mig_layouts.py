@@ -65,6 +65,21 @@ def test_our_hetero_layout_fills_every_model_with_its_smallest_slice():
         assert len(plan(model, got[model.key])) == model.compute_slices
 
 
+def test_packaged_comparison_layouts_fit_every_model_they_name():
+    """data/layouts/compare.yaml (suites/layouts): the same shapes on each 7-slice model."""
+    shapes = {"7x1g": [1] * 7, "3x2g+1g": [2, 2, 2, 1], "1x7g": [7]}
+    for name, slices in shapes.items():
+        layout = resolve_layout(name)
+        for model in load_models().values():
+            wanted = layout.for_gpu(0, model.pci_device_id)
+            if model.key == "A30-24GB":  # 4 compute slices: none of these shapes
+                assert wanted is None
+                continue
+            placed = plan(model, wanted)
+            assert sorted((model.profile(p.profile).slice_count for p in placed),
+                          reverse=True) == slices, (name, model.key)
+
+
 def test_resolve_file_and_name_specs():
     layout = resolve_layout(f"{REAL}/dgx-station-80gb-config.yaml:all-3g.40gb-dgx-station-80")
     assert layout.for_gpu(1, A100_80) == {"3g.40gb": 2}
@@ -73,7 +88,8 @@ def test_resolve_file_and_name_specs():
         resolve_layout("hetero-1gb")
     assert str(err.value) == (
         f"unknown MIG layout 'hetero-1gb' (did you mean 'hetero-1g'?) in "
-        f"{default_layout_dir() / 'pytest-mig.yaml'}; known layouts: hetero-1g, mig-empty")
+        f"{default_layout_dir() / 'compare.yaml'}, {default_layout_dir() / 'pytest-mig.yaml'}; "
+        "known layouts: 1x7g, 3x2g+1g, 7x1g, hetero-1g, mig-empty")
     with pytest.raises(LayoutError, match=r"unknown MIG layout 'all-1g\.10gb-dgx' \(did you mean "
                                           r"'all-1g\.10gb-dgx-station-80'\?\) in .*dgx-station"):
         resolve_layout(f"{REAL}/dgx-station-80gb-config.yaml:all-1g.10gb-dgx")

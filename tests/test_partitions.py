@@ -77,3 +77,38 @@ def test_mps_daemon_start_stop_with_fake_control(tmp_path, monkeypatch):
     calls = log.read_text().splitlines()
     pipe = tmp_path / "run" / "mps" / "pipe"
     assert calls == [f"-d pipe={pipe}", f" pipe={pipe}", "quit"]
+
+
+def test_mps_layout_slot_sizes_each_share_from_its_own_profile():
+    """A layout case without MIG: one MPS share per instance of the layout, each sized from
+    its profile (H100: 2g.20gb = 32 of 132 SMs, 1g.10gb = 16), the main on the largest."""
+    from pytest_mig.gpu.profiles import get_model, profile_fraction
+    from pytest_mig.gpu.slots import build_layout_slot
+    slot = build_layout_slot(H100, "mps", [], "3x2g+1g", "2g.20gb", False, "H100-SXM5-80GB",
+                             Path("/pipe"))
+    model = get_model("H100-SXM5-80GB")
+    parts = [slot.main, *slot.background]
+    assert [p.profile for p in parts] == ["2g.20gb", "2g.20gb", "2g.20gb", "1g.10gb"]
+    for p in parts:
+        want = share_for(*profile_fraction(model, p.profile))
+        assert p.env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == str(want.thread_percentage)
+        assert p.env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={want.memory_mb}M"
+        assert p.kind == "mps" and p.device_id == "GPU-h100"
+    assert parts[0].env != parts[3].env
+    whole = build_layout_slot(H100, "none", [], "1x7g", "7g.80gb", False, "H100-SXM5-80GB")
+    assert (whole.main.profile, whole.background, whole.main.env) == ("7g.80gb", (), {})
+
+
+def test_layout_slot_problems_name_the_layout():
+    from pytest_mig.gpu.slots import build_layout_slot
+    a30 = GpuInfo(0, "NVIDIA A30", "GPU-a30", "A30-24GB", 0x20B710DE, 24 << 30,
+                  mig_current=True, mig_pending=True)
+    res = build_layout_slot(a30, "mps", [], "7x1g", "1g.6gb", False, "A30-24GB")
+    assert isinstance(res, SlotProblem)
+    assert res.reason.startswith("layout '7x1g' (") and "has no MIG devices for GPU 0 (A30-24GB" \
+        in res.reason
+    mig = GpuInfo(0, "NVIDIA H100 80GB HBM3", "GPU-h100", "H100-SXM5-80GB", 0x233010DE,
+                  85520809984, mig_current=True, mig_pending=True)
+    res = build_layout_slot(mig, "mig", [], "1x7g", "7g.80gb", False, "H100-SXM5-80GB")
+    assert isinstance(res, SlotProblem) and "lacks the instances of layout '1x7g'" in res.reason
+    assert "--mig-manage" in res.reason

@@ -38,6 +38,7 @@ def datacenter(catalog):
 
 def test_find_suites():
     assert find_suites(REPO / "suites") == [DATACENTER, DATACENTER_V5, EDGE,
+                                            REPO / "suites" / "layouts" / "suite.yaml",
                                             REPO / "suites" / "sweeps" / "suite.yaml"]
 
 

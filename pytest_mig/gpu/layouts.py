@@ -13,6 +13,7 @@ matching entry decides a GPU's layout.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,3 +182,20 @@ def resolve_layout(spec: str, search_dir: Path | str | None = None) -> Layout:
     where = ", ".join(str(f) for f in files) or f"{search} (no layout files)"
     raise LayoutError(f"unknown MIG layout '{name}'{did_you_mean(name, known)} in {where}; "
                       f"known layouts: {', '.join(sorted(known)) or 'none'}")
+
+
+@functools.lru_cache(maxsize=64)
+def cached_layout(spec: str) -> Layout:
+    """resolve_layout(spec) read once per process (a layout suite asks for it per case)."""
+    return resolve_layout(spec)
+
+
+def layout_on_gpu(layout: Layout, index: int, pci_device_id: int,
+                  label: str) -> dict[str, int] | str:
+    """The instances `layout` wants on one GPU, or the sentence saying it has none there."""
+    wanted = layout.for_gpu(index, pci_device_id)
+    if wanted:
+        return wanted
+    return (f"layout '{layout.name}' ({layout.source}) has no MIG devices for GPU {index} "
+            f"({label}, PCI device id 0x{pci_device_id:08X}): add an entry with "
+            f"mig-enabled: true and a device-filter for it")

@@ -134,3 +134,11 @@ def smallest_fitting(model: GpuModel, profiles: Sequence[str], need_gib: float) 
     if not fitting:
         return None
     return min(fitting, key=lambda p: (p.memory_mb, p.slice_count, p.name)).name
+
+
+def layout_main_profile(model: GpuModel, wanted: Mapping[str, int]) -> str:
+    """The profile the main of a layout case runs on: the layout's largest (compute, then
+    memory), so the main is never the smallest slice of a mixed layout."""
+    _validate(model, wanted)
+    return max((model.profile(p) for p, n in wanted.items() if n),
+               key=lambda p: (p.slice_count, p.memory_mb, p.name)).name

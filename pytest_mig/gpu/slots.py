@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pytest_mig.types import Partition, Slot
 
@@ -71,3 +71,61 @@ def build_shared_slot(gpu, kind: str, main_profile: str, simulated: bool, gpu_mo
     return Slot(gpu_index=gpu.index, gpu_uuid=gpu.uuid, gpu_model=gpu_model, main=parts[0],
                 background=parts[1:], simulated=simulated)
 
+
+
+def _layout_order(model, wanted: Mapping[str, int], main_profile: str) -> list[str]:
+    """One profile name per instance of `wanted`: the main's first, then largest first."""
+    names = [p for p, n in sorted(wanted.items(), key=lambda pn: (
+        -model.profile(pn[0]).slice_count, -model.profile(pn[0]).memory_mb, pn[0]))
+        for _ in range(n)]
+    names.remove(main_profile)
+    return [main_profile, *names]
+
+
+def build_layout_slot(gpu, kind: str, instances: Sequence, layout_spec: str, main_profile: str,
+                      simulated: bool, gpu_model: str, mps_pipe_dir=None) -> Slot | SlotProblem:
+    """A layout case's slot: one partition per instance of its named layout on this GPU.
+
+    kind "mig": the GPU's instances of the layout (lowest placement first per profile; other
+    instances on the GPU are not used); "mps"/"none": one client share per instance of the
+    layout, each sized from its own profile (MPS), or the whole GPU shared (none).
+    """
+    from pytest_mig.errors import GpuError, LayoutError
+    from pytest_mig.gpu.layouts import cached_layout, layout_on_gpu
+    from pytest_mig.gpu.profiles import get_model
+    try:
+        wanted = layout_on_gpu(cached_layout(layout_spec), gpu.index, gpu.pci_device_id,
+                               gpu.label)
+        if isinstance(wanted, str):
+            return SlotProblem(wanted)
+        model = get_model(gpu.model_key or gpu_model)
+        order = _layout_order(model, wanted, main_profile)
+    except (GpuError, LayoutError, ValueError) as exc:
+        return SlotProblem(f"layout '{layout_spec}' on GPU {gpu.index} ({gpu.name}): {exc}")
+    if kind == "mig":
+        if not gpu.mig_current:
+            return build_slot(gpu, instances, main_profile, simulated, gpu_model)  # the text
+        free = sorted(instances, key=lambda i: (i.placement_start, i.gi_id))
+        parts = []
+        for name in order:
+            inst = next((i for i in free if i.profile == name), None)
+            if inst is None:
+                have = ", ".join(i.profile for i in instances) or "none"
+                return SlotProblem(
+                    f"GPU {gpu.index} ({gpu.name}) lacks the instances of layout "
+                    f"'{layout_spec}' ({', '.join(order)}; it has: {have}); let pytest-mig "
+                    "create them with --mig-manage")
+            free.remove(inst)
+            parts.append(mig_partition(inst, gpu.uuid, simulated))
+    else:
+        from pytest_mig.gpu.mps import share_for
+        from pytest_mig.gpu.profiles import profile_fraction
+        parts = []
+        for name in order:
+            env = (share_for(*profile_fraction(model, name)).env(mps_pipe_dir)
+                   if kind == "mps" else {})
+            parts.append(Partition(kind=kind, gpu_index=gpu.index, gpu_uuid=gpu.uuid,
+                                   device_id=gpu.uuid, profile=name, simulated=simulated,
+                                   env=env))
+    return Slot(gpu_index=gpu.index, gpu_uuid=gpu.uuid, gpu_model=gpu_model, main=parts[0],
+                background=tuple(parts[1:]), simulated=simulated)

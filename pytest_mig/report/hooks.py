@@ -211,9 +211,18 @@ class ReportPlugin:
                            lambda: write_index(self.session.run_dir, header, records, by_case))
         if page is not None:
             self.written.append(f"summary page: {page}")
+        self._layouts(records, header)
         alluredir = getattr(self.config.option, "allure_report_dir", None)
         if alluredir and "error" not in header:
             self._write(Path(alluredir), lambda: self._allure_files(Path(alluredir), header))
+
+    def _layouts(self, records: list[dict[str, Any]], header: dict[str, Any]) -> None:
+        """layouts.tsv/json/png: the aggregate per layout of a layout suite's cases."""
+        from pytest_mig.report.layouts import TSV_NAME, write_layouts
+        note = " (SIMULATED GPU)" if header.get("simulated") else ""
+        lines = self._write(self.session.run_dir / TSV_NAME,
+                            lambda: write_layouts(self.session.run_dir, records, note))
+        self.written.extend(lines or [])
 
     def _trend(self, cases: set[str]) -> None:
         """trend.png: each case's headline over every run in history.jsonl."""

@@ -31,6 +31,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         "gpu_model": case.gpu_model,
         "accuracy_fraction": case.accuracy_fraction,
         "run_profile": case.run_profile.name,
+        "layout": getattr(case, "layout", "") or None,  # a layout suite's named layout
         "outcome": test_outcome,
         "message": clip(message),
         "result": None if res is None else {
@@ -71,6 +72,7 @@ def failure_record(nodeid: str, test_outcome: str, message: str, case=None,
         "benchmark": field("benchmark"), "scenario": field("scenario"),
         "profile": field("profile"), "mode": field("mode"), "gpu_model": field("gpu_model"),
         "run_profile": case.run_profile.name if case is not None else "",
+        "layout": (getattr(case, "layout", "") or None) if case is not None else None,
         "outcome": test_outcome, "message": clip(message), "result": None, "isolated": None,
         "interference": None, "slices": None, "placement": {}, "activity": {},
         "health": [], "background_min_duration_ms": 0, "phases": {},
