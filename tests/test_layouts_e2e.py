@@ -55,7 +55,7 @@ TEST = textwrap.dedent("""
 # An empty simulated GPU with MIG on, as an admin would leave it for --mig-manage.
 CONFTEST = textwrap.dedent("""
     from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.gpu.simulator import SimulatedNvml
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):
         s = config.stash[SESSION_KEY]

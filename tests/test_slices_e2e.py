@@ -57,7 +57,7 @@ def test_seven_slices_report_each_figure_and_the_aggregate(pytester):
     reports = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
-        f"--mig-reports={reports}", "--mig-sample-interval=0", "-p", "no:cacheprovider",
+        f"--mig-reports={reports}", "--mig-sample-interval=0.2", "-p", "no:cacheprovider",
         f"--junitxml={pytester.path / 'junit.xml'}", f"--alluredir={pytester.path / 'allure'}")
     result.assert_outcomes(passed=1)
     (results,) = reports.glob("*/results.json")
@@ -87,6 +87,9 @@ def test_seven_slices_report_each_figure_and_the_aggregate(pytester):
         sum(a["samples_per_s"] for a in by_bench.values()))
     assert test["slices"]["total_samples_per_s"] == pytest.approx(
         sum(RATES.values()), rel=0.35)
+
+    # GPM: the simulated A100 (pre-Hopper) answers NOT_SUPPORTED, the record says n/a
+    assert test["activity"] == {"note": "n/a: GPM not supported by this GPU (Hopper or later)"}
 
     # CPU placement, recorded per workload: a no-op that says so with fewer cores than 7
     import os

@@ -3,8 +3,8 @@
 nvmlGpmSampleGet samples a whole GPU, nvmlGpmMigSampleGet one GPU instance; a metric is
 computed from two samples (nvmlGpmMetricsGet). Read here: SM utilisation, SM occupancy,
 DRAM bandwidth utilisation and tensor activity, in percent.
-Rules: a GPU without GPM (pre-Hopper, or an API object without the functions: the
-simulator today) gives a reader whose `note` says `n/a: ...` and whose reads are empty,
+Rules: a GPU without GPM (pre-Hopper, real or simulated, or an API object without the
+functions) gives a reader whose `note` says `n/a: ...` and whose reads are empty,
 never estimated; a failed read of one target gives None values for it. No pytest here.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ PROFILE_FIELDS = ("name", "profile_const", "id", "instance_count", "memory_mb", 
 MODEL_FIELDS = ("source", "model", "nvml_name", "pci_device_id", "memory_total", "total_sms",
                 "compute_slices", "memory_slices", "profiles")
 SIM_FIELDS = ("power_idle_w", "power_max_w", "sm_clock_idle_mhz", "sm_clock_max_mhz",
-              "mem_clock_mhz", "temp_idle_c", "temp_max_c")
+              "mem_clock_mhz", "temp_idle_c", "temp_max_c", "gpm")
 
 
 class ProfileTableError(GpuError):
@@ -81,6 +81,7 @@ class SimFigures:
     mem_clock_mhz: int = 1593
     temp_idle_c: int = 32
     temp_max_c: int = 70
+    gpm: int = 0  # 1: the model answers NVML's GPM calls (Hopper and later)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from pytest_mig.report.files import write_atomic, write_json_atomic
+from pytest_mig.io import write_atomic, write_json_atomic
 
 TSV_NAME, JSON_NAME, PNG_NAME = "layouts.tsv", "layouts.json", "layouts.png"
 TSV_COLUMNS = ("layout", "case", "gpu_model", "outcome", "slice", "role", "benchmark",

@@ -20,6 +20,7 @@ C == G or 2C <= G + 1 (so no 3c in a 4g), and NVML_COMPUTE_INSTANCE_PROFILE_1_SL
 (profile 7) exists only in a 1-slice GPU instance with more SMs than the plain 1g profile
 (1g.20gb on H100/H200: profile 7 fills it, profile 0 gets the 1g SM count). SM counts of
 partial compute instances are C x the 1g profile's SMs: not read from hardware.
+Telemetry (metrics.py) and GPM on Hopper-or-later models (gpm.py) are mixed in.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from pytest_mig.gpu.sim.state import State, StateFile, new_state, stable_uuid
 from pytest_mig.gpu.sim.base import (KIND_CI, KIND_DEVICE, KIND_GI, KIND_MIG, SimBase,
                                      check_caller, fill_list, gpu_instance_id, lowest_free_start,
                                      make_handle)
+from pytest_mig.gpu.sim.gpm import GpmMixin
 from pytest_mig.gpu.sim.metrics import TelemetryMixin
 
 # NVML_COMPUTE_INSTANCE_PROFILE_* index -> compute slices.
@@ -74,7 +76,7 @@ def full_ci_const(model: GpuModel, gp: MigProfile) -> int:
     return max(offered, key=lambda c: (offered[c][0], offered[c][1]))
 
 
-class SimulatedNvml(TelemetryMixin, SimBase):
+class SimulatedNvml(GpmMixin, TelemetryMixin, SimBase):
     """Drop-in for the `pynvml` module on a simulated GPU; `SIMULATED` tells them apart."""
 
     SIMULATED = True
