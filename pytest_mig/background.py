@@ -63,7 +63,7 @@ class BackgroundPool:
 
     def ensure(self, plan, harness, settings, out, say) -> list[tuple[WorkSpec, Workload]]:
         """Start what is missing (first use, new layout, or a dead one) and await it."""
-        from pytest_mig.hetero import _await_ready, _env_for, place
+        from pytest_mig.hetero import await_ready, env_for, place
 
         if not plan:
             return []
@@ -86,7 +86,7 @@ class BackgroundPool:
                 work = replace(work, log_dir=work.log_dir.with_name(f"{work.name}-r{restarts}"))
                 say(f"restarting background {work.name} (it had ended: "
                     f"{describe_exit(prior.workload.poll())})")
-            spec = harness.launch(work, part, _env_for(part, settings.run_id),
+            spec = harness.launch(work, part, env_for(part, settings.run_id),
                                   work.log_dir.with_suffix(".log"))
             w = Workload(work.name, spec).start()
             place(out, settings, i + 1, work.name, w)
@@ -103,7 +103,7 @@ class BackgroundPool:
         if fresh:
             out.phases["backgrounds_started"] = time.time()
             say(f"{len(fresh)} session background workload(s) started")
-            _await_ready(fresh, self._start_buffer, say)
+            await_ready(fresh, self._start_buffer, say)
         else:
             say(f"{len(current)} session background workload(s) still running")
         return [(r.work, r.workload) for r in current]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from pytest_mig.hetero import _env_for, plan_workspecs
+from pytest_mig.hetero import env_for, plan_workspecs
 from pytest_mig.process import RUN_MARKER
 
 
@@ -13,7 +13,7 @@ def plan_text(case, slot, harness, test_dir, settings) -> str:
     main_work, bg_plan = plan_workspecs(case, slot, test_dir, settings)
     lines = [f"# {case.id} on GPU {slot.gpu_index} ({slot.gpu_model})"]
     for work, part in [*bg_plan, (main_work, slot.main)]:
-        env = _env_for(part, settings.run_id)
+        env = env_for(part, settings.run_id)
         describe = getattr(harness, "describe_plan", None)
         if describe is not None:
             lines.append(describe(work, part, env))

@@ -183,7 +183,9 @@ def plan_workspecs(case: Case, slot: Slot, test_dir: Path,
     return main, backgrounds
 
 
-def _env_for(partition: Partition, run_id: str) -> dict[str, str]:
+def env_for(partition: Partition, run_id: str) -> dict[str, str]:
+    """The environment of a workload pinned to `partition` in run `run_id` (the run's marker,
+    the partition's device and variables, the simulated-GPU flag where it applies)."""
     extra = {"CUDA_VISIBLE_DEVICES": partition.device_id, **partition.env}
     if partition.simulated:
         extra["PYTEST_MIG_SIMULATED_GPU"] = "1"
@@ -230,7 +232,7 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
             for i, (work, w) in enumerate(bgs, start=1):
                 place(out, settings, i, work.name, w)
             say(f"{len(bgs)} background workload(s) started")
-            _await_ready(bgs, case.run_profile.start_time_buffer_s, say)
+            await_ready(bgs, case.run_profile.start_time_buffer_s, say)
         else:
             bgs = pool.ensure(bg_plan, harness, settings, out, say)
             for i, (work, w) in enumerate(bgs, start=1):  # kept ones: same share again
@@ -264,7 +266,7 @@ def _start_backgrounds(bg_plan, harness: Harness, log_dir: Path, settings: Heter
     bgs: list[tuple[WorkSpec, Workload]] = []
     try:
         for work, part in bg_plan:
-            spec = harness.launch(work, part, _env_for(part, settings.run_id),
+            spec = harness.launch(work, part, env_for(part, settings.run_id),
                                   log_dir / f"{work.name}.log")
             out.commands[work.name] = list(spec.argv)
             bgs.append((work, Workload(work.name, spec).start()))
@@ -278,7 +280,7 @@ def _start_backgrounds(bg_plan, harness: Harness, log_dir: Path, settings: Heter
 
 def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, test_dir: Path,
               settings: HeteroSettings, out: HeteroOutcome, say) -> None:
-    spec = harness.launch(main_work, slot.main, _env_for(slot.main, settings.run_id),
+    spec = harness.launch(main_work, slot.main, env_for(slot.main, settings.run_id),
                           test_dir / "main.log")
     out.commands["main"] = list(spec.argv)
     out.phases["main_start"] = time.time()
@@ -333,7 +335,7 @@ def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: P
                   gpu_processes: Callable[[], list[int]] | None = None) -> BenchmarkResult:
     """The main alone on its partition (no neighbours): the baseline of the interference."""
     work = replace(main_work, name="main-isolated", log_dir=test_dir / "main-isolated")
-    spec = harness.launch(work, slot.main, _env_for(slot.main, settings.run_id),
+    spec = harness.launch(work, slot.main, env_for(slot.main, settings.run_id),
                           test_dir / "main-isolated.log")
     out.commands[work.name] = list(spec.argv)
     say("isolated baseline: main alone")
@@ -355,7 +357,7 @@ def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: P
     return harness.collect(work, w.finished(), work.log_dir)
 
 
-def _await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) -> None:
+def await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) -> None:
     """Each background must print its ready line within the start buffer, or the case fails."""
     deadline = time.monotonic() + timeout_s
     for n, (work, w) in enumerate(bgs, start=1):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_mig.report.plotting import pyplot, save
-from pytest_mig.report.sweep import SweepRow, _batch_key
+from pytest_mig.report.sweep import SweepRow, batch_key
 
 PANELS = (("samples_per_s", "samples/s"), ("p99_ms", "p99 latency (ms)"),
           ("mem_gib", "GPU memory used (GiB)"))
@@ -19,7 +19,7 @@ def write_sweep_png(rows: list[SweepRow], benchmark: str, path: Path,
     rows = [r for r in rows if r.benchmark == benchmark]
     if plt is None or not rows:
         return None
-    batches = sorted({r.batch for r in rows}, key=_batch_key)
+    batches = sorted({r.batch for r in rows}, key=batch_key)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(13, 3.8), squeeze=False)
     for ax, (field, label) in zip(axes[0], PANELS):
         for profile in dict.fromkeys(r.profile for r in rows):

@@ -56,7 +56,7 @@ def sweep_rows(records: Iterable[dict[str, Any]]) -> list[SweepRow]:
             samples_per_s=res.get("value") if "per second" in metric.lower() else None,
             p99_ms=None if p99 is None else p99 / 1e6,
             mem_gib=_peak_mem_gib((r.get("paths") or {}).get("dir")), valid=res.get("valid")))
-    return sorted(rows, key=lambda x: (x.benchmark, _profile_key(x.profile), _batch_key(x.batch)))
+    return sorted(rows, key=lambda x: (x.benchmark, _profile_key(x.profile), batch_key(x.batch)))
 
 
 def _profile_key(profile: str) -> tuple[int, str]:
@@ -64,7 +64,8 @@ def _profile_key(profile: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 99, profile)
 
 
-def _batch_key(batch: str) -> tuple[int, str]:
+def batch_key(batch: str) -> tuple[int, str]:
+    """Sort key of a batch label: numbers in numeric order (others first, by name)."""
     return (int(batch) if batch.isdigit() else 0, batch)
 
 
