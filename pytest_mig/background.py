@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pytest_mig.health import describe_exit, ended_by, stop_problem
+from pytest_mig.hetero import await_ready, env_for, place
 from pytest_mig.process import Workload
 from pytest_mig.types import (PERFORMANCE, Case, Finished, HealthReport, Partition, Slot,
                               WorkloadHealth, WorkSpec)
@@ -63,8 +64,6 @@ class BackgroundPool:
 
     def ensure(self, plan, harness, settings, out, say) -> list[tuple[WorkSpec, Workload]]:
         """Start what is missing (first use, new layout, or a dead one) and await it."""
-        from pytest_mig.hetero import await_ready, env_for, place
-
         if not plan:
             return []
         gpu = plan[0][1].gpu_uuid

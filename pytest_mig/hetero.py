@@ -13,14 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pytest_mig.harness.base import Harness
 from pytest_mig.health import check_health
 from pytest_mig.process import Workload, child_env
-from pytest_mig.gpu.affinity import CpuPlan
-from pytest_mig.results.slices import Aggregate
+from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
+from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
+from pytest_mig.results.window import window_in_dir
 from pytest_mig.types import (ACCURACY, PERFORMANCE, BenchmarkResult, Case, Finished,
                               HealthReport, Partition, Slot, WorkSpec)
 
@@ -463,9 +464,6 @@ def collect_slices(case: Case, slot: Slot, harness: Harness,
                    bgs: list[tuple[WorkSpec, Workload]], out: HeteroOutcome) -> Aggregate:
     """Each background's LoadGen result parsed like the main's, its completions counted in the
     main's timed phase (ready line to exit), and the sums; never changes the case's outcome."""
-    from pytest_mig.results.slices import aggregate, is_throughput, slice_figure
-    from pytest_mig.results.window import window_in_dir
-
     figures = [slice_figure("main", "main", case.benchmark, case.scenario, slot.main.profile,
                             out.result)]
     main = out.main
@@ -490,9 +488,6 @@ def collect_slices(case: Case, slot: Slot, harness: Harness,
 def place(out: HeteroOutcome, settings: HeteroSettings, index: int, name: str, w: Workload,
           say=None) -> None:
     """Pin workload `index` of the GPU (0: main) to its CPU share; record what it got."""
-    from dataclasses import asdict
-
-    from pytest_mig.gpu.affinity import Placement, pin
     plan = settings.cpu_plan
     if plan is None or w.pid is None:
         return

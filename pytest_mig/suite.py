@@ -14,8 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from pytest_mig.datadir import data_path
-from pytest_mig.errors import SuiteError, did_you_mean
+from pytest_mig.datadir import data_path, override_dir, packaged_dir
+from pytest_mig.errors import GpuError, SuiteError, did_you_mean
+from pytest_mig.gpu.planner import smallest_fitting
+from pytest_mig.gpu.profiles import get_model
 from pytest_mig.types import TEST_MODES, Case, RunProfile
 from pytest_mig.yamlload import safe_load
 from pytest_mig.yamlpos import YNode, load_yaml
@@ -240,10 +242,6 @@ def _profiles_for(info: BenchmarkInfo, gpu: GpuEntry) -> tuple[tuple[str, ...], 
     """
     if info.memory_gib is None:
         return gpu.profiles, None
-    from pytest_mig.errors import GpuError
-    from pytest_mig.gpu.planner import smallest_fitting
-    from pytest_mig.gpu.profiles import get_model
-
     try:
         model = get_model(gpu.model)
     except GpuError:
@@ -321,8 +319,6 @@ def catalog_path(round_name: str = DEFAULT_ROUND) -> Path:
 
 def known_rounds() -> tuple[str, ...]:
     """Rounds with a catalogue file in the packaged data or the override folder."""
-    from pytest_mig.datadir import override_dir, packaged_dir
-
     found = {DEFAULT_ROUND}
     for folder in (packaged_dir(), override_dir()):
         if folder is not None and folder.is_dir():

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pytest_mig.errors import MigError
+from pytest_mig.fleet.merge import merge_runs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +38,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from pytest_mig.fleet.merge import merge_runs
     try:
         summary = merge_runs(args.runs, args.out, history=args.history,
                              allure_history=args.allure_history, force=args.force)

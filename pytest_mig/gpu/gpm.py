@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pynvml
+
 METRICS = {"sm_util_pct": "NVML_GPM_METRIC_SM_UTIL",
            "sm_occupancy_pct": "NVML_GPM_METRIC_SM_OCCUPANCY",
            "dram_bw_util_pct": "NVML_GPM_METRIC_DRAM_BW_UTIL",
@@ -19,10 +21,6 @@ IDS = {"sm_util_pct": 2, "sm_occupancy_pct": 3, "dram_bw_util_pct": 10, "tensor_
 
 
 def _metric_ids() -> dict[str, int]:
-    try:
-        import pynvml
-    except ImportError:
-        return dict(IDS)
     return {k: int(getattr(pynvml, name, IDS[k])) for k, name in METRICS.items()}
 
 
@@ -68,7 +66,6 @@ class GpmReader:
         out: dict[str, dict[str, float | None]] = {}
         if not self.supported:
             return out
-        import pynvml
         for label in self.targets:
             values: dict[str, float | None] = dict.fromkeys(self.ids)
             try:

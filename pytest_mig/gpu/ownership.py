@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pytest_mig.errors import GpuError
+from pytest_mig.gpu.leases import state_dir
 from pytest_mig.io import write_atomic
 
 STORE_FORMAT = "pytest-mig MIG ownership v1"
@@ -202,5 +203,4 @@ def store_path(simulated_state: str | Path | None = None) -> Path:
     """Beside the simulator's state for a simulated GPU, else in the per-user state dir."""
     if simulated_state:
         return Path(simulated_state).parent / STORE_NAME
-    from pytest_mig.gpu.leases import state_dir
     return state_dir() / STORE_NAME

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from pytest_mig.gpu.mps import share_for
+from pytest_mig.gpu.profiles import get_model, profile_fraction
 from pytest_mig.types import Partition, Slot
 
 
@@ -51,9 +53,6 @@ def build_shared_slot(gpu, kind: str, main_profile: str, simulated: bool, gpu_mo
     As many partitions as the GPU could hold MIG instances of that profile, so the
     neighbour load matches the MIG layout it stands in for.
     """
-    from pytest_mig.gpu.mps import share_for
-    from pytest_mig.gpu.profiles import get_model, profile_fraction
-
     if gpu.model_key is None:
         return SlotProblem(f"GPU {gpu.index} ({gpu.name}) has no profile table in data/gpus/; "
                            f"--partition={kind} needs one to size its partitions")

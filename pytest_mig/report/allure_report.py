@@ -11,9 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import allure
+from allure_commons.model2 import Status, StatusDetails, TestStepResult
+from allure_commons.utils import uuid4
+
 from pytest_mig.errors import ResultParseError
 from pytest_mig.redact import mask_argv
+from pytest_mig.report.slices_text import aggregate_label, slices_table
 from pytest_mig.report.timeline import CSV_NAME
+from pytest_mig.results.detail import parse_detail
 
 TAIL_BYTES = 64 * 1024
 DETAIL_MESSAGES = 50  # warnings/errors shown in the detail excerpt; the rest are counted
@@ -31,8 +37,6 @@ def describe(config, out, session, slot=None) -> None:
     """Labels, parameters, phase steps and attachments of the case that just ran."""
     if not enabled(config):
         return
-    import allure
-
     case = out.case
     allure.dynamic.epic(case.suite)
     allure.dynamic.feature(case.benchmark)
@@ -62,7 +66,6 @@ def describe(config, out, session, slot=None) -> None:
                           attachment_type=allure.attachment_type.TEXT)
         _attach_file(allure, r.files.get("accuracy"), "accuracy.txt")
     if getattr(out, "slices", None) is not None:
-        from pytest_mig.report.slices_text import slices_table
         allure.attach(slices_table(out.slices), name="slices and aggregate",
                       attachment_type=allure.attachment_type.TEXT)
     if out.health.workloads:
@@ -99,7 +102,6 @@ def hide_case_parameter(config, case) -> None:
 
 def figures(out) -> dict[str, str]:
     """Headline metric, accuracy, interference and aggregate as parameter values."""
-    from pytest_mig.report.slices_text import aggregate_label
     shown: dict[str, str] = {}
     r = out.result
     if r is not None and r.metric_value is not None:
@@ -171,7 +173,6 @@ def tail_text(path: Path, limit: int = TAIL_BYTES) -> str:
 
 def detail_excerpt(path: Path) -> str:
     """Verdict, errors, warnings (first few) and effective settings of a LoadGen detail log."""
-    from pytest_mig.results.detail import parse_detail
     try:
         d = parse_detail(path)
     except ResultParseError as exc:
@@ -258,7 +259,6 @@ def _steps(out) -> list[tuple[str, float, float, bool, str, list[Step]]]:
 
 def emit_steps(config, out) -> None:
     """Allure steps after the fact, with the phases' real start and stop times."""
-    import allure
     listener = config.pluginmanager.get_plugin("allure_listener")
     reporter = getattr(listener, "allure_logger", None)
     if reporter is None or not hasattr(reporter, "start_step"):
@@ -275,8 +275,6 @@ def emit_steps(config, out) -> None:
 
 def _start_step(reporter, parent, name: str, start: float, stop: float, ok: bool,
                 message: str) -> str:
-    from allure_commons.model2 import Status, StatusDetails, TestStepResult
-    from allure_commons.utils import uuid4
     uuid = uuid4()
     step = TestStepResult(name=name, start=int(start * 1000), stop=int(stop * 1000),
                           status=Status.PASSED if ok else Status.FAILED,

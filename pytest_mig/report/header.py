@@ -6,8 +6,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from pytest_mig.redact import mask_options
 from pytest_mig.io import write_json_atomic
+from pytest_mig.redact import mask_options
+from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
 
 
 SIMULATED_BANNER = ("pytest-mig: *** SIMULATED GPU: no hardware is used; timings are CPU "
@@ -51,7 +52,6 @@ def background_cpu_duty(session) -> str | None:
               or session.settings.harness_options.get("device") == "cpu")
     if not on_cpu:
         return None
-    from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
     return session.settings.harness_options.get("background_cpu_duty") or BACKGROUND_CPU_DUTY
 
 

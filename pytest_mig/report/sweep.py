@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from pytest_mig.report.timeline import CSV_NAME, read_timeline
+
 
 @dataclass(frozen=True)
 class SweepRow:
@@ -31,7 +33,6 @@ def _batch(argv: list[str]) -> str:
 
 
 def _peak_mem_gib(test_dir: str | None) -> float | None:
-    from pytest_mig.report.timeline import CSV_NAME, read_timeline
     if not test_dir or not (Path(test_dir) / CSV_NAME).exists():
         return None
     tl = read_timeline(Path(test_dir) / CSV_NAME)

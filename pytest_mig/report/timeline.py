@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from pytest_mig.errors import MigError
+from pytest_mig.gpu.gpm import GpmReader
+from pytest_mig.report.plot_timeline import write_timeline_png
+from pytest_mig.report.plotting import MISSING
 
 NA = "n/a"
 MIB = 1024 * 1024
@@ -267,8 +270,6 @@ class MetricsSampler:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
-        from pytest_mig.report.plot_timeline import write_timeline_png
-        from pytest_mig.report.plotting import MISSING
         try:
             drawn = write_timeline_png(read_timeline(self.out_csv), self.png_path)
             note = None if drawn else f"# note: chart not drawn: {MISSING}\n"
@@ -326,7 +327,6 @@ def case_timeline(config: Any, session: Any, slot: Any, out: Any,
 
 def _gpm_reader(session: Any, slot: Any, out: Any) -> Any:
     """GPM targets: each MIG partition's GPU instance, else the whole GPU as `gpu`."""
-    from pytest_mig.gpu.gpm import GpmReader
     api = getattr(getattr(session, "nvml", None), "api", None)
     if api is None:
         return None
