@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pytest_mig.errors import GpuError
-from pytest_mig.gpu.leases import state_dir
 from pytest_mig.io import write_atomic
 
 STORE_FORMAT = "pytest-mig MIG ownership v1"
@@ -203,4 +202,6 @@ def store_path(simulated_state: str | Path | None = None) -> Path:
     """Beside the simulator's state for a simulated GPU, else in the per-user state dir."""
     if simulated_state:
         return Path(simulated_state).parent / STORE_NAME
+    # Lazy: collection loads this module, and leases stays unloaded then (test_startup).
+    from pytest_mig.gpu.leases import state_dir
     return state_dir() / STORE_NAME
