@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from pytest_mig.datadir import data_path, override_dir, packaged_dir
-from pytest_mig.errors import GpuError, SuiteError, did_you_mean
-from pytest_mig.gpu.planner import smallest_fitting
+from pytest_mig.errors import GpuError, LayoutError, SuiteError, did_you_mean
+from pytest_mig.gpu.layouts import cached_layout, layout_on_gpu
+from pytest_mig.gpu.planner import check_fits, layout_main_profile, smallest_fitting
 from pytest_mig.gpu.profiles import get_model
 from pytest_mig.types import TEST_MODES, Case, RunProfile
 from pytest_mig.yamlload import safe_load
@@ -213,10 +214,6 @@ def layout_fill(mix: Sequence[str], slots: int) -> tuple[str, ...]:
 
 def _layout_main(spec: str, gpu_model: str, info: BenchmarkInfo) -> tuple[str, int, str | None]:
     """(main profile, instance count, skip reason) of a layout on a GPU model."""
-    from pytest_mig.errors import GpuError, LayoutError
-    from pytest_mig.gpu.layouts import cached_layout, layout_on_gpu
-    from pytest_mig.gpu.planner import check_fits, layout_main_profile
-    from pytest_mig.gpu.profiles import get_model
     try:
         model = get_model(gpu_model)
         wanted = layout_on_gpu(cached_layout(spec), 0, model.pci_device_id, gpu_model)
@@ -544,8 +541,6 @@ def _scenarios(node: YNode, info: BenchmarkInfo, suite_class: str,
 def _layouts(node: YNode, suite_path: Path) -> tuple[str, ...]:
     """`layouts:` of a layout suite: mig-parted names (data/layouts/) or FILE:NAME, a relative
     FILE taken beside the suite; each must resolve now (file:line error otherwise)."""
-    from pytest_mig.errors import LayoutError
-    from pytest_mig.gpu.layouts import cached_layout
     specs: list[str] = []
     for item in node.items(non_empty=True):
         spec = item.text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from pytest_mig.errors import GpuError, LayoutError
+from pytest_mig.gpu.layouts import cached_layout, layout_on_gpu
 from pytest_mig.gpu.mps import share_for
 from pytest_mig.gpu.profiles import get_model, profile_fraction
 from pytest_mig.types import Partition, Slot
@@ -89,9 +91,6 @@ def build_layout_slot(gpu, kind: str, instances: Sequence, layout_spec: str, mai
     instances on the GPU are not used); "mps"/"none": one client share per instance of the
     layout, each sized from its own profile (MPS), or the whole GPU shared (none).
     """
-    from pytest_mig.errors import GpuError, LayoutError
-    from pytest_mig.gpu.layouts import cached_layout, layout_on_gpu
-    from pytest_mig.gpu.profiles import get_model
     try:
         wanted = layout_on_gpu(cached_layout(layout_spec), gpu.index, gpu.pci_device_id,
                                gpu.label)
@@ -117,8 +116,6 @@ def build_layout_slot(gpu, kind: str, instances: Sequence, layout_spec: str, mai
             free.remove(inst)
             parts.append(mig_partition(inst, gpu.uuid, simulated))
     else:
-        from pytest_mig.gpu.mps import share_for
-        from pytest_mig.gpu.profiles import profile_fraction
         parts = []
         for name in order:
             env = (share_for(*profile_fraction(model, name)).env(mps_pipe_dir)

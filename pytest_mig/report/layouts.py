@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pytest_mig.io import write_atomic, write_json_atomic
+from pytest_mig.report.plot_layouts import write_layouts_png
+from pytest_mig.report.plotting import MISSING
 
 TSV_NAME, JSON_NAME, PNG_NAME = "layouts.tsv", "layouts.json", "layouts.png"
 TSV_COLUMNS = ("layout", "case", "gpu_model", "outcome", "slice", "role", "benchmark",
@@ -125,8 +127,6 @@ def write_layouts(run_dir: Path, records: Iterable[dict[str, Any]],
                   note: str = "") -> list[str]:
     """layouts.tsv, layouts.json and layouts.png in `run_dir`; lines saying what was written
     ([] when no case ran under a named layout). `note` goes into the picture's title."""
-    from pytest_mig.report.plot_layouts import write_layouts_png
-    from pytest_mig.report.plotting import MISSING
     rows = layout_rows(records)
     if not rows:
         return []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pytest_mig.report.plotting import SIMULATED_COLOR, pyplot, save
 
-if TYPE_CHECKING:  # rows come from report/layouts.py, which imports this module lazily
+if TYPE_CHECKING:  # rows come from report/layouts.py, which imports this module
     from pytest_mig.report.layouts import LayoutRow
 
 
