@@ -7,7 +7,6 @@ import itertools
 import math
 import os
 import signal
-import textwrap
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,32 +15,13 @@ from hypothesis import strategies as st
 from pytest_mig.errors import ConfigError, MigError
 from pytest_mig.session import Settings, check_conflicts
 
-SUITE = textwrap.dedent("""
-    suite: mini
-    class: datacenter
-    benchmarks:
-      resnet50: {scenarios: [Offline], accuracy: 0.99}
-    gpus:
-      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 7}
-    modes: [performance]
-    background: {set: [bert], lifetime: per-test}
-    run_profiles:
-      smoke: {min_duration_ms: 400, min_query_count: 1, start_time_buffer_s: 4,
-              end_time_buffer_min_s: 0.2, background_min_duration_ms: auto, sample_count: 16}
-    default_run_profile: smoke
-""")
-TEST = "def test_case(mig_case, hetero):\n    hetero.run(mig_case)\n"
-
 
 @pytest.fixture
-def project(pytester):
+def project(mini):
     """A suite project; the in-process runs' process-wide side effects are undone after."""
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE)
-    (d / "test_mini.py").write_text(TEST)
     handler = signal.getsignal(signal.SIGTERM)
     marker = os.environ.get("PYTEST_MIG_RUN_ID")
-    yield pytester
+    yield mini.pytester
     signal.signal(signal.SIGTERM, handler)
     if marker is not None:
         os.environ["PYTEST_MIG_RUN_ID"] = marker

@@ -4,47 +4,10 @@ skips that say how to get a layout, refusals, MIG mode never changed."""
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-
-FAKE = Path(__file__).resolve().parent / "programs" / "fake_workload.py"
-
-SUITE = textwrap.dedent("""
-    suite: layouts
-    class: datacenter
-    benchmarks:
-      resnet50: {scenarios: [Offline], accuracy: 0.99}
-      bert: {scenarios: [Offline], accuracy: 0.99}
-    gpus:
-      A100-SXM4-80GB: {profiles: [1g.10gb, 2g.20gb], slots: 7}
-    modes: [performance]
-    background:
-      set: [dlrm, rnnt]
-      lifetime: per-test
-    run_profiles:
-      smoke:
-        min_duration_ms: 300
-        min_query_count: 1
-        start_time_buffer_s: 4
-        end_time_buffer_min_s: 0.1
-        background_min_duration_ms: auto
-        sample_count: 16
-    default_run_profile: smoke
-""")
-
-TEST = textwrap.dedent("""
-    def test_case(mig_case, hetero, mig_slot):
-        outcome = hetero.run(mig_case)
-        assert outcome.valid, outcome.why_invalid()
-        assert outcome.background_healthy, outcome.why_unhealthy()
-        print("SLOT", mig_case.id, mig_slot.main.profile,
-              "+".join(p.profile for p in mig_slot.background))
-""")
 
 # Sets the simulated GPU up before the run opens it (as an admin would have left it).
 CONFTEST = textwrap.dedent("""
@@ -63,35 +26,20 @@ IDS = ["resnet50-Offline-1g.10gb-performance", "resnet50-Offline-2g.20gb-perform
 
 
 @pytest.fixture
-def suite_dir(pytester):
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE)
-    (d / "test_layouts.py").write_text(TEST)
-    return d
+def project(mini_project):
+    return mini_project("layouts", module="layouts", flags=("--mig-main-startup=1.5", "-rA", "-s"))
 
 
-def gpu_setup(pytester, layout: dict, mig: bool = True) -> None:
-    pytester.makeconftest(CONFTEST.format(layout=layout, mig=mig))
+def gpu_setup(project, layout: dict, mig: bool = True) -> None:
+    project.pytester.makeconftest(CONFTEST.format(layout=layout, mig=mig))
 
 
-def run(pytester, *extra: str):
-    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} --script "
-               f"{pytester.path / 'script.json'} --role {{role}} --name {{name}} "
-               "--log-dir {log_dir} --min-duration-ms {min_duration_ms}")
-    (pytester.path / "script.json").write_text("{}")
-    return pytester.runpytest_subprocess(
-        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
-        "--mig-main-startup=1.5", "-p", "no:cacheprovider", "-rA", "-s", *extra)
+def run(project, *extra: str):
+    return project.run({}, *extra)
 
 
-def run_dir(pytester) -> Path:
-    (d,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
-    return d
-
-
-def gpu_state(pytester) -> dict:
-    state = json.loads((run_dir(pytester) / "simulated-gpu.json").read_text())
-    (gpu,) = state["gpus"]
+def gpu_state(project) -> dict:
+    (gpu,) = project.gpu_state()["gpus"]
     return gpu
 
 
@@ -100,9 +48,9 @@ def layout_of(gpu: dict) -> list[tuple[int, int, int]]:
                   for gi in gpu["gpu_instances"])
 
 
-def test_manage_creates_layouts_in_grouped_order_and_removes_them(pytester, suite_dir):
-    gpu_setup(pytester, {})
-    r = run(pytester, "--mig-manage", "-v")
+def test_manage_creates_layouts_in_grouped_order_and_removes_them(project):
+    gpu_setup(project, {})
+    r = run(project, "--mig-manage", "-v")
     r.assert_outcomes(passed=4)
     # Grouped by layout: both 1g cases, then both 2g cases (collected interleaved).
     r.stdout.fnmatch_lines([f"*test_case?{i}? PASSED*" for i in
@@ -114,23 +62,23 @@ def test_manage_creates_layouts_in_grouped_order_and_removes_them(pytester, suit
         "*SLOT bert-Offline-2g.20gb-performance 2g.20gb 2g.20gb+2g.20gb",
         "pytest-mig: 2 MIG reconfiguration(s) (optimal: 2 distinct layouts)",
         "pytest-mig: destroyed the 3 MIG instance(s) this run created"])
-    summary = json.loads((run_dir(pytester) / "mig-manage.json").read_text())
+    summary = json.loads((project.run_dir() / "mig-manage.json").read_text())
     assert (summary["reconfigurations"], summary["optimal"]) == (2, 2)
     assert summary["layouts"] == ["A100-SXM4-80GB: 3 x 1g.10gb", "A100-SXM4-80GB: 3 x 2g.20gb"]
     assert [(e["case"], e["reconfigured"]) for e in summary["events"]] == [
         (IDS[0], True), (IDS[2], False), (IDS[1], True), (IDS[3], False)]
     assert summary["events"][2]["destroyed"] == [
         f"GPU instance {7 + s} (1g.10gb at memory slice {s}) on GPU 0 "
-        f"({gpu_state(pytester)['uuid']})" for s in (0, 1, 2)]
+        f"({gpu_state(project)['uuid']})" for s in (0, 1, 2)]
     assert len(summary["teardown"]["destroyed"]) == 3 and summary["teardown"]["refused"] == []
-    assert gpu_state(pytester)["gpu_instances"] == []  # nothing of ours is left
-    own = json.loads((run_dir(pytester) / "mig-ownership.json").read_text())
+    assert gpu_state(project)["gpu_instances"] == []  # nothing of ours is left
+    own = json.loads((project.run_dir() / "mig-ownership.json").read_text())
     assert own["instances"] == []
 
 
-def test_without_manage_a_missing_layout_is_skipped_with_how_to_get_it(pytester, suite_dir):
-    gpu_setup(pytester, {"1g.10gb": 7})
-    r = run(pytester)
+def test_without_manage_a_missing_layout_is_skipped_with_how_to_get_it(project):
+    gpu_setup(project, {"1g.10gb": 7})
+    r = run(project)
     r.assert_outcomes(passed=2, skipped=2)
     r.stdout.fnmatch_lines([
         "SKIPPED [[]2[]] *GPU 0 (A100-SXM4-80GB) has 7 x 1g.10gb; this case needs 3 x "
@@ -139,26 +87,26 @@ def test_without_manage_a_missing_layout_is_skipped_with_how_to_get_it(pytester,
         "nvidia-smi mig -i 0 -dgi && sudo nvidia-smi mig -i 0 -cgi "
         "2g.20gb:0,2g.20gb:2,2g.20gb:4 -C"])
     assert "reconfiguration" not in r.stdout.str()
-    assert not (run_dir(pytester) / "mig-manage.json").exists()
-    assert len(gpu_state(pytester)["gpu_instances"]) == 7
+    assert not (project.run_dir() / "mig-manage.json").exists()
+    assert len(gpu_state(project)["gpu_instances"]) == 7
 
 
-def test_manage_refuses_to_destroy_instances_it_did_not_create(pytester, suite_dir):
-    gpu_setup(pytester, {"1g.10gb": 7})
-    r = run(pytester, "--mig-manage")
+def test_manage_refuses_to_destroy_instances_it_did_not_create(project):
+    gpu_setup(project, {"1g.10gb": 7})
+    r = run(project, "--mig-manage")
     r.assert_outcomes(passed=2, errors=2)
     r.stdout.fnmatch_lines([
         "*GpuError: cannot reach 3 x 2g.20gb on GPU 0 (A100-SXM4-80GB): it has 7 x 1g.10gb, "
         "and pytest-mig may not destroy these instances in the way: GPU instance 7 (1g.10gb "
         "at memory slice 0): not created by this run;*",
         "pytest-mig: 0 MIG reconfiguration(s) (optimal: 1 distinct layouts)"])
-    gpu = gpu_state(pytester)
+    gpu = gpu_state(project)
     assert layout_of(gpu) == [(19, s, 1) for s in range(7)]
 
 
-def test_mig_disabled_is_reported_and_never_enabled(pytester, suite_dir):
-    gpu_setup(pytester, {}, mig=False)
-    r = run(pytester, "--mig-manage", "-k", "resnet50")
+def test_mig_disabled_is_reported_and_never_enabled(project):
+    gpu_setup(project, {}, mig=False)
+    r = run(project, "--mig-manage", "-k", "resnet50")
     r.assert_outcomes(skipped=2)
     r.stdout.fnmatch_lines([
         "pytest-mig: GPU 0 (A100-SXM4-80GB) has MIG mode disabled; pytest-mig never changes "
@@ -167,13 +115,13 @@ def test_mig_disabled_is_reported_and_never_enabled(pytester, suite_dir):
         "pytest-mig: 0 MIG reconfiguration(s) (optimal: 0 distinct layouts)",
         "SKIPPED *has MIG mode disabled; pytest-mig never changes MIG mode. Enable it with: "
         "sudo nvidia-smi -i 0 -mig 1*"])
-    gpu = gpu_state(pytester)
+    gpu = gpu_state(project)
     assert (gpu["mig_current"], gpu["mig_pending"], gpu["gpu_instances"]) == (False, False, [])
 
 
-def test_layout_file_is_applied_for_every_case(pytester, suite_dir):
-    gpu_setup(pytester, {})
-    (pytester.path / "mixed.yaml").write_text(textwrap.dedent("""
+def test_layout_file_is_applied_for_every_case(project):
+    gpu_setup(project, {})
+    (project.path / "mixed.yaml").write_text(textwrap.dedent("""
         version: v1
         mig-configs:
           mixed:
@@ -181,37 +129,37 @@ def test_layout_file_is_applied_for_every_case(pytester, suite_dir):
               mig-enabled: true
               mig-devices: {"3g.40gb": 1, "1g.10gb": 2}
     """))
-    r = run(pytester, "--mig-manage", "--mig-layout", "mixed.yaml:mixed", "-k", "1g")
+    r = run(project, "--mig-manage", "--mig-layout", "mixed.yaml:mixed", "-k", "1g")
     r.assert_outcomes(passed=2)
     r.stdout.fnmatch_lines([
         "*SLOT resnet50-Offline-1g.10gb-performance 1g.10gb 3g.40gb+1g.10gb",
         "pytest-mig: 1 MIG reconfiguration(s) (optimal: 1 distinct layouts)"])
-    summary = json.loads((run_dir(pytester) / "mig-manage.json").read_text())
+    summary = json.loads((project.run_dir() / "mig-manage.json").read_text())
     assert [c.split(" on GPU")[0] for c in summary["events"][0]["created"]] == [
         "GPU instance 1 (3g.40gb at memory slice 0)", "GPU instance 11 (1g.10gb at memory slice 4)",
         "GPU instance 12 (1g.10gb at memory slice 5)"]
-    assert gpu_state(pytester)["gpu_instances"] == []
+    assert gpu_state(project)["gpu_instances"] == []
 
 
 def test_layout_without_the_main_profile_skips_and_unknown_name_is_a_usage_error(
-        pytester, suite_dir):
-    gpu_setup(pytester, {})
-    r = run(pytester, "--mig-layout", "hetero-1g", "-k", "resnet50 and 2g")
+        project):
+    gpu_setup(project, {})
+    r = run(project, "--mig-layout", "hetero-1g", "-k", "resnet50 and 2g")
     r.assert_outcomes(skipped=1)
     r.stdout.fnmatch_lines(["SKIPPED *layout 'hetero-1g' (*pytest-mig.yaml) has no 2g.20gb "
                             "instance for the main of resnet50-Offline-2g.20gb-performance on "
                             "GPU 0 (it has 7 x 1g.10gb); add \"2g.20gb\" to its mig-devices"])
-    r = run(pytester, "--mig-layout", "hetero-1h")
+    r = run(project, "--mig-layout", "hetero-1h")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     r.stderr.fnmatch_lines(["*--mig-layout hetero-1h: unknown MIG layout 'hetero-1h' (did you "
                             "mean 'hetero-1g'?)*"])
 
 
-def test_manage_under_xdist_merges_workers_and_tears_down_once(pytester, suite_dir):
-    gpu_setup(pytester, {})
-    r = run(pytester, "--mig-manage", "--mig-sim-gpus=2", "-n", "2")
+def test_manage_under_xdist_merges_workers_and_tears_down_once(project):
+    gpu_setup(project, {})
+    r = run(project, "--mig-manage", "--mig-sim-gpus=2", "-n", "2")
     r.assert_outcomes(passed=4)
-    summary = json.loads((run_dir(pytester) / "mig-manage.json").read_text())
+    summary = json.loads((project.run_dir() / "mig-manage.json").read_text())
     events = summary["events"]
     assert sorted(e["case"] for e in events) == sorted(IDS)
     assert {e["worker"] for e in events} == {"gw0", "gw1"}
@@ -221,7 +169,7 @@ def test_manage_under_xdist_merges_workers_and_tears_down_once(pytester, suite_d
     assert summary["reconfigurations"] == sum(e["reconfigured"] for e in events) >= 2
     r.stdout.fnmatch_lines([f"pytest-mig: {summary['reconfigurations']} MIG "
                             "reconfiguration(s) (optimal: 2 distinct layouts)"])
-    state = json.loads((run_dir(pytester) / "simulated-gpu.json").read_text())
+    state = project.gpu_state()
     assert [g["gpu_instances"] for g in state["gpus"]] == [[], []]
 
 
@@ -241,32 +189,32 @@ HARD_CONFTEST = textwrap.dedent("""
 """)
 
 
-def test_manage_on_a_hard_gpu_creates_and_removes_by_recorded_ids(pytester, suite_dir):
+def test_manage_on_a_hard_gpu_creates_and_removes_by_recorded_ids(project):
     """mig-config and the faults' other combinations: tests/test_mig_faults.py."""
-    pytester.makeconftest(HARD_CONFTEST.format(layout={}, caller="root"))
-    r = run(pytester, "--mig-manage", "-k", "resnet50 and 1g")
+    project.pytester.makeconftest(HARD_CONFTEST.format(layout={}, caller="root"))
+    r = run(project, "--mig-manage", "-k", "resnet50 and 1g")
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines(["pytest-mig: destroyed the 3 MIG instance(s) this run created"])
-    created = json.loads((run_dir(pytester) / "mig-manage.json").read_text())["events"][0]
+    created = json.loads((project.run_dir() / "mig-manage.json").read_text())["events"][0]
     assert [c.split(" (")[1].split(")")[0] for c in created["created"]] == [
         f"1g.10gb at memory slice {s}" for s in (0, 1, 2)]
-    assert gpu_state(pytester)["gpu_instances"] == []
+    assert gpu_state(project)["gpu_instances"] == []
 
 
-def test_non_root_run_is_told_the_fix_and_discovers_what_it_can(pytester, suite_dir):
-    pytester.makeconftest(HARD_CONFTEST.format(layout={}, caller="user"))
-    r = run(pytester, "--mig-manage", "-k", "resnet50 and 1g")
+def test_non_root_run_is_told_the_fix_and_discovers_what_it_can(project):
+    project.pytester.makeconftest(HARD_CONFTEST.format(layout={}, caller="user"))
+    r = run(project, "--mig-manage", "-k", "resnet50 and 1g")
     r.assert_outcomes(errors=1)
     r.stdout.fnmatch_lines([
         "*GpuError: cannot manage MIG instances on GPU 0 (A100-SXM4-80GB): NVML refuses the "
         "GPU-instance queries and changes to this user (NVML_ERROR_NO_PERMISSION); run as "
         "root or grant the mig-config capability*"])
     assert "creating or destroying" not in r.stdout.str()
-    assert gpu_state(pytester)["gpu_instances"] == []
+    assert gpu_state(project)["gpu_instances"] == []
     # read-only: an admin made the layout; the non-root run uses it and says what it missed
-    shutil.rmtree(pytester.path / "reports")
-    pytester.makeconftest(HARD_CONFTEST.format(layout={"1g.10gb": 3}, caller="user"))
-    r = run(pytester, "-k", "resnet50 and 1g")
+    shutil.rmtree(project.reports)
+    project.pytester.makeconftest(HARD_CONFTEST.format(layout={"1g.10gb": 3}, caller="user"))
+    r = run(project, "-k", "resnet50 and 1g")
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines([
         "GPU backend: SIMULATED NVML (no hardware) - 1 x A100-SXM4-80GB, MIG enabled, layout "
@@ -278,4 +226,4 @@ def test_non_root_run_is_told_the_fix_and_discovers_what_it_can(pytester, suite_
         "NVML_ERROR_NO_PERMISSION; MIG devices listed without placements) - run as root or "
         "grant the mig-config capability to read it",
         "*SLOT resnet50-Offline-1g.10gb-performance 1g.10gb 1g.10gb+1g.10gb"])
-    assert len(gpu_state(pytester)["gpu_instances"]) == 3
+    assert len(gpu_state(project)["gpu_instances"]) == 3

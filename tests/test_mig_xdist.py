@@ -12,8 +12,6 @@ from itertools import combinations
 from pathlib import Path
 
 
-FAKE = Path(__file__).resolve().parent / "programs" / "fake_workload.py"
-
 # Runs the fake workload and records which MIG device it was given, and when.
 WRAP = textwrap.dedent("""
     import json, os, signal, subprocess, sys, time
@@ -29,64 +27,26 @@ WRAP = textwrap.dedent("""
     sys.exit(code)
 """)
 
-SUITE = textwrap.dedent("""
-    suite: leases
-    class: datacenter
-    benchmarks:
-      resnet50: {{scenarios: [Offline, Server], accuracy: 0.99}}
-      bert: {{scenarios: [Offline, Server], accuracy: 0.99}}
-      rnnt: {{scenarios: [Offline, Server], accuracy: 0.99}}
-      dlrm: {{scenarios: [Offline, Server], accuracy: 0.99}}
-    gpus:
-      A100-SXM4-80GB: {{profiles: [1g.10gb], slots: 7}}
-    modes: [performance]
-    background:
-      set: [ssd-mobilenet, 3d-unet]
-      lifetime: per-test
-    run_profiles:
-      smoke:
-        min_duration_ms: {duration_ms}
-        min_query_count: 1
-        start_time_buffer_s: 5
-        end_time_buffer_min_s: 0.1
-        background_min_duration_ms: auto
-        sample_count: 16
-    default_run_profile: smoke
-""")
-
-TEST = textwrap.dedent("""
-    def test_case(mig_case, hetero):
-        outcome = hetero.run(mig_case)
-        assert outcome.valid, outcome.why_invalid()
-        assert outcome.background_healthy, outcome.why_unhealthy()
-""")
-
-
-def run(pytester, duration_ms: int, *extra: str):
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE.format(duration_ms=duration_ms))
-    (d / "test_leases.py").write_text(TEST)
-    (pytester.path / "script.json").write_text("{}")
-    wrap = pytester.path / "wrap.py"
+def run(mini_project, duration_ms: int, *extra: str):
+    """The leases suite with mains of `duration_ms`; every workload wrapped to record its use."""
+    project = mini_project("leases", flags=("--mig-main-startup=2", "-v"))
+    project.edit_suite("min_duration_ms: 1000", f"min_duration_ms: {duration_ms}")
+    wrap = project.path / "wrap.py"
     wrap.write_text(WRAP)
-    usage = pytester.mkdir("usage")
+    usage = project.pytester.mkdir("usage")
     py = shlex.quote(sys.executable)
-    command = (f"{py} {wrap} {usage} {{log_dir}} {py} {shlex.quote(str(FAKE))} --script "
-               f"{pytester.path / 'script.json'} --role {{role}} --name {{name}} "
-               "--log-dir {log_dir} --min-duration-ms {min_duration_ms}")
-    return pytester.runpytest_subprocess(
-        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
-        "--mig-main-startup=2", "-p", "no:cacheprovider", "-v", *extra)
+    project.command = f"{py} {wrap} {usage} {{log_dir}} {project.fake_command()}"
+    return project, project.run({}, *extra)
 
 
-def usage(pytester) -> list[dict]:
+def usage(project) -> list[dict]:
     """One record per workload process: device, case directory, [start, end]."""
-    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
-    state = json.loads((run_dir / "simulated-gpu.json").read_text())
+    run_dir = project.run_dir()
+    state = project.gpu_state()
     gpu_of = {ci["uuid"]: gpu["index"] for gpu in state["gpus"]
               for gi in gpu["gpu_instances"] for ci in gi["compute_instances"]}
     out = []
-    for f in sorted((pytester.path / "usage").glob("*.json")):
+    for f in sorted((project.path / "usage").glob("*.json")):
         rec = json.loads(f.read_text())
         rec["case"] = Path(rec["log_dir"]).relative_to(run_dir).parts[0]
         rec["gpu"] = gpu_of[rec["device"]]
@@ -110,7 +70,7 @@ def cases(records: list[dict]) -> dict[str, dict]:
 
 def workers(stdout: str) -> dict[str, str]:
     """case id -> xdist worker, from -v lines such as '[gw1] [ 12%] PASSED ...[case]'."""
-    found = re.findall(r"\[(gw\d+)\] \[\s*\d+%\] \w+ \S+::test_case\[([^\]]+)\]", stdout)
+    found = re.findall(r"\[(gw\d+)\] \[\s*\d+%\] \w+ \S+::test_hetero\[([^\]]+)\]", stdout)
     return {case: worker for worker, case in found}
 
 
@@ -123,10 +83,10 @@ def max_concurrency(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def test_four_workers_on_a_simulated_dgx_a100_never_share_an_instance(pytester):
-    r = run(pytester, 1000, "--mig-sim-gpus=8", "-n", "4")
+def test_four_workers_on_a_simulated_dgx_a100_never_share_an_instance(mini_project):
+    project, r = run(mini_project, 1000, "--mig-sim-gpus=8", "-n", "4")
     r.assert_outcomes(passed=8)
-    records = usage(pytester)
+    records = usage(mini_project)
     assert len(records) == 8 * 3  # main + 2 backgrounds per case
     # No MIG instance ever had two workloads at once.
     by_device: dict[str, list[dict]] = {}
@@ -153,18 +113,18 @@ def test_four_workers_on_a_simulated_dgx_a100_never_share_an_instance(pytester):
     assert max_concurrency([c["span"] for c in per_case.values()]) >= 2
 
 
-def test_more_workers_than_gpus_wait_for_the_lease(pytester):
-    r = run(pytester, 1000, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=60",
+def test_more_workers_than_gpus_wait_for_the_lease(mini_project):
+    project, r = run(mini_project, 1000, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=60",
             "-k", "resnet50")
     r.assert_outcomes(passed=2)
     assert sorted(workers(r.stdout.str()).values()) == ["gw0", "gw1"]
-    (a, b) = sorted(cases(usage(pytester)).values(), key=lambda c: c["span"][0])
+    (a, b) = sorted(cases(usage(mini_project)).values(), key=lambda c: c["span"][0])
     assert a["gpus"] == b["gpus"] == {0}
     assert a["span"][1] <= b["span"][0]  # the second case waited for the first to finish
 
 
-def test_lease_wait_past_the_timeout_fails_with_the_reason(pytester):
-    r = run(pytester, 4000, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=0.5",
+def test_lease_wait_past_the_timeout_fails_with_the_reason(mini_project):
+    project, r = run(mini_project, 4000, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=0.5",
             "-k", "resnet50")
     r.assert_outcomes(passed=1, errors=1)
     r.stdout.fnmatch_lines([

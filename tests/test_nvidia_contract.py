@@ -4,7 +4,6 @@ with $(RUN_ARGS), driven through whole pytest sessions on the simulated GPU."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import textwrap
@@ -14,42 +13,6 @@ import pytest
 
 FAKE = Path(__file__).resolve().parent / "programs" / "fake_nvidia_harness.py"
 SYSTEM = "DGX-A100_A100-SXM-80GB-MIG_1x1g.10gb_TRT_HeteroMultiUse"
-
-SUITE = textwrap.dedent("""
-    suite: mini-nvidia
-    class: datacenter
-    benchmarks:
-      resnet50: {scenarios: [Offline], accuracy: 0.99}
-    gpus:
-      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 7}
-    modes: [performance, accuracy]
-    background:
-      set: [bert, dlrm, rnnt]
-      lifetime: per-test
-    harness:
-      config_ver.rnnt: hetero_suite
-    run_profiles:
-      smoke:
-        min_duration_ms: 400
-        min_query_count: 1
-        start_time_buffer_s: 4
-        end_time_buffer_min_s: 0.2
-        background_min_duration_ms: auto
-        sample_count: 16
-    default_run_profile: smoke
-""")
-
-TEST = textwrap.dedent("""
-    from pytest_mig.types import PERFORMANCE
-
-    def test_hetero(mig_case, hetero):
-        outcome = hetero.run(mig_case)
-        if mig_case.mode == PERFORMANCE:
-            assert outcome.valid, outcome.why_invalid()
-        else:
-            assert outcome.accuracy_ok, outcome.why_accuracy()
-        assert outcome.background_healthy, outcome.why_unhealthy()
-""")
 
 # The recipes hand $(RUN_ARGS) to make's own shell, as NVIDIA's Makefile does.
 MAKEFILE = textwrap.dedent("""\
@@ -64,23 +27,20 @@ MAKEFILE = textwrap.dedent("""\
 
 
 @pytest.fixture
-def mlperf_root(pytester, monkeypatch) -> Path:
-    # A run id of its own per inner session, so concurrent xdist workers' children stay apart.
-    monkeypatch.delenv("PYTEST_MIG_RUN_ID", raising=False)
-    root = pytester.mkdir("closed_NVIDIA")
-    (root / "Makefile").write_text(MAKEFILE.format(python=shlex.quote(sys.executable),
-                                                   fake=shlex.quote(str(FAKE))))
-    suites = pytester.mkdir("suites")
-    (suites / "suite.yaml").write_text(SUITE)
-    (suites / "test_mini.py").write_text(TEST)
-    return root
+def project(mini_project):
+    """The nvidia suite; closed_NVIDIA/ holds the Makefile whose targets run the fake harness."""
+    project = mini_project("nvidia")
+    project.root = project.path / "closed_NVIDIA"
+    project.root.mkdir()
+    (project.root / "Makefile").write_text(MAKEFILE.format(python=shlex.quote(sys.executable),
+                                                           fake=shlex.quote(str(FAKE))))
+    project.harness = ["--harness=nvidia", f"--mlperf-root={project.root}"]
+    return project
 
 
-def run(pytester, root: Path, behaviour: dict, *extra: str):
-    (root / "behaviour.json").write_text(json.dumps(behaviour))
-    return pytester.runpytest_subprocess(
-        "suites", "--mig-backend=simulated", "--harness=nvidia", f"--mlperf-root={root}",
-        "--mig-main-startup=1.5", "-p", "no:cacheprovider", "-rA", *extra)
+def run(project, behaviour: dict, *extra: str):
+    (project.root / "behaviour.json").write_text(json.dumps(behaviour))
+    return project.run(None, *extra)
 
 
 def calls(root: Path) -> list[dict]:
@@ -88,39 +48,19 @@ def calls(root: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def results(pytester) -> dict:
-    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
-    return json.loads((run_dir / "results.json").read_text())
-
-
 def logs_under(log_dir: Path) -> list[str]:
     """<benchmark dir>/<scenario> of every LoadGen summary under a LOG_DIR."""
     return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in log_dir.rglob("mlperf_log_summary.txt"))
 
 
-def leftover_processes(reports: Path) -> list[str]:
-    ids = {p.name for p in reports.iterdir()} if reports.exists() else set()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(e.startswith(b"PYTEST_MIG_RUN_ID=") and e.split(b"=", 1)[1].decode() in ids for e in env):
-            found.append(proc.name)
-    return found
-
-
-def test_hetero_case_through_make(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {})
+def test_hetero_case_through_make(project):
+    r = run(project, {})
     r.assert_outcomes(passed=2)
     r.stdout.fnmatch_lines(["PASSED *test_hetero?resnet50-Offline-1g.10gb-performance?",
                             "PASSED *test_hetero?resnet50-Offline-1g.10gb-accuracy?"])
-    got = calls(mlperf_root)
+    got = calls(project.root)
     assert len(got) == 8  # per case: the main and three backgrounds
-    recs = {t["mode"]: t for t in results(pytester)["tests"]}
+    recs = {t["mode"]: t for t in project.results()["tests"]}
     for mode in ("performance", "accuracy"):
         test_dir = Path(recs[mode]["paths"]["dir"])
         mine = [c for c in got if c["LOG_DIR"] in (str(test_dir / "main"), str(test_dir / "background_logs"))]
@@ -129,7 +69,7 @@ def test_hetero_case_through_make(pytester, mlperf_root):
         extra = ["--test_mode=AccuracyOnly"] if mode == "accuracy" else []
         assert main["argv"] == ["--benchmarks=resnet50", "--scenarios=Offline", "--config_ver=hetero",
                                 "--min_duration=400", *extra, "--action=run_harness"]
-        assert main["cwd"] == str(mlperf_root)
+        assert main["cwd"] == str(project.root)
         bg_ms = recs[mode]["background_min_duration_ms"]
         assert [c["argv"] for c in bgs] == [
             [f"--benchmarks={b}", "--scenarios=Offline", f"--config_ver={v}", f"--min_duration={bg_ms}",
@@ -149,97 +89,96 @@ def test_hetero_case_through_make(pytester, mlperf_root):
     acc = recs["accuracy"]["result"]
     assert (acc["accuracy_metric"], acc["accuracy"]) == ("accuracy", 76.042)
     assert Path(acc["files"]["accuracy"]).name == "accuracy.txt"
-    assert leftover_processes(pytester.path / "reports") == []
+    assert project.leftovers() == []
 
 
-def test_main_bad_exit(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {"main": "exit2"}, "-m", "performance")
+def test_main_bad_exit(project):
+    r = run(project, {"main": "exit2"}, "-m", "performance")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*main resnet50 Offline exited with code 2; log: *main.log*",
                             "*fatal: CUDA error 700 (simulated)*"])
-    assert leftover_processes(pytester.path / "reports") == []
+    assert project.leftovers() == []
 
 
-def test_background_never_ready(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {"background:dlrm": "never_ready"}, "-m", "performance")
+def test_background_never_ready(project):
+    r = run(project, {"background:dlrm": "never_ready"}, "-m", "performance")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*background bg2-dlrm (dlrm) was not ready within start_time_buffer 4 s*"])
     assert r.duration < 60  # failed at the 4 s start buffer, not at --mig-main-timeout (900 s)
     # The main never started: nothing ran after the backgrounds.
-    assert sorted(c["role"] for c in calls(mlperf_root)) == ["background"] * 3
-    assert leftover_processes(pytester.path / "reports") == []
+    assert sorted(c["role"] for c in calls(project.root)) == ["background"] * 3
+    assert project.leftovers() == []
 
 
-def test_main_invalid_summary(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {"main": "invalid"}, "-m", "performance")
+def test_main_invalid_summary(project):
+    r = run(project, {"main": "invalid"}, "-m", "performance")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*main resnet50 Offline result is INVALID: Min duration not satisfied*"])
-    rec = results(pytester)["tests"][0]
+    rec = project.results()["tests"][0]
     assert (rec["result"]["valid"], rec["result"]["value"]) == (False, 428937.0)
 
 
-def test_main_without_logs(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {"main": "no_logs"}, "-m", "performance")
+def test_main_without_logs(project):
+    r = run(project, {"main": "no_logs"}, "-m", "performance")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*no LoadGen result (no LoadGen logs for resnet50 Offline under *main*"])
 
 
-def test_audit_test04(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {}, "-m", "performance", "--mlperf-action=run_audit_test04")
+def test_audit_test04(project):
+    r = run(project, {}, "-m", "performance", "--mlperf-action=run_audit_test04")
     r.assert_outcomes(passed=1)
-    (main,) = [c for c in calls(mlperf_root) if c["role"] == "main"]
+    (main,) = [c for c in calls(project.root) if c["role"] == "main"]
     assert main["action"] == "run_audit_test04"
-    files = results(pytester)["tests"][0]["result"]["files"]
+    files = project.results()["tests"][0]["result"]["files"]
     assert Path(files["audit_performance"]).parent.name == "TEST04"
 
 
-def test_audit_test04_fail(pytester, mlperf_root):
-    r = run(pytester, mlperf_root, {"main": "audit_fail"}, "-m", "performance",
+def test_audit_test04_fail(project):
+    r = run(project, {"main": "audit_fail"}, "-m", "performance",
             "--mlperf-action=run_audit_test04")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*result is INVALID: TEST04 FAIL: reference score 5319.42 vs test score 4711.3*"])
 
 
-def test_missing_mlperf_root(pytester, mlperf_root):
-    r = pytester.runpytest_subprocess("suites", "--mig-backend=simulated", "--harness=nvidia",
-                                      "-m", "performance", "-p", "no:cacheprovider")
+def test_missing_mlperf_root(project):
+    project.harness, project.flags = ["--harness=nvidia"], []
+    r = project.run(None, "-m", "performance")
     r.assert_outcomes(errors=1)
     r.stdout.fnmatch_lines(["*HarnessError: --harness=nvidia needs --mlperf-root DIR*"])
-    assert calls(mlperf_root) == []
+    assert calls(project.root) == []
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "suites" / "datacenter"
 
 
 @pytest.fixture
-def shipped_suite(pytester, mlperf_root) -> Path:
+def shipped(project):
     """The repository's datacenter suite as shipped (session backgrounds), in place of the mini one."""
-    suites = pytester.path / "suites"
-    for f in suites.iterdir():
+    for f in project.suites.iterdir():
         f.unlink()
     for name in ("suite.yaml", "test_datacenter.py"):
-        (suites / name).write_text((SHIPPED / name).read_text())
-    return mlperf_root
+        (project.suites / name).write_text((SHIPPED / name).read_text())
+    return project
 
 
-def test_session_backgrounds_stopped_by_us_are_healthy(pytester, shipped_suite):
+def test_session_backgrounds_stopped_by_us_are_healthy(shipped):
     """NVIDIA's `make run_harness` dies of SIGTERM: at session end that is our stop, not a failure."""
-    r = run(pytester, shipped_suite, {}, "-k", "resnet50 and Offline and performance")
+    r = run(shipped, {}, "-k", "resnet50 and Offline and performance")
     r.assert_outcomes(passed=1)
     assert r.ret == 0
     r.stdout.fnmatch_lines(["*session backgrounds: 6 started, 0 restarted, stopped cleanly*"])
-    (run_dir,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    run_dir = shipped.run_dir()
     final = json.loads((run_dir / "session-backgrounds.json").read_text())
     assert final["healthy"] and len(final["workloads"]) == 6
     assert {w["ended_by"] for w in final["workloads"]} == {"stopped by pytest-mig"}
     assert all(w["exit_code"] != 0 for w in final["workloads"])  # make died of the signal
-    assert leftover_processes(pytester.path / "reports") == []
+    assert shipped.leftovers() == []
 
 
-def test_session_background_dying_during_the_main_fails(pytester, shipped_suite):
-    r = run(pytester, shipped_suite, {"background:bert": "crash_during_main"},
+def test_session_background_dying_during_the_main_fails(shipped):
+    r = run(shipped, {"background:bert": "crash_during_main"},
             "-k", "resnet50 and Offline and performance", "--mig-min-duration=3000")
     r.assert_outcomes(failed=1)
     assert r.ret == 1
     r.stdout.fnmatch_lines(["*bg*-bert: ended (exit code *) before the main ended*"])
-    assert leftover_processes(pytester.path / "reports") == []
+    assert shipped.leftovers() == []

@@ -18,36 +18,6 @@ HEADLINE = 1983.38  # Completed samples per second in Server-valid's summary
 RESNET = "resnet50-Offline-1g.10gb-performance"
 BERT = "bert-Offline-1g.10gb-performance"
 
-SUITE = textwrap.dedent("""
-    suite: mini
-    class: datacenter
-    benchmarks:
-      resnet50: {scenarios: [Offline], accuracy: 0.99}
-      bert: {scenarios: [Offline], accuracy: 0.99}
-    gpus:
-      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 3}
-    modes: [performance]
-    background:
-      set: [bert, dlrm]
-      lifetime: per-test
-    run_profiles:
-      smoke:
-        min_duration_ms: 300
-        min_query_count: 1
-        start_time_buffer_s: 4
-        end_time_buffer_min_s: 0.2
-        background_min_duration_ms: auto
-        sample_count: 16
-    default_run_profile: smoke
-""")
-
-TEST = textwrap.dedent("""
-    def test_hetero(mig_case, hetero):
-        outcome = hetero.run(mig_case)
-        assert outcome.valid, outcome.why_invalid()
-        assert outcome.background_healthy, outcome.why_unhealthy()
-""")
-
 # The wiring of plugin.py / fixtures.py, done from a conftest until the plugin does it itself
 # (then the plugin named "mig-report" is already registered and this shim stands aside).
 CONFTEST = textwrap.dedent("""
@@ -100,24 +70,26 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
+def report_project(mini_project):
+    """The report suite, the conftest wiring above, and prog.py copying real LoadGen logs."""
+    project = mini_project("report")
+    project.flags = ["--mig-main-startup=1.5", f"--mig-reports={project.reports}",
+                     "--mig-sample-interval=0.05", "-rA"]
+    (project.suites / "conftest.py").write_text(CONFTEST)
+    (project.path / "prog.py").write_text(PROGRAM)
+    project.command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(project.path / 'prog.py'))} "
+                       f"--data {shlex.quote(str(DATA))} --log-dir {{log_dir}} "
+                       "--min-duration-ms {min_duration_ms}")
+    return project
+
+
 @pytest.fixture
-def project(pytester):
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE)
-    (d / "test_mini.py").write_text(TEST)
-    (d / "conftest.py").write_text(CONFTEST)
-    (pytester.path / "prog.py").write_text(PROGRAM)
-    return pytester
+def project(mini_project):
+    return report_project(mini_project)
 
 
-def run(pytester, *extra: str):
-    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(pytester.path / 'prog.py'))} "
-               f"--data {shlex.quote(str(DATA))} --log-dir {{log_dir}} "
-               "--min-duration-ms {min_duration_ms}")
-    return pytester.runpytest_subprocess(
-        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
-        "--mig-main-startup=1.5", f"--mig-reports={pytester.path / 'reports'}",
-        "--mig-sample-interval=0.05", "-p", "no:cacheprovider", "-rA", *extra)
+def run(project, *extra: str):
+    return project.run(None, *extra)
 
 
 def history_line(case: str, value: float, run_id: str, outcome: str = "passed") -> str:
@@ -133,11 +105,6 @@ def allure_results(alluredir: Path) -> dict[str, dict]:
         data = json.loads(p.read_text())
         out[data["name"].partition("[")[2].rstrip("]")] = data
     return out
-
-
-def run_dir(pytester) -> Path:
-    (d,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
-    return d
 
 
 def test_allure_results_and_compare_gate_fail_a_regressed_case(project):
@@ -224,7 +191,7 @@ def test_allure_results_and_compare_gate_fail_a_regressed_case(project):
     assert [(x["case"], x["outcome"]) for x in lines[2:]] == sorted(
         [(BERT, "passed"), (RESNET, "failed")])
     assert lines[2]["value"] == HEADLINE and lines[2]["p99_ns"] == 261696.0
-    rd = run_dir(project)
+    rd = project.run_dir()
     assert {x["run_id"] for x in lines[2:]} == {rd.name}
     record = json.loads((rd / f"test_hetero_{RESNET}" / "record.json").read_text())
     assert record["outcome"] == "failed" and "performance regression" in record["message"]
@@ -292,4 +259,4 @@ def test_gate_table_and_history_under_xdist(project):
     lines = [json.loads(x) for x in (reports / "history.jsonl").read_text().splitlines()]
     assert sorted((x["case"], x["outcome"]) for x in lines[1:]) == [(BERT, "passed"),
                                                                      (RESNET, "failed")]
-    assert (run_dir(project) / "index.html").exists()
+    assert (project.run_dir() / "index.html").exists()

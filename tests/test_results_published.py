@@ -114,15 +114,10 @@ def test_folder_of_several_systems_is_refused_with_their_names(tmp_path: Path):
     assert PublishedBaselines(tmp_path / "results" / H200.name).system == H200.name
 
 
-def test_mig_compare_points_at_a_published_system_folder(pytester):
+def test_mig_compare_points_at_a_published_system_folder(mini_project):
     """Whole session: --mig-compare=<published results/<system>>; the gate fails against it."""
-    from test_report_e2e import CONFTEST, PROGRAM, RESNET, SUITE, TEST, run
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE)
-    (d / "test_mini.py").write_text(TEST)
-    (d / "conftest.py").write_text(CONFTEST)
-    (pytester.path / "prog.py").write_text(PROGRAM)
-    r = run(pytester, f"--mig-compare={H200}", "--mig-compare-fail=throughput:5%", "-k", "resnet50")
+    from test_report_e2e import RESNET, report_project, run
+    r = run(report_project(mini_project), f"--mig-compare={H200}", "--mig-compare-fail=throughput:5%", "-k", "resnet50")
     r.assert_outcomes(failed=1)
     # 756960 = 'Samples per second: 756960' of H200's resnet50 Offline; 1983.38 is what the program copies.
     r.stdout.fnmatch_lines([f"*{RESNET}*Completed samples per second*756960*1983.38*-99.7%*REGRESSED*"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.helpers import FAULTY, FAULTY_DIR, HEALTHY, Project, assert_clean
+from faults.helpers import FAULTY, FAULTY_DIR, HEALTHY, assert_clean, fault_project
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted([*(REPO / "pytest_mig").rglob("*.py"), *(REPO / "benchmarks").glob("*.py"),
@@ -156,9 +156,9 @@ def test_yaml_tags_never_run_code(tmp_path):
 
 # -- the environment: explicit for workloads, absent from every report ----------------------
 
-def test_a_planted_secret_reaches_no_workload_and_no_report(pytester, monkeypatch):
+def test_a_planted_secret_reaches_no_workload_and_no_report(mini_project, monkeypatch):
     monkeypatch.setenv("MY_API_TOKEN", SECRET)
-    project = Project(pytester)
+    project = fault_project(mini_project)
     alluredir = project.path / "allure-results"
     junit = project.path / "junit.xml"
     # Every workload prints its whole environment into its log (under reports/); the faulty
@@ -270,9 +270,9 @@ BUSY = textwrap.dedent("""
 """)
 
 
-def test_teardown_keeps_a_busy_instance_and_records_it(pytester):
-    project = Project(pytester)
-    pytester.makeconftest(EMPTY_GPU)
+def test_teardown_keeps_a_busy_instance_and_records_it(mini_project):
+    project = fault_project(mini_project)
+    project.pytester.makeconftest(EMPTY_GPU)
     (project.path / "suites" / "test_zz_busy.py").write_text(BUSY)
     r = project.run({}, "--mig-manage")
     r.assert_outcomes(passed=3)

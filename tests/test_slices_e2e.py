@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,47 +17,14 @@ from loadgen_sleeper import RATES  # noqa: E402
 
 pytest.importorskip("mlperf_loadgen")
 
-SUITE = textwrap.dedent("""
-    suite: seven
-    class: datacenter
-    benchmarks:
-      resnet50: {scenarios: [Offline], accuracy: 0.99}
-    gpus:
-      A100-SXM4-80GB: {profiles: [1g.10gb], slots: 7}
-    modes: [performance]
-    background:
-      set: [bert, dlrm, rnnt, ssd-mobilenet, ssd-resnet34, 3d-unet]
-      lifetime: per-test
-    run_profiles:
-      smoke:
-        min_duration_ms: 1000
-        min_query_count: 1
-        start_time_buffer_s: 20
-        end_time_buffer_min_s: 0.2
-        background_min_duration_ms: 3000
-        sample_count: 16
-    default_run_profile: smoke
-""")
-
-TEST = textwrap.dedent("""
-    def test_hetero(mig_case, hetero):
-        outcome = hetero.run(mig_case)
-        assert outcome.valid, outcome.why_invalid()
-        assert outcome.background_healthy, outcome.why_unhealthy()
-""")
-
-
-def test_seven_slices_report_each_figure_and_the_aggregate(pytester):
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE)
-    (d / "test_seven.py").write_text(TEST)
-    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(SLEEPER))} "
-               "--benchmark {benchmark} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
-    reports = pytester.path / "reports"
-    result = pytester.runpytest_subprocess(
-        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
-        f"--mig-reports={reports}", "--mig-sample-interval=0.2", "-p", "no:cacheprovider",
-        f"--junitxml={pytester.path / 'junit.xml'}", f"--alluredir={pytester.path / 'allure'}")
+def test_seven_slices_report_each_figure_and_the_aggregate(mini_project):
+    project = mini_project("seven")
+    project.command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(SLEEPER))} --benchmark "
+                       "{benchmark} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
+    reports = project.reports
+    project.flags = [f"--mig-reports={reports}", "--mig-sample-interval=0.2"]
+    result = project.run(None, f"--junitxml={project.path / 'junit.xml'}",
+                         f"--alluredir={project.path / 'allure'}")
     result.assert_outcomes(passed=1)
     (results,) = reports.glob("*/results.json")
     (test,) = json.loads(results.read_text())["tests"]
@@ -106,15 +72,15 @@ def test_seven_slices_report_each_figure_and_the_aggregate(pytester):
         assert sum(len(s) for s in shares) == len(set().union(*shares))  # disjoint
 
     props = {p.get("name"): p.get("value") for p in
-             ET.parse(pytester.path / "junit.xml").getroot().iter("property")}
+             ET.parse(project.path / "junit.xml").getroot().iter("property")}
     assert props["mig_slice_bg3-dlrm"].startswith("dlrm on 1g.10gb: ")
     assert "samples/s (main window)" in props["mig_slice_bg3-dlrm"]
     assert props["mig_aggregate_bert"].endswith("over 1 slice(s)")
     assert float(props["mig_aggregate_total"].split()[0]) == pytest.approx(
         test["slices"]["total_samples_per_s"], rel=1e-3)
 
-    attachments = [a for f in (pytester.path / "allure").glob("*-result.json")
+    attachments = [a for f in (project.path / "allure").glob("*-result.json")
                    for a in json.loads(f.read_text()).get("attachments", [])]
     (table,) = [a for a in attachments if a["name"] == "slices and aggregate"]
-    text = (pytester.path / "allure" / table["source"]).read_text()
+    text = (project.path / "allure" / table["source"]).read_text()
     assert "aggregate dlrm:" in text and "bg6-ssd-resnet34" in text

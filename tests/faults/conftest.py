@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import Project
+from .helpers import fault_project
 
 
 @pytest.fixture
-def project(pytester) -> Project:
-    proj = Project(pytester)
-    yield proj
-    proj.kill_leftovers()  # hygiene only: every test asserts there were none where it matters
+def project(mini_project):
+    """The fault suite's project; its leftovers are killed at teardown (tests/conftest.py)."""
+    return fault_project(mini_project)

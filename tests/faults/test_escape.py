@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from .helpers import FAULTY_DIR, HEALTHY, HEALTHY_DIR, assert_clean, processes
+from .helpers import FAULTY_DIR, HEALTHY, HEALTHY_DIR, assert_clean
 from .test_interrupts import wait_for_file
 
 
@@ -20,7 +20,7 @@ def test_an_escaped_setsid_grandchild_is_killed_at_case_end_with_a_warning(proje
     r.stdout.fnmatch_lines([f"*test_hetero?resnet50-Offline-1g.10gb-performance?: killed 1 "
                             f"escaped process(es) its workloads left running: pid {escapee} "
                             "(*) of workload bg1-bert*"])
-    assert escapee not in {p.pid for p in processes()}
+    assert escapee not in project.live_pids()
     assert f"killed escaped process pid {escapee}" in (project.run_dir() / "orphans.log").read_text()
     assert_clean(project)
 
@@ -39,6 +39,6 @@ def test_sighup_stops_the_run_like_sigterm(project):
         pytest.fail("pytest did not stop within 120 s of SIGHUP:\n" + project.output()[-6000:])
     assert code == pytest.ExitCode.INTERRUPTED, project.output()[-3000:]
     assert "received signal 1" in project.output()
-    assert int(pid_file.read_text()) not in {p.pid for p in processes()}
+    assert int(pid_file.read_text()) not in project.live_pids()
     assert HEALTHY not in project.records()
     assert_clean(project)

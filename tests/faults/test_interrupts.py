@@ -15,7 +15,7 @@ import pytest
 
 from .helpers import (BGS, FAULTY, FAULTY_DIR, HEALTHY, HEALTHY_DIR,
                       assert_clean, assert_gpu_as_found, assert_leases_free, assert_logs_kept,
-                      gpu_state, processes)
+                      gpu_state)
 
 def wait_for_file(root: Path, pattern: str, timeout_s: float = 90.0) -> Path:
     deadline = time.monotonic() + timeout_s
@@ -58,7 +58,7 @@ def test_hang_under_thread_method_exits_and_the_next_run_reaps_it(project):
     # Run alone, nothing else reaps it meanwhile; under xdist another test's pytest-mig run
     # starting in between may reap it first (it goes by the same marker): accepted there.
     parallel = "PYTEST_XDIST_WORKER" in os.environ
-    assert parallel or main_pid in {p.pid for p in processes()}, "the hung main should have " \
+    assert parallel or main_pid in project.live_pids(), "the hung main should have " \
         "outlived pytest"
     # The lease died with pytest (flock), though its workloads live on.
     assert_leases_free(first)
@@ -160,7 +160,7 @@ def test_ctrl_c_mid_run(project):
     assert "KeyboardInterrupt" in out and "1 passed" in out, out[-3000:]
     run_dir = project.run_dir()
     assert_logs_kept(run_dir, second_dir, ("main", *BGS))
-    assert int(pid_file.read_text()) not in {p.pid for p in processes()}
+    assert int(pid_file.read_text()) not in project.live_pids()
     recs = project.records()  # results.json was still written, with the case that finished
     assert recs[first]["outcome"] == "passed" and second not in recs
     assert_clean(project)
@@ -192,7 +192,7 @@ def test_xdist_worker_killed_mid_case(project):
     orphans = run_dir / "orphans.log"
     if orphans.exists():
         assert f"killed workload pid {main_pid}" in orphans.read_text()
-    assert main_pid not in {p.pid for p in processes()}
+    assert main_pid not in project.live_pids()
     assert_logs_kept(run_dir, FAULTY_DIR, ("main", *BGS))
     assert project.records()[HEALTHY]["outcome"] == "passed"
     assert_clean(project)

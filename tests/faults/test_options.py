@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import FAULTY, SUITE
+from .helpers import FAULTY
 
 BAD = {
     "empty reports": (["--mig-reports="], "--mig-reports names no folder"),
@@ -72,7 +72,7 @@ def test_secrets_stay_out_of_reports_and_mig_env_passes_names(project, monkeypat
 
 
 def test_a_background_cut_is_a_warning_and_a_case_property(project):
-    (project.path / "suites" / "suite.yaml").write_text(SUITE.replace("slots: 7", "slots: 3"))
+    project.edit_suite("slots: 7", "slots: 3")
     r = project.run({}, "-k", "resnet50", "--junitxml=junit.xml")
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines(["*pytest-mig: resnet50: background cut to 2 of 3: rnnt not run "

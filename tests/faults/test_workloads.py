@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .helpers import BGS, FAKE, FAULTY, FAULTY_DIR, HEALTHY, assert_clean, assert_logs_kept
+from .helpers import BGS, FAULTY, FAULTY_DIR, HEALTHY, assert_clean, assert_logs_kept
 
 
 def only_faulty_failed(project, result, fault_lines: list[str], message: str) -> dict:
@@ -108,7 +108,7 @@ def test_harness_executable_missing(project):
     for bench in ("bert", "dlrm", "rnnt"):
         exe = bindir / bench
         exe.write_text(f"#!{sys.executable}\nimport os, sys\nos.execv(sys.executable, "
-                       f"[sys.executable, {str(FAKE)!r}, *sys.argv[1:]])\n")
+                       f"[sys.executable, {str(project.fake)!r}, *sys.argv[1:]])\n")
         exe.chmod(0o755)
     project.program = str(bindir / "{benchmark}")
     r = project.run({})
