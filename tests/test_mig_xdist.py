@@ -27,7 +27,8 @@ WRAP = textwrap.dedent("""
     sys.exit(code)
 """)
 
-def run(mini_project, duration_ms: int, *extra: str):
+
+def leases(mini_project, duration_ms: int):
     """The leases suite with mains of `duration_ms`; every workload wrapped to record its use."""
     project = mini_project("leases", flags=("--mig-main-startup=2", "-v"))
     project.edit_suite("min_duration_ms: 1000", f"min_duration_ms: {duration_ms}")
@@ -36,7 +37,7 @@ def run(mini_project, duration_ms: int, *extra: str):
     usage = project.pytester.mkdir("usage")
     py = shlex.quote(sys.executable)
     project.command = f"{py} {wrap} {usage} {{log_dir}} {project.fake_command()}"
-    return project, project.run({}, *extra)
+    return project
 
 
 def usage(project) -> list[dict]:
@@ -84,9 +85,10 @@ def max_concurrency(spans: list[tuple[float, float]]) -> int:
 
 
 def test_four_workers_on_a_simulated_dgx_a100_never_share_an_instance(mini_project):
-    project, r = run(mini_project, 1000, "--mig-sim-gpus=8", "-n", "4")
+    project = leases(mini_project, 1000)
+    r = project.run({}, "--mig-sim-gpus=8", "-n", "4")
     r.assert_outcomes(passed=8)
-    records = usage(mini_project)
+    records = usage(project)
     assert len(records) == 8 * 3  # main + 2 backgrounds per case
     # No MIG instance ever had two workloads at once.
     by_device: dict[str, list[dict]] = {}
@@ -114,18 +116,18 @@ def test_four_workers_on_a_simulated_dgx_a100_never_share_an_instance(mini_proje
 
 
 def test_more_workers_than_gpus_wait_for_the_lease(mini_project):
-    project, r = run(mini_project, 1000, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=60",
-            "-k", "resnet50")
+    project = leases(mini_project, 1000)
+    r = project.run({}, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=60", "-k", "resnet50")
     r.assert_outcomes(passed=2)
     assert sorted(workers(r.stdout.str()).values()) == ["gw0", "gw1"]
-    (a, b) = sorted(cases(usage(mini_project)).values(), key=lambda c: c["span"][0])
+    (a, b) = sorted(cases(usage(project)).values(), key=lambda c: c["span"][0])
     assert a["gpus"] == b["gpus"] == {0}
     assert a["span"][1] <= b["span"][0]  # the second case waited for the first to finish
 
 
 def test_lease_wait_past_the_timeout_fails_with_the_reason(mini_project):
-    project, r = run(mini_project, 4000, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=0.5",
-            "-k", "resnet50")
+    project = leases(mini_project, 4000)
+    r = project.run({}, "--mig-sim-gpus=1", "-n", "2", "--mig-lease-timeout=0.5", "-k", "resnet50")
     r.assert_outcomes(passed=1, errors=1)
     r.stdout.fnmatch_lines([
         "*LeaseTimeout: no GPU free after 0.5 s: all 1 GPU(s) are leased by other pytest-mig "
