@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from test_report_e2e import CONFTEST, DATA, PROGRAM, SUITE, TEST
+from test_report_e2e import wire
+
+SAMPLES = Path(__file__).resolve().parent / "data" / "suites"
 
 NPM = Path(os.environ.get("PYTEST_MIG_NPM_DIR", "/tmp/pytest-mig-npm"))
 ALLURE2 = Path(os.environ.get("PYTEST_MIG_ALLURE2", NPM / "allure2/node_modules/.bin/allure"))
@@ -45,12 +47,9 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("allure-trend")
     suites = root / "suites"
     suites.mkdir()
-    (suites / "suite.yaml").write_text(SUITE)
-    (suites / "test_mini.py").write_text(TEST)
-    (suites / "conftest.py").write_text(CONFTEST)
-    (root / "prog.py").write_text(PROGRAM)
-    command = (f"{sys.executable} {root / 'prog.py'} --data {DATA} --log-dir {{log_dir}} "
-               "--min-duration-ms {min_duration_ms}")
+    (suites / "suite.yaml").write_text((SAMPLES / "report.yaml").read_text())
+    (suites / "test_report.py").write_text((SAMPLES / "hetero.py").read_text())
+    command = wire(root)
 
     def run(results: Path, *extra: str) -> None:
         proc = subprocess.run(

@@ -70,16 +70,22 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
+def wire(root: Path) -> str:
+    """The conftest wiring into root/suites and prog.py into root; the --mig-command running
+    prog.py, which copies real LoadGen logs."""
+    (root / "suites" / "conftest.py").write_text(CONFTEST)
+    (root / "prog.py").write_text(PROGRAM)
+    return (f"{shlex.quote(sys.executable)} {shlex.quote(str(root / 'prog.py'))} "
+            f"--data {shlex.quote(str(DATA))} --log-dir {{log_dir}} "
+            "--min-duration-ms {min_duration_ms}")
+
+
 def report_project(mini_project):
-    """The report suite, the conftest wiring above, and prog.py copying real LoadGen logs."""
+    """The report suite, wired (see wire)."""
     project = mini_project("report")
     project.flags = ["--mig-main-startup=1.5", f"--mig-reports={project.reports}",
                      "--mig-sample-interval=0.05", "-rA"]
-    (project.suites / "conftest.py").write_text(CONFTEST)
-    (project.path / "prog.py").write_text(PROGRAM)
-    project.command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(project.path / 'prog.py'))} "
-                       f"--data {shlex.quote(str(DATA))} --log-dir {{log_dir}} "
-                       "--min-duration-ms {min_duration_ms}")
+    project.command = wire(project.path)
     return project
 
 
