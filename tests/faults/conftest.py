@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from .helpers import fault_project
@@ -9,3 +11,13 @@ from .helpers import fault_project
 def project(mini_project):
     """The fault suite's project; its leftovers are killed at teardown (tests/conftest.py)."""
     return fault_project(mini_project)
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts itself: killed and reaped at teardown."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        p.kill()
+        p.wait()

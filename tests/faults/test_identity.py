@@ -29,15 +29,6 @@ def dead_pid() -> int:
     return p.pid
 
 
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        p.kill()
-        p.wait()
-
-
 def spawn(procs, env: dict[str, str]) -> subprocess.Popen:
     p = subprocess.Popen(SLEEP, env=env, start_new_session=True)
     procs.append(p)

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from pytest_mig.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER, WORKLOAD_MARKER,
                                 Workload, child_env, markers_of, reap_orphans, use_run_key)
@@ -31,15 +30,6 @@ KEY = "k" * 32
 def sleeper(run: str, spawner: int, key: str = KEY) -> subprocess.Popen:
     env = {**child_env({}, run), SPAWNER_MARKER: str(spawner), KEY_MARKER: key}
     return subprocess.Popen(SLEEP, env=env, start_new_session=True)
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        p.kill()
-        p.wait()
 
 
 def wait_marked(pid: int) -> None:
