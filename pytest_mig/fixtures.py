@@ -1,16 +1,24 @@
-"""Fixtures: the GPU backend and topology, a leased slot, the harness, and `hetero.run`."""
+"""Fixtures: the GPU backend and topology, a leased slot, the harness, and `hetero.run`.
+
+Imports at the top, except the modules only a running case needs (GPU leases and slots,
+Allure, timelines, the suite's background rules, slice properties): loaded where used, they
+keep every pytest start-up and collection cheap (benchmarks/startup.py; together about 0.2 s).
+"""
 from __future__ import annotations
 
+import time
 import warnings
+from dataclasses import replace
 
 import pytest
 
 from pytest_mig import hetero as hetero_mod
+from pytest_mig.dryrun import plan_text
+from pytest_mig.gpu import affinity
+from pytest_mig.harness import get_harness
+from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY  # noqa: F401 (SESSION_KEY: named here too)
 from pytest_mig.session import MigSession
 from pytest_mig.types import Case
-
-SESSION_KEY = pytest.StashKey[MigSession]()
-OUTCOME_KEY = pytest.StashKey["hetero_mod.HeteroOutcome"]()
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +34,13 @@ def mig_topology(mig_session):
 
 @pytest.fixture(scope="session")
 def mig_harness(mig_session):
-    from pytest_mig.harness import get_harness
     return get_harness(mig_session.settings.harness, mig_session.settings.harness_options)
 
 
 @pytest.fixture
 def mig_slot(mig_session, mig_case: Case):
     """Lease a whole GPU (xdist-safe) and carve main + background partitions from it."""
-    from pytest_mig.gpu import leases
+    from pytest_mig.gpu import leases  # case-time modules: see the note on imports
     from pytest_mig.gpu.slots import SlotProblem, build_shared_slot, build_slot
 
     topo = mig_session.topology(refresh=True)
@@ -90,7 +97,7 @@ class HeteroRunner:
         self.request, self.session, self.slot, self.harness = request, session, slot, harness
 
     def run(self, case: Case) -> hetero_mod.HeteroOutcome:
-        from pytest_mig.report import allure_report
+        from pytest_mig.report import allure_report  # case-time modules: see the note on imports
         from pytest_mig.report.timeline import case_timeline
         from pytest_mig.suite import background_cut
 
@@ -130,8 +137,6 @@ class HeteroRunner:
 
     def _effective(self, case: Case) -> Case:
         """The case as it runs here: backgrounds cut to this slot, CLI overrides applied."""
-        from dataclasses import replace
-
         from pytest_mig.suite import resolve_background
 
         if case.layout:  # every instance of the layout runs a workload of the mix
@@ -197,8 +202,6 @@ class HeteroRunner:
 
     def _dry_run(self, case: Case, test_dir, settings) -> None:
         """--mig-dry-run: every command with its environment, as NVIDIA's --dryrun; no run."""
-        from pytest_mig.dryrun import plan_text
-
         text = plan_text(case, self.slot, self.harness, test_dir, settings)
         test_dir.mkdir(parents=True, exist_ok=True)
         (test_dir / "plan.txt").write_text(text)
@@ -218,8 +221,6 @@ def hetero(request, mig_session, mig_slot, mig_harness) -> HeteroRunner:
 
 def _progress(request, test_dir):
     """Progress lines: always into progress.log, on the terminal with -v (not under xdist)."""
-    import time
-
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
     verbose = request.config.getoption("verbose") > 0 and not hasattr(request.config, "workerinput")
     log = test_dir / "progress.log"
@@ -267,7 +268,6 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
 
 def _cpu_plan(config, session, slot):
     """CPU shares of this GPU's workloads (--mig-cpu-pinning=auto|off); gpu/affinity.py."""
-    from pytest_mig.gpu import affinity
     try:
         enabled = config.getoption("mig_cpu_pinning") != "off"
     except ValueError:

@@ -1,25 +1,44 @@
-"""pytest-mig's pytest surface: options, markers, case parametrization, run header, reports.
+"""pytest-mig's pytest entry point (pytest11: mig): markers, case parametrization, run header,
+records; it adds every option (options.py) and registers every other hook object.
 
-Hooks stay thin: the work happens in session.py, suite.py, hetero.py and report/.
+Rules:
+- The one entry point: options come from options.py only; the report, manage and shard hook
+  objects are created and registered in `_register_hook_objects`, by nothing else.
+- Hooks stay thin: the work happens in session.py, suite.py, hetero.py and report/.
+- Stash keys live in keys.py.
+- Imports at the top, except what only some runs need, loaded where used so that every
+  pytest start-up (benchmarks/startup.py) stays cheap: the suite parser (suite.py: a run
+  without suites never needs it), the shard plugin (--mig-shard only), pytest-timeout.
 """
 from __future__ import annotations
 
-import argparse
 import os
+import threading
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from pytest_mig.collect import uses_suites
+from pytest_mig.collect import cases_for_module, uses_suites
 from pytest_mig.datadir import DATA_ENV
-from pytest_mig.errors import MigError
-from pytest_mig.fixtures import (OUTCOME_KEY, SESSION_KEY, hetero, mig_harness,  # noqa: F401
-                                 mig_session, mig_slot, mig_topology)
-from pytest_mig.process import RUN_MARKER
-from pytest_mig.report.hooks import write_failed
-from pytest_mig.session import (MigSession, Settings, check_conflicts, new_run_id,
-                                parse_harness_options)
+from pytest_mig.errors import MigError, SuiteError, did_you_mean
+# The fixtures are this plugin's: pytest finds them in this module's namespace.
+from pytest_mig.fixtures import (hetero, mig_harness, mig_session, mig_slot,  # noqa: F401
+                                 mig_topology)
+from pytest_mig.io import write_json_atomic
+from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY
+from pytest_mig.manage_plugin import ManagePlugin
+from pytest_mig.options import add_options
+from pytest_mig.process import (RUN_MARKER, install_sigterm_handler, interruption, pass_env,
+                                reap_dead_runs, stop_all, use_run_key)
+from pytest_mig.report.header import SIMULATED_BANNER, header_lines, run_header
+from pytest_mig.report.hooks import ReportPlugin, write_failed
+from pytest_mig.report.records import (collect_results, failure_record, outcome_record,
+                                       write_record)
+from pytest_mig.runid import new_run_id
+from pytest_mig.session import MigSession
+from pytest_mig.settings import Settings, check_conflicts
 
 MARKERS = {
     "performance": "a pytest-mig case run in LoadGen PerformanceOnly mode",
@@ -29,83 +48,12 @@ MARKERS = {
 
 
 def pytest_addoption(parser) -> None:
-    g = parser.getgroup("mig", "pytest-mig: heterogeneous MIG benchmarking")
-    g.addoption("--mig-backend", default=None, choices=None,
-                help="GPU access: auto (real NVML if a driver is present, else simulated), "
-                     "nvml, simulated. Default: auto")
-    g.addoption("--mig-sim-gpu", default="A100-SXM4-80GB",
-                help="GPU model the simulator presents (data/gpus/<model>.yaml)")
-    g.addoption("--mig-data", default=None, type=_parse_data_dir, metavar="DIR",
-                help="folder overriding the packaged data (gpus/, layouts/, benchmarks.yaml; "
-                     "what it lacks comes from the package); same as $PYTEST_MIG_DATA")
-    g.addoption("--mig-sim-gpus", type=int, default=1, help="number of simulated GPUs")
-    g.addoption("--mig-run-profile", default=None,
-                help="run profile of the suite: smoke (default), nightly, submission")
-    g.addoption("--harness", dest="mig_harness", default="loadgen",
-                help="harness backend: loadgen (built in), command")
-    g.addoption("--mig-harness-opt", action="append", default=[], metavar="KEY=VALUE",
-                help="harness option, e.g. precision=bf16 or size=small (repeatable)")
-    g.addoption("--mig-command", default=None,
-                help="argv template for --harness=command, e.g. 'prog {benchmark} {log_dir}'")
-    n = parser.getgroup("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
-    n.addoption("--mlperf-root", default=None, help="closed/NVIDIA working directory")
-    n.addoption("--mlperf-docker", default=None, help="run every command via docker exec CONTAINER")
-    n.addoption("--mlperf-action", default=None,
-                help="main make target: run_harness (default), run_audit_test01/04/05")
-    n.addoption("--mlperf-extra-run-args", default=None, help="extra RUN_ARGS for the main")
-    n.addoption("--mlperf-main-prefix", default=None,
-                help="command prefix for the main, e.g. 'nsys profile -o main'")
-    n.addoption("--mlperf-start-from-device", action="store_true",
-                help="pass --start_from_device to the main")
-    n.addoption("--mlperf-verbose", action="store_true", help="pass --verbose to every run")
-    g.addoption("--partition", dest="mig_partition", default="auto",
-                help="what workloads are pinned to: mig (MIG instances; auto picks it), mps "
-                     "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
-    g.addoption("--mig-cpu-pinning", default="auto", choices=("auto", "off"),
-                help="pin each workload to its share of the CPU cores local to its GPU "
-                     "(NVML CPU affinity, split among the GPU's workloads); off: no pinning. "
-                     "A no-op that says so when there are fewer cores than workloads")
-    g.addoption("--mig-isolated-baseline", action="store_true",
-                help="run each main alone first and report interference = 1 - hetero/isolated")
-    g.addoption("--mig-background", default=None, choices=("per-test", "session"),
-                help="background lifetime, overriding the suite's: per-test (classic) or "
-                     "session (started once per slot, kept across main runs)")
-    g.addoption("--mig-dry-run", action="store_true",
-                help="print every command and its environment per case (like NVIDIA's "
-                     "--dryrun); run nothing: cases are skipped with their plan")
-    g.addoption("--mig-min-duration", type=int, default=None, metavar="MS",
-                help="main min duration in ms, overriding the run profile's")
-    g.addoption("--mig-env", action="append", default=[], metavar="NAME",
-                help="pass the caller's variable NAME to every workload (repeatable), e.g. "
-                     "HF_TOKEN, HF_HOME, OMP_NUM_THREADS; names only: values never reach reports")
-    g.addoption("--mig-lenient", action="store_true",
-                help="background health problems become warnings instead of failures")
-    g.addoption("--mig-reports", default="reports", help="directory for run outputs")
-    g.addoption("--mig-lease-timeout", type=float, default=600.0,
-                help="seconds a worker waits for a free GPU")
-    g.addoption("--mig-main-startup", type=float, default=20.0,
-                help="seconds allowed for the main to reach its timed phase (sizes backgrounds)")
-    g.addoption("--mig-main-timeout", type=float, default=900.0,
-                help="seconds after which a main run is stopped and failed")
-    from pytest_mig.manage_plugin import add_options as add_manage_options
-    add_manage_options(parser)
-    from pytest_mig.report import hooks as report_hooks
-    report_hooks.addoption(parser)
-    from pytest_mig.fleet import shard_plugin
-    shard_plugin.add_options(parser)  # --mig-shard, --mig-shard-durations
-
-
-def _parse_data_dir(value: str) -> str:
-    """--mig-data: an existing folder, made absolute (workloads inherit it)."""
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a folder; give a folder holding gpus/, layouts/ or benchmarks.yaml")
-    return str(path.resolve())
+    add_options(parser)  # every option of every hook object (options.py)
 
 
 def _settings(config) -> Settings:
-    opts = parse_harness_options(config.getoption("mig_harness_opt"))
+    """The run's Settings from the parsed options (each value already checked)."""
+    opts = dict(config.getoption("mig_harness_opt"))
     if config.getoption("mig_command"):
         opts["command"] = config.getoption("mig_command")
     for opt, key in (("mlperf_root", "mlperf_root"), ("mlperf_docker", "docker"),
@@ -122,7 +70,7 @@ def _settings(config) -> Settings:
         sim_gpu=config.getoption("mig_sim_gpu"), sim_gpus=config.getoption("mig_sim_gpus"),
         run_profile=config.getoption("mig_run_profile"), harness=config.getoption("mig_harness"),
         harness_options=opts, lenient=config.getoption("mig_lenient"),
-        reports=Path(config.getoption("mig_reports")),
+        reports=config.getoption("mig_reports"),
         lease_timeout_s=config.getoption("mig_lease_timeout"),
         main_startup_s=config.getoption("mig_main_startup"),
         main_timeout_s=config.getoption("mig_main_timeout"),
@@ -148,11 +96,10 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
     # Only xdist hands a run id (and key) down; a nested pytest (pytester) starts a run of its own.
-    from pytest_mig.fleet import shard_plugin
-    run_id = (worker or {}).get("mig_run_id") or new_run_id() + shard_plugin.run_id_suffix(config)
+    shard = config.getoption("mig_shard")
+    run_id = (worker or {}).get("mig_run_id") or new_run_id() + (shard.run_suffix if shard else "")
     mig = MigSession(settings, run_id, Path(str(config.rootpath)),
                      key=(worker or {}).get("mig_run_key"), worker=worker is not None)
-    from pytest_mig.process import pass_env, use_run_key
     use_run_key(mig.key)
     pass_env(settings.pass_env)
     mig_run = uses_suites(config)
@@ -169,19 +116,24 @@ def pytest_configure(config) -> None:
     # Workers and every child inherit the run id: one run, one simulated GPU, one report dir.
     os.environ[RUN_MARKER] = mig.run_id
     config.stash[SESSION_KEY] = mig
-    from pytest_mig.report.hooks import ReportPlugin
-    config.pluginmanager.register(ReportPlugin(config, config.stash[SESSION_KEY]), "mig-report")
-    from pytest_mig.manage_plugin import register as register_manage
-    register_manage(config)  # --mig-manage / --mig-layout
-    shard_plugin.register(config)  # --mig-shard
+    _register_hook_objects(config, mig)
     if mig_run:
-        from pytest_mig.process import install_sigterm_handler, reap_dead_runs
         install_sigterm_handler()
         if worker is None:
             for pid, run in reap_dead_runs(mig.reports_root, mig.run_id):
                 config.issue_config_time_warning(pytest.PytestWarning(
                     f"pytest-mig: killed leftover workload pid {pid} of dead run {run}"),
                     stacklevel=2)
+
+
+def _register_hook_objects(config, mig: MigSession) -> None:
+    """Every other hook object of pytest-mig, registered here and nowhere else."""
+    config.pluginmanager.register(ReportPlugin(config, mig), "mig-report")
+    config.pluginmanager.register(ManagePlugin(config, mig), "pytest-mig-manage")
+    shard = config.getoption("mig_shard")
+    if shard is not None:
+        from pytest_mig.fleet.shard_plugin import ShardPlugin  # start-up: only a shard run
+        config.pluginmanager.register(ShardPlugin(config, mig, shard), "pytest-mig-shard")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -195,8 +147,7 @@ def _check_run_profile(config, name: str) -> None:
     """--mig-run-profile must be defined by a suite this run points at: a usage error (exit 4)
     naming the suites and the profiles they define, not a collection error after the run
     folder was made. Suites that fail to load are left to collection to report."""
-    from pytest_mig.errors import SuiteError, did_you_mean
-    from pytest_mig.suite import find_suites, load_suite
+    from pytest_mig.suite import find_suites, load_suite  # start-up: see the note on imports
 
     files: set[Path] = set()
     for arg in config.args:
@@ -227,8 +178,6 @@ def pytest_sessionstart(session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or not uses_suites(config):
         return
-    from pytest_mig.io import write_json_atomic
-    from pytest_mig.report.header import SIMULATED_BANNER, run_header
     mig: MigSession = config.stash[SESSION_KEY]
     try:
         header = run_header(mig)
@@ -245,7 +194,6 @@ def pytest_sessionstart(session) -> None:
 def pytest_report_header(config) -> list[str] | None:
     if not uses_suites(config):
         return None
-    from pytest_mig.report.header import header_lines
     try:
         return header_lines(config.stash[SESSION_KEY])
     except MigError as exc:
@@ -255,7 +203,6 @@ def pytest_report_header(config) -> list[str] | None:
 def pytest_generate_tests(metafunc) -> None:
     if "mig_case" not in metafunc.fixturenames:
         return
-    from pytest_mig.collect import cases_for_module
     session: MigSession = metafunc.config.stash[SESSION_KEY]
     try:
         params = cases_for_module(session, Path(str(metafunc.definition.path)))
@@ -265,7 +212,7 @@ def pytest_generate_tests(metafunc) -> None:
         problem = ""
     if problem:  # outside the except block: no chained copy of the same message
         pytest.fail(problem, pytrace=False)  # a clean collection error: file, line, key, fix
-    from pytest_mig.suite import background_cut
+    from pytest_mig.suite import background_cut  # start-up: see the note on imports
     cuts = sorted({f"{c.benchmark}: {cut}" for c in params if not c.skip_reason and (
         cut := background_cut(c.background_requested, c.background, c.benchmark,
                               len(c.background)))})
@@ -280,7 +227,6 @@ def pytest_generate_tests(metafunc) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     rep = yield
-    from pytest_mig.report.records import failure_record, outcome_record, write_record
     out = item.stash.get(OUTCOME_KEY, None)
     try:
         if out is not None and (rep.when == "call" or (rep.when == "teardown" and rep.failed)):
@@ -322,7 +268,6 @@ def pytest_runtest_teardown(item, nextitem):
 @pytest.hookimpl(optionalhook=True)
 def pytest_handlecrashitem(crashitem, report, sched):
     """xdist: a worker died mid-case; the case still gets a record naming the crash."""
-    from pytest_mig.report.records import failure_record, write_record
     test_dir = sched.config.stash[SESSION_KEY].test_dir(crashitem.rpartition("::")[2])
     try:
         write_record(test_dir, failure_record(crashitem, "failed", str(report.longrepr),
@@ -344,11 +289,7 @@ def pytest_timeout_set_timer(item, settings):
     groups first so none outlives it (the signal method unwinds normally)."""
     if settings.method != "thread":
         return None
-    import threading
-
-    import pytest_timeout
-
-    from pytest_mig.process import stop_all
+    import pytest_timeout  # an optional plugin: there when this hook is called
 
     def fire():
         stop_all(grace=1.0)
@@ -374,15 +315,11 @@ def pytest_unconfigure(config) -> None:
 
 def _finish_session_backgrounds(session, mig: MigSession) -> None:
     """Stop session backgrounds, check each exited 0, and fail the run when one did not."""
-    from pytest_mig.process import interruption
     interrupted = interruption() or (
         "SIGINT" if session.exitstatus == pytest.ExitCode.INTERRUPTED else "")
     report = mig.stop_session_backgrounds(interrupted=interrupted)
     if report is None:
         return
-    from dataclasses import asdict
-
-    from pytest_mig.io import write_json_atomic
     worker = getattr(session.config, "workerinput", {}).get("workerid")
     name = f"session-backgrounds-{worker}.json" if worker else "session-backgrounds.json"
     try:
@@ -417,8 +354,6 @@ def pytest_sessionfinish(session) -> None:
         return  # the controller aggregates; a collect-only run has nothing to report
     if not mig.run_dir.exists():
         return
-    from pytest_mig.report.header import run_header
-    from pytest_mig.report.records import collect_results
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     try:
         path = collect_results(mig.run_dir, run_header(mig))

@@ -3,8 +3,8 @@ the option and the fix, never an internal error or a traceback; unknown names ge
 did-you-mean; options that contradict each other are refused at configure time."""
 from __future__ import annotations
 
+import argparse
 import itertools
-import math
 import os
 import signal
 
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pytest_mig import options
 from pytest_mig.errors import ConfigError, MigError
 from pytest_mig.session import Settings, check_conflicts
 
@@ -61,24 +62,37 @@ def usage_error(pytester, *args: str) -> str:
     ({"main_startup_s": 30.0, "main_timeout_s": 20.0},
      "--mig-main-startup=30 is not below --mig-main-timeout=20: every main would be stopped "
      "before its timed phase; raise the timeout"),
-    ({"main_timeout_s": math.nan},
-     "--mig-main-timeout=nan: must be a finite number of seconds > 0, e.g. "
-     "--mig-main-timeout=900"),
-    ({"lease_timeout_s": math.inf}, "--mig-lease-timeout=inf: must be a finite number"),
-    ({"main_startup_s": 0.0}, "--mig-main-startup=0.0: must be a finite number of seconds > 0"),
-    ({"sim_gpus": 0}, "--mig-sim-gpus=0: needs at least 1 GPU and at most 16"),
-    ({"sim_gpus": 17}, "--mig-sim-gpus=17: needs at least 1 GPU and at most 16"),
     ({"sim_gpu": "A100-SXM4-80G"}, "--mig-sim-gpu=A100-SXM4-80G: unknown GPU model "
                                    "'A100-SXM4-80G' (did you mean 'A100-SXM4-80GB'?)"),
-    ({"harness": "comand"}, "--harness=comand: unknown harness (did you mean 'command'?); "
-                            "choose one of loadgen, nvidia, command"),
-    ({"partition": "mgi"}, "--partition=mgi: unknown partition kind (did you mean 'mig'?)"),
-    ({"backend": "simulatd"}, "--mig-backend=simulatd: unknown backend (did you mean "
-                              "'simulated'?)"),
 ])
 def test_settings_refuse(kwargs, message):
     with pytest.raises(ConfigError) as exc:
         Settings(**kwargs)
+    assert message in str(exc.value)
+
+
+# -- single values, refused when the command line is parsed (options.py) --------------------
+
+@pytest.mark.parametrize("parse, text, message", [
+    (options.parse_seconds("--mig-main-timeout", "main_timeout_s"), "nan",
+     "--mig-main-timeout=nan: must be a finite number of seconds > 0, e.g. "
+     "--mig-main-timeout=900"),
+    (options.parse_seconds("--mig-lease-timeout", "lease_timeout_s"), "inf",
+     "--mig-lease-timeout=inf: must be a finite number"),
+    (options.parse_seconds("--mig-main-startup", "main_startup_s"), "0.0",
+     "--mig-main-startup=0.0: must be a finite number of seconds > 0"),
+    (options.parse_sim_gpus, "0", "--mig-sim-gpus=0: needs at least 1 GPU and at most 16"),
+    (options.parse_sim_gpus, "17", "--mig-sim-gpus=17: needs at least 1 GPU and at most 16"),
+    (options.parse_harness, "comand", "--harness=comand: unknown harness (did you mean "
+                                      "'command'?); choose one of loadgen, nvidia, command"),
+    (options.parse_partition, "mgi", "--partition=mgi: unknown partition kind (did you mean "
+                                     "'mig'?)"),
+    (options.parse_backend, "simulatd", "--mig-backend=simulatd: unknown backend (did you mean "
+                                        "'simulated'?)"),
+])
+def test_options_refuse_bad_values_at_parse_time(parse, text, message):
+    with pytest.raises(argparse.ArgumentTypeError) as exc:
+        parse(text)
     assert message in str(exc.value)
 
 

@@ -24,12 +24,6 @@ CONFTEST = textwrap.dedent("""
     import pytest
     from pytest_mig.report import hooks as report_hooks
 
-    def pytest_addoption(parser):
-        try:
-            report_hooks.addoption(parser)
-        except ValueError:  # plugin.py adds them already
-            pass
-
     @pytest.hookimpl(trylast=True)
     def pytest_configure(config):
         if config.pluginmanager.has_plugin("mig-report"):

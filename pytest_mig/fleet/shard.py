@@ -33,6 +33,7 @@ from pytest_mig.types import ACCURACY, Case
 
 RECENT_RUNS = 5  # a case's duration is the median of its last RECENT_RUNS measured runs
 DEFAULT_SECONDS = 1.0  # a plain test (no MIG case) in a sharded suite folder
+SHARD_MARK = "-shard-"  # in the run id of every shard run (ShardSpec.run_suffix)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class ShardSpec:
     @property
     def name(self) -> str:
         return f"shard-{self.index}-of-{self.count}"
+
+    @property
+    def run_suffix(self) -> str:
+        """'-shard-I-of-N': the end of a shard run's id, so its run folder names its shard."""
+        return f"{SHARD_MARK}{self.index}-of-{self.count}"
 
     def to_dict(self) -> dict:
         return {"index": self.index, "count": self.count, "name": self.name}

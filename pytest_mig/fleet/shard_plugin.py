@@ -1,7 +1,8 @@
 """`--mig-shard=I/N`: run one shard of the collected cases (fleet/shard.py plans the split).
 
 Rules:
-- Options live here; plugin.py only calls add_options() and register().
+- A thin hook object: options.py declares --mig-shard and --mig-shard-durations, plugin.py
+  registers a ShardPlugin when --mig-shard is given; the plan itself is fleet/shard.py's.
 - The whole plan is computed after every other collection filter (-k, -m: trylast), from
   the durations file as it is when collection starts. Shards must read a durations file no
   shard writes to: each shard reports into its own --mig-reports folder and the merge job
@@ -12,8 +13,8 @@ Rules:
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -21,38 +22,17 @@ from typing import Any
 
 import pytest
 
-from pytest_mig.errors import ConfigError, MigError
-from pytest_mig.fleet.shard import ShardSpec, measured_durations, plan_shards, shard_items
+from pytest_mig.collect import suite_path_for
+from pytest_mig.errors import MigError
+from pytest_mig.fleet.shard import (SHARD_MARK, ShardSpec, measured_durations, plan_shards,
+                                     shard_items)
 from pytest_mig.io import write_json_atomic
+from pytest_mig.ordering import case_layout
 from pytest_mig.report.history import HISTORY_NAME, read_history
 from pytest_mig.types import Case
 
 SHARD_FILE = "shard.json"
-SHARD_MARK = "-shard-"  # in the run id of every shard run (run_id_suffix)
 COMMIT_ENV = "PYTEST_MIG_COMMIT"  # set by deploy scripts where the checkout has no .git
-
-
-def _parse_shard(value: str) -> ShardSpec:
-    try:
-        return ShardSpec.parse(value)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_options(parser) -> None:
-    g = parser.getgroup("mig", "pytest-mig: heterogeneous MIG benchmarking")
-    g.addoption("--mig-shard", default=None, type=_parse_shard, metavar="I/N",
-                help="run shard I of N (1-based): cases split by measured durations, cases "
-                     "sharing a MIG layout kept together; merge with `pytest-mig merge`")
-    g.addoption("--mig-shard-durations", default=None, metavar="PATH",
-                help="history.jsonl whose durations balance the shards (default: "
-                     "<--mig-reports>/history.jsonl); every shard must read the same file")
-
-
-def run_id_suffix(config) -> str:
-    """'-shard-I-of-N' for a sharded run, '' otherwise: the run folder names its shard."""
-    spec = config.getoption("mig_shard", None)
-    return f"{SHARD_MARK}{spec.index}-of-{spec.count}" if spec else ""
 
 
 def git_commit(root: Path) -> str:
@@ -74,7 +54,6 @@ def _case_of(item) -> Case | None:
 
 def _suites(items) -> dict[str, str]:
     """Suite name -> sha256 (12 hex) of its suite.yaml, for every case collected."""
-    from pytest_mig.collect import suite_path_for
     out: dict[str, str] = {}
     seen: set[Path] = set()
     for item in items:
@@ -96,12 +75,9 @@ class ShardPlugin:
 
     def __init__(self, config, session, spec: ShardSpec) -> None:
         self.config, self.session, self.spec = config, session, spec
-        path = config.getoption("mig_shard_durations")
-        self.durations_path = Path(path) if path else session.reports_root / HISTORY_NAME
-        if path and not self.durations_path.is_file():
-            raise pytest.UsageError(
-                f"--mig-shard-durations={path}: no such file; give the fleet's history.jsonl "
-                "(written by `pytest-mig merge`) or leave it out to use estimates")
+        # --mig-shard-durations: an existing file, checked when the command line was parsed.
+        self.durations_path = (config.getoption("mig_shard_durations")
+                               or session.reports_root / HISTORY_NAME)
         self.commit = git_commit(Path(str(config.rootpath)))
         session.shard = {**spec.to_dict(), "commit": self.commit}  # report/header.py shows it
         self.skipped: dict[str, str] = {}
@@ -109,7 +85,6 @@ class ShardPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items) -> None:
-        from pytest_mig.ordering import case_layout
         fixed_layout = config.getoption("mig_layout", None)
         triples = []
         for item in items:
@@ -159,7 +134,6 @@ class ShardPlugin:
             session.exitstatus = pytest.ExitCode.OK  # more shards than cases: nothing to do
         if hasattr(self.config, "workerinput") or not self.skipped or not path.is_file():
             return
-        import json
         info = json.loads(path.read_text())
         info["skipped"] = dict(sorted(self.skipped.items()))
         write_json_atomic(path, info)
@@ -167,7 +141,6 @@ class ShardPlugin:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if hasattr(self.config, "workerinput"):
             return
-        import json
         try:
             info: dict[str, Any] = json.loads((self.session.run_dir / SHARD_FILE).read_text())
         except (OSError, ValueError):
@@ -178,12 +151,3 @@ class ShardPlugin:
             f"(plan {info['plan']}; durations: {info['durations']['measured']} measured, "
             f"{info['durations']['estimated']} estimated); merge with `pytest-mig merge`")
 
-
-def register(config) -> None:
-    """Create the plugin for a sharded run (called from pytest_mig.plugin's configure)."""
-    spec = config.getoption("mig_shard", None)
-    if spec is None:
-        return
-    from pytest_mig.fixtures import SESSION_KEY
-    config.pluginmanager.register(ShardPlugin(config, config.stash[SESSION_KEY], spec),
-                                  "pytest-mig-shard")

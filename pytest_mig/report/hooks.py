@@ -6,7 +6,6 @@ report that passed becomes failed when a metric regressed beyond its threshold.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -15,49 +14,34 @@ from typing import Any
 import pytest
 
 from pytest_mig.errors import ConfigError, MigError
-from pytest_mig.report.compare import (Baselines, Comparison, RegressionFailure, failure_message,
-                                       format_table, parse_compare, parse_thresholds)
+from pytest_mig.io import write_json_atomic
+from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY
+from pytest_mig.report import allure_env
+from pytest_mig.report.allure_env import history_source
+from pytest_mig.report.compare import (Baselines, Comparison, CompareSpec, RegressionFailure,
+                                       failure_message, format_table)
+from pytest_mig.report.files import REPORT_INCOMPLETE, write_problem
+from pytest_mig.report.header import run_header
 from pytest_mig.report.history import (HISTORY_NAME, append_history, entry_from_record,
                                        read_history)
+from pytest_mig.report.plot_trend import write_trend_png
+from pytest_mig.report.plotting import MISSING, pyplot
+from pytest_mig.report.records import load_records, outcome_record
 
 COMPARE_PROPERTY = "mig_compare"
 
 
 def pyplot_missing() -> bool:
-    from pytest_mig.report.plotting import pyplot
     return pyplot() is None
 
 
-def addoption(parser) -> None:
-    g = parser.getgroup("mig", "pytest-mig: heterogeneous MIG benchmarking")
-    g.addoption("--mig-sample-interval", type=float, default=0.2, metavar="SECONDS",
-                help="GPU metric sampling interval per case (timeline.csv/.png); 0 turns it "
-                     "off. Default: 0.2")
-    g.addoption("--mig-compare", default=None, metavar="last|median:N|PATH",
-                help="compare each case's headline metric with a baseline from "
-                     "reports/history.jsonl (last run, median of the last N runs) or from "
-                     "PATH (history.jsonl, results.json, reports/<run-id>, or a published MLPerf "
-                     "results/<system> folder: same benchmark variant and scenario)")
-    g.addoption("--mig-compare-fail", default=None, metavar="KIND:PCT,...",
-                help="fail cases that regressed beyond thresholds against the --mig-compare "
-                     "baseline (default baseline: last), e.g. throughput:5%%,p99:10%%; kinds: "
-                     "throughput, latency, accuracy, pNN")
-    g.addoption("--mig-allure-history", default=None, metavar="DIR",
-                help="previous Allure report (or its history/ folder) whose history/ is copied "
-                     "into --alluredir so trends carry over")
-
-
 def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
-    """(sample interval, thresholds, CompareSpec or None, allure history dir); ConfigError."""
-    from pytest_mig.report.allure_env import history_source
+    """(sample interval, thresholds, CompareSpec or None, allure history dir); ConfigError.
+    Each value was checked when the command line was parsed (options.py); what is left
+    crosses options: --mig-compare-fail without --mig-compare, --mig-allure-history."""
     interval = config.getoption("mig_sample_interval")
-    if not math.isfinite(interval) or interval < 0:
-        raise ConfigError(f"--mig-sample-interval={interval:g}: must be >= 0 seconds "
-                          "(0 turns sampling off), e.g. --mig-sample-interval=0.2")
-    fail = config.getoption("mig_compare_fail")
-    thresholds = parse_thresholds(fail) if fail is not None else {}
-    text = config.getoption("mig_compare") or ("last" if thresholds else None)
-    spec = parse_compare(text, Path(config.invocation_params.dir)) if text else None
+    thresholds = config.getoption("mig_compare_fail") or {}
+    spec = config.getoption("mig_compare") or (CompareSpec("last") if thresholds else None)
     history = config.getoption("mig_allure_history")
     history_dir = None
     if history:
@@ -71,8 +55,6 @@ def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
 
 def write_failed(config, path: Path, exc: OSError) -> None:
     """A report file could not be written: one line now, the exit status at the end."""
-    from pytest_mig.fixtures import SESSION_KEY
-    from pytest_mig.report.files import write_problem
     line = write_problem(path, exc)
     mig = config.stash.get(SESSION_KEY, None)
     if mig is not None:
@@ -121,11 +103,9 @@ class ReportPlugin:
         rep = yield
         if rep.when != "call" or self.baselines is None:
             return rep
-        from pytest_mig.fixtures import OUTCOME_KEY
         out = item.stash.get(OUTCOME_KEY, None)
         if out is None or out.result is None:
             return rep
-        from pytest_mig.report.records import outcome_record
         entry = entry_from_record(outcome_record(out, rep.outcome, "", item.nodeid),
                                   self.session.run_id, self._backend())
         comparisons = self.baselines.compare(entry, self.thresholds)
@@ -165,7 +145,6 @@ class ReportPlugin:
             self._finish(session)
         finally:  # the last word on the exit status: every test passed, a report did not
             if self.session.write_errors and session.exitstatus == 0:
-                from pytest_mig.report.files import REPORT_INCOMPLETE
                 session.exitstatus = REPORT_INCOMPLETE
 
     def _write(self, path: Path, what) -> Any:
@@ -179,9 +158,7 @@ class ReportPlugin:
     def _finish(self, session) -> None:
         if self.is_worker or not self.session.run_dir.exists():
             return
-        from pytest_mig.report.header import run_header
-        from pytest_mig.report.html import write_index
-        from pytest_mig.report.records import load_records
+        from pytest_mig.report.html import write_index  # start-up: session end only (~30 ms)
         records = [r for r in load_records(self.session.run_dir) if "case" in r]
         try:
             header = run_header(self.session)
@@ -202,7 +179,6 @@ class ReportPlugin:
         for c in self.comparisons:
             by_case[c.case].append(c.to_dict())
         if self.spec is not None:
-            from pytest_mig.io import write_json_atomic
             target = self.session.run_dir / "compare.json"
             self._write(target, lambda: write_json_atomic(target, {
                 "baseline": self.spec.describe(), "thresholds": self.thresholds,
@@ -226,9 +202,6 @@ class ReportPlugin:
 
     def _trend(self, cases: set[str]) -> None:
         """trend.png: each case's headline over every run in history.jsonl."""
-        from pytest_mig.report.history import read_history
-        from pytest_mig.report.plot_trend import write_trend_png
-        from pytest_mig.report.plotting import MISSING
         try:
             path = write_trend_png(read_history(self.history_path),
                                    self.session.run_dir / "trend.png", cases, self.thresholds,
@@ -240,7 +213,6 @@ class ReportPlugin:
                             if pyplot_missing() else "trend: no headline metric to draw")
 
     def _allure_files(self, alluredir: Path, header: dict[str, Any]) -> None:
-        from pytest_mig.report import allure_env
         alluredir.mkdir(parents=True, exist_ok=True)
         allure_env.write_environment(alluredir, header)
         allure_env.write_categories(alluredir)

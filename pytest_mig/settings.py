@@ -1,0 +1,118 @@
+"""The run's settings: one typed value built from the command line at configure time.
+
+Rules:
+- Every default is written once, here (options.py declares the command-line options with
+  these defaults; nothing else repeats them).
+- A value on its own is checked when the command line is parsed (options.py's `parse_*`
+  functions). `Settings` checks only what crosses values: the harness and its options, the
+  main's start-up against its timeout, simulator options against the real driver, and the
+  simulated GPU model (its tables may come from --mig-data, given anywhere on the line).
+- No pytest import: orchestration reads Settings without the pytest surface.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_mig.errors import ConfigError, GpuError, HarnessError
+
+BACKENDS = ("auto", "nvml", "simulated")
+BACKGROUND_LIFETIMES = ("per-test", "session")
+PARTITIONS = ("auto", "mig", "mps", "none")
+CPU_PINNING = ("auto", "off")
+HARNESS_NAMES = ("loadgen", "nvidia", "command")  # pytest_mig.harness.HARNESSES
+# Options that only NVIDIA's harness reads: harness option key -> the flag that sets it.
+NVIDIA_ONLY = {"mlperf_root": "--mlperf-root", "docker": "--mlperf-docker",
+               "action": "--mlperf-action", "extra_run_args": "--mlperf-extra-run-args",
+               "main_prefix": "--mlperf-main-prefix", "verbose": "--mlperf-verbose"}
+# (start_from_device is read by both the nvidia and the built-in harness.)
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: anything longer is a typo (1e35)
+MAX_DURATION_MS = 24 * 3600 * 1000  # a day of timed phase
+MAX_SIM_GPUS = 16  # the largest hosts (HGX/DGX) have 16; the simulator's PCI bus ids too
+DEFAULT_SIM_GPU = "A100-SXM4-80GB"
+DEFAULT_SAMPLE_INTERVAL_S = 0.2  # --mig-sample-interval (read by report/timeline.py)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every user-facing knob of a run; built once at configure time."""
+
+    backend: str = "auto"
+    sim_gpu: str = DEFAULT_SIM_GPU
+    sim_gpus: int = 1
+    run_profile: str | None = None
+    harness: str = "loadgen"
+    harness_options: dict[str, str] = field(default_factory=dict)
+    lenient: bool = False
+    reports: Path = Path("reports")
+    lease_timeout_s: float = 600.0
+    main_startup_s: float = 20.0
+    main_timeout_s: float = 900.0
+    partition: str = "auto"
+    isolated_baseline: bool = False
+    background: str | None = None  # per-test | session: overrides the suite's lifetime
+    dry_run: bool = False
+    min_duration_ms: int | None = None  # overrides the run profile's main min duration
+    pass_env: tuple[str, ...] = ()  # --mig-env: caller's variables workloads inherit
+
+    def __post_init__(self) -> None:
+        if self.main_startup_s >= self.main_timeout_s:
+            raise ConfigError(f"--mig-main-startup={self.main_startup_s:g} is not below "
+                              f"--mig-main-timeout={self.main_timeout_s:g}: every main would be "
+                              "stopped before its timed phase; raise the timeout")
+        self._check_harness()
+        if self.backend == "nvml" and (self.sim_gpus != 1 or self.sim_gpu != DEFAULT_SIM_GPU):
+            flag = "--mig-sim-gpus" if self.sim_gpus != 1 else "--mig-sim-gpu"
+            raise ConfigError(f"{flag} applies to the simulated GPU only, but --mig-backend=nvml "
+                              "uses the real driver; drop it, or use --mig-backend=simulated")
+        if self.sim_gpu != DEFAULT_SIM_GPU:
+            from pytest_mig.gpu.profiles import get_model  # start-up: GPU tables only when asked
+            try:
+                get_model(self.sim_gpu)
+            except GpuError as exc:
+                raise ConfigError(f"--mig-sim-gpu={self.sim_gpu}: {exc}") from None
+
+    def _check_harness(self) -> None:
+        """The harness gets only options it reads (refused here, not at run time)."""
+        keys = {k.split(".")[0] for k in self.harness_options}
+        if self.harness == "command" and not self.harness_options.get("command", "").strip():
+            raise ConfigError("--harness=command needs --mig-command, the program to run, e.g. "
+                              "--mig-command='prog --bench {benchmark} --out {log_dir}'")
+        if self.harness != "command" and "command" in keys:
+            raise ConfigError(f"--mig-command is for --harness=command, but the harness is "
+                              f"{self.harness}; add --harness=command or drop --mig-command")
+        try:
+            # The adapters load only for the harness this run uses (start-up).
+            if self.harness == "command":
+                from pytest_mig.harness.command import OPTIONS, check_template
+                check_template(self.harness_options["command"])
+                unknown = sorted(keys - set(OPTIONS) - set(NVIDIA_ONLY))
+                if unknown:
+                    raise ConfigError(f"--mig-harness-opt {unknown[0]}=...: the command harness "
+                                      f"has no option {unknown[0]!r}; it reads "
+                                      f"{', '.join(OPTIONS)} (put the program's own options in "
+                                      "--mig-command)")
+            elif self.harness == "loadgen":
+                from pytest_mig.harness.loadgen import check_options
+                check_options({k: v for k, v in self.harness_options.items()
+                               if k.split(".")[0] not in NVIDIA_ONLY and k != "command"})
+        except HarnessError as exc:
+            raise ConfigError(str(exc)) from None
+        nvidia_only = sorted(keys & set(NVIDIA_ONLY))
+        if self.harness != "nvidia" and nvidia_only:
+            flag = NVIDIA_ONLY[nvidia_only[0]]
+            raise ConfigError(f"{flag} (harness option {nvidia_only[0]}) is for --harness=nvidia, "
+                              f"but the harness is {self.harness}; add --harness=nvidia or drop "
+                              f"{flag}")
+
+
+def check_conflicts(settings: Settings, manage: bool = False, layout: str | None = None) -> None:
+    """Options that contradict each other beyond Settings (--mig-manage, --mig-layout);
+    ConfigError naming both and the fix."""
+    if settings.partition in ("mps", "none"):
+        for flag, given in (("--mig-manage", manage), ("--mig-layout", layout)):
+            if given:
+                raise ConfigError(f"{flag} works on MIG instances, but --partition="
+                                  f"{settings.partition} runs without them; use --partition=mig "
+                                  f"(or auto) with {flag}, or drop {flag}")
+
