@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_mig.errors import ConfigError
-from pytest_mig.hetero import DurationEstimator
 from pytest_mig.process import RUN_MARKER
 from pytest_mig.runid import is_real_dir, make_run_dir, new_key, new_run_id  # noqa: F401
 # Settings moved to settings.py; named here too for callers that build a session with them.
@@ -20,6 +19,7 @@ from pytest_mig.types import Case
 
 if TYPE_CHECKING:
     from pytest_mig.gpu.slots import SlotProblem
+    from pytest_mig.hetero import DurationEstimator
 
 
 @runtime_checkable
@@ -55,13 +55,22 @@ class MigSession:
         self.mps_daemons: dict[str, Any] = {}
         self.pool: Any = None  # background.BackgroundPool, for session-lifetime backgrounds
         self.held_lease: Any = None  # kept across tests while session backgrounds run
-        self.durations = DurationEstimator()
+        self._durations: DurationEstimator | None = None
         # --mig-isolated-baseline with session backgrounds: baselines measured before the
         # pool started (case id -> HeteroOutcome holding them); test names already tried.
         self.baselines: dict[str, Any] = {}
         self.baselines_done: set[str] = set()
         self.manager: LayoutPreparer | None = None  # each case's MIG layout (manage_plugin.py)
         self.write_errors: list[str] = []  # report files that could not be written (one line)
+
+    @property
+    def durations(self) -> DurationEstimator:
+        """How long this process's main runs took (sizes backgrounds); made at the first case:
+        hetero.py (orchestration, harnesses, result parsers) is not needed to collect."""
+        if self._durations is None:
+            from pytest_mig.hetero import DurationEstimator
+            self._durations = DurationEstimator()
+        return self._durations
 
     def ensure_run_dir(self) -> Path:
         """The run folder: made exclusively (a fresh id if the name exists, even as a

@@ -82,7 +82,8 @@ class Settings:
             raise ConfigError(f"--mig-command is for --harness=command, but the harness is "
                               f"{self.harness}; add --harness=command or drop --mig-command")
         try:
-            # The adapters load only for the harness this run uses (start-up).
+            # An adapter loads only when it has options to check: with the harness package
+            # come the result parsers, which a start-up does not need otherwise (~40 ms).
             if self.harness == "command":
                 from pytest_mig.harness.command import OPTIONS, check_template
                 check_template(self.harness_options["command"])
@@ -92,10 +93,11 @@ class Settings:
                                       f"has no option {unknown[0]!r}; it reads "
                                       f"{', '.join(OPTIONS)} (put the program's own options in "
                                       "--mig-command)")
-            elif self.harness == "loadgen":
+            elif self.harness == "loadgen" and (own := {
+                    k: v for k, v in self.harness_options.items()
+                    if k.split(".")[0] not in NVIDIA_ONLY and k != "command"}):
                 from pytest_mig.harness.loadgen import check_options
-                check_options({k: v for k, v in self.harness_options.items()
-                               if k.split(".")[0] not in NVIDIA_ONLY and k != "command"})
+                check_options(own)
         except HarnessError as exc:
             raise ConfigError(str(exc)) from None
         nvidia_only = sorted(keys & set(NVIDIA_ONLY))

@@ -2,6 +2,11 @@
 
 `--mig-compare-fail` is the only place a report changes a test's outcome: a call-phase
 report that passed becomes failed when a metric regressed beyond its threshold.
+
+Imports at the top, except report.compare (the compare gate: with it come the published-
+results and LoadGen result parsers, about 40 ms of every start-up) and the HTML page and
+trend chart modules (session end): they load where used, only when a comparison is asked
+for (options.py has then loaded compare already, to parse the option) or at session end.
 """
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import json
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,15 +23,15 @@ from pytest_mig.io import write_json_atomic
 from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY
 from pytest_mig.report import allure_env
 from pytest_mig.report.allure_env import history_source
-from pytest_mig.report.compare import (Baselines, Comparison, CompareSpec, RegressionFailure,
-                                       failure_message, format_table)
 from pytest_mig.report.files import REPORT_INCOMPLETE, write_problem
 from pytest_mig.report.header import run_header
 from pytest_mig.report.history import (HISTORY_NAME, append_history, entry_from_record,
                                        read_history)
-from pytest_mig.report.plot_trend import write_trend_png
 from pytest_mig.report.plotting import MISSING, pyplot
 from pytest_mig.report.records import load_records, outcome_record
+
+if TYPE_CHECKING:
+    from pytest_mig.report.compare import Comparison
 
 COMPARE_PROPERTY = "mig_compare"
 
@@ -41,7 +46,10 @@ def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
     crosses options: --mig-compare-fail without --mig-compare, --mig-allure-history."""
     interval = config.getoption("mig_sample_interval")
     thresholds = config.getoption("mig_compare_fail") or {}
-    spec = config.getoption("mig_compare") or (CompareSpec("last") if thresholds else None)
+    spec = config.getoption("mig_compare")
+    if spec is None and thresholds:
+        from pytest_mig.report.compare import CompareSpec  # loaded: see the note on imports
+        spec = CompareSpec("last")
     history = config.getoption("mig_allure_history")
     history_dir = None
     if history:
@@ -74,6 +82,8 @@ class ReportPlugin:
         problems: list[str] = []
         try:
             self.interval, self.thresholds, self.spec, self.allure_history = _options(config)
+            if self.spec:
+                from pytest_mig.report.compare import Baselines  # see the note on imports
             self.baselines = (Baselines(self.spec, read_history(self.history_path, problems),
                                         session.run_id, problems) if self.spec else None)
         except MigError as exc:
@@ -115,6 +125,7 @@ class ReportPlugin:
             (COMPARE_PROPERTY, json.dumps([c.to_dict() for c in comparisons])))
         regressions = [c for c in comparisons if c.regressed]
         if regressions and rep.passed:
+            from pytest_mig.report.compare import RegressionFailure, failure_message
             try:
                 raise RegressionFailure(failure_message(entry.case, regressions, self.spec))
             except RegressionFailure:
@@ -135,6 +146,7 @@ class ReportPlugin:
             return
         for name, value in report.user_properties:
             if name == COMPARE_PROPERTY:
+                from pytest_mig.report.compare import Comparison
                 self.comparisons.extend(Comparison.from_dict(d) for d in json.loads(value))
 
     # -- end of run -------------------------------------------------------------------------
@@ -156,8 +168,8 @@ class ReportPlugin:
             return None
 
     def _finish(self, session) -> None:
-        if self.is_worker or not self.session.run_dir.exists():
-            return
+        if self.is_worker or session.config.option.collectonly or not self.session.run_dir.exists():
+            return  # a collect-only run has nothing to report (as plugin.py's sessionfinish)
         from pytest_mig.report.html import write_index  # start-up: session end only (~30 ms)
         records = [r for r in load_records(self.session.run_dir) if "case" in r]
         try:
@@ -202,6 +214,7 @@ class ReportPlugin:
 
     def _trend(self, cases: set[str]) -> None:
         """trend.png: each case's headline over every run in history.jsonl."""
+        from pytest_mig.report.plot_trend import write_trend_png  # session end: see the note
         try:
             path = write_trend_png(read_history(self.history_path),
                                    self.session.run_dir / "trend.png", cases, self.thresholds,
@@ -234,6 +247,7 @@ class ReportPlugin:
             tr.write_line(f"baseline: {self.spec.describe()}"
                           + (f"; fail beyond: {limits}" if limits else "; report only"))
             if self.comparisons:
+                from pytest_mig.report.compare import format_table
                 # by case (xdist finishes them in any order); metrics keep their order
                 for line in format_table(sorted(self.comparisons, key=lambda c: c.case)):
                     tr.write_line(line)
