@@ -118,6 +118,7 @@ def pytest_configure(config) -> None:
     config.stash[SESSION_KEY] = mig
     _register_hook_objects(config, mig)
     if mig_run:
+        mig.on_backend_open = lambda opened: _write_run_json(config, opened)
         install_sigterm_handler()
         if worker is None:
             for pid, run in reap_dead_runs(mig.reports_root, mig.run_id):
@@ -173,22 +174,32 @@ def _check_run_profile(config, name: str) -> None:
 
 
 def pytest_sessionstart(session) -> None:
-    """run.json and the simulated-GPU banner do not depend on the verbosity: under -q or
-    --no-header pytest skips the report header, so they are written here too."""
+    """The simulated-GPU banner does not depend on the verbosity: under -q or --no-header
+    pytest skips the report header, so it is printed here. A run that will surely simulate
+    knows it without opening the simulator (opened, with run.json written, by the first case
+    or the run header); any other opens its backend now to know what it talks to."""
     config = session.config
     if hasattr(config, "workerinput") or not uses_suites(config):
         return
     mig: MigSession = config.stash[SESSION_KEY]
+    simulated = mig.surely_simulated() and not mig.backend_open
+    if not simulated:
+        try:
+            simulated = mig.topology().backend == "simulated"  # run.json: _write_run_json
+        except MigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if simulated and tr is not None and (tr.verbosity < 0 or tr.no_header):
+        tr.write_line(SIMULATED_BANNER, yellow=True, bold=True)
+
+
+def _write_run_json(config, mig: MigSession) -> None:
+    """run.json, the run header: written by each process when it opens the GPU backend (so
+    by the first case whatever the verbosity), replaced atomically; MigError propagates."""
     try:
-        header = run_header(mig)
-        write_json_atomic(mig.ensure_run_dir() / "run.json", header)
-    except MigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        write_json_atomic(mig.ensure_run_dir() / "run.json", run_header(mig))
     except OSError as exc:
         write_failed(config, mig.run_dir / "run.json", exc)
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-    if header["simulated"] and tr is not None and (tr.verbosity < 0 or tr.no_header):
-        tr.write_line(SIMULATED_BANNER, yellow=True, bold=True)
 
 
 def pytest_report_header(config) -> list[str] | None:
@@ -309,8 +320,8 @@ def pytest_timeout_set_timer(item, settings):
 
 def pytest_unconfigure(config) -> None:
     mig = config.stash.get(SESSION_KEY, None)
-    if mig is not None:
-        mig.close()  # MPS daemons stop on every path, failures and Ctrl-C included
+    if mig is not None:  # MPS daemons stop on every path, failures and Ctrl-C included
+        mig.close(launched=not config.option.collectonly)
 
 
 def _finish_session_backgrounds(session, mig: MigSession) -> None:
@@ -344,8 +355,10 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
 def pytest_sessionfinish(session) -> None:
     mig: MigSession = session.config.stash[SESSION_KEY]
     _finish_session_backgrounds(session, mig)  # every process stops the backgrounds it owns
-    # Session end: the controller (every worker done) sweeps the whole run, a worker its own.
-    killed = mig.sweep(everyone=not hasattr(session.config, "workerinput"))
+    # Session end: the controller (every worker done) sweeps the whole run, a worker its own;
+    # a collect-only run started no workload: nothing to look for.
+    killed = ([] if session.config.option.collectonly
+              else mig.sweep(everyone=not hasattr(session.config, "workerinput")))
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if killed and tr is not None:
         tr.write_line(f"pytest-mig: killed {len(killed)} escaped process(es) the run's "

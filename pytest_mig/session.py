@@ -8,6 +8,7 @@ import os
 import re
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_mig.errors import ConfigError
@@ -61,6 +62,8 @@ class MigSession:
         self.baselines: dict[str, Any] = {}
         self.baselines_done: set[str] = set()
         self.manager: LayoutPreparer | None = None  # each case's MIG layout (manage_plugin.py)
+        # Called once, when the backend opens in this process (plugin.py writes run.json).
+        self.on_backend_open: Callable[[MigSession], None] | None = None
         self.write_errors: list[str] = []  # report files that could not be written (one line)
 
     @property
@@ -94,16 +97,27 @@ class MigSession:
 
     @property
     def nvml(self):
+        """The GPU backend, opened at first use (then `on_backend_open` is called once)."""
         if self._nvml is None:
+            # start-up: the NVML wrapper, pynvml and the simulator load only when a run opens
+            # its backend (the first case, or the run header), never to collect.
             from pytest_mig.gpu.backend import open_backend
             self.ensure_run_dir()
             os.environ.setdefault(RUN_MARKER, self.run_id)
             self._nvml = open_backend(
                 self.settings.backend, state_path=self.run_dir / "simulated-gpu.json",
                 sim_model=self.settings.sim_gpu, sim_gpus=self.settings.sim_gpus)
+            if self.on_backend_open is not None:
+                self.on_backend_open(self)
         return self._nvml
 
-    def _surely_simulated(self) -> bool:
+    @property
+    def backend_open(self) -> bool:
+        return self._nvml is not None
+
+    def surely_simulated(self) -> bool:
+        """True when this run will simulate whatever opening its backend finds: asked for
+        (--mig-backend=simulated), or auto where no NVML library loads (gpu/probe.py)."""
         if self.settings.backend == "simulated":
             return True
         from pytest_mig.gpu.probe import nvml_library_loads
@@ -124,7 +138,7 @@ class MigSession:
         A run that will surely simulate (--mig-backend=simulated, or auto with no NVML
         library) knows its model from --mig-sim-gpu: collection opens no backend.
         """
-        if self._nvml is None and self._surely_simulated():
+        if self._nvml is None and self.surely_simulated():
             return self.settings.sim_gpu
         topo = self.topology()
         if not topo.gpus:
@@ -177,14 +191,15 @@ class MigSession:
             self.held_lease = None
         return report
 
-    def close(self) -> None:
+    def close(self, launched: bool = True) -> None:
         """Stop what the run started at session level (backgrounds, MPS daemons) and what a
-        killed xdist worker of this run left running; idempotent."""
+        killed xdist worker of this run left running; idempotent. `launched=False` (a
+        collect-only run: no workload was started) skips the scans of /proc for leftovers."""
         self.stop_session_backgrounds()
         for daemon in self.mps_daemons.values():
             daemon.stop()
         self.mps_daemons.clear()
-        if self.run_dir.exists():
+        if launched and self.run_dir.exists():
             self.reap_orphans()
             self.sweep()
 

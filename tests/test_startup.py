@@ -12,10 +12,13 @@ import yaml
 from pytest_mig.session import MigSession, Settings
 from pytest_mig.yamlload import LOADER, safe_load
 
-# Loaded only when a case runs or --mig-manage/--mig-layout is given. (The GPU backend itself
-# opens at session start: run.json and the SIMULATED banner are written whatever the verbosity.)
-LAZY_MODULES = ("pytest_mig.gpu.manage", "pytest_mig.gpu.leases",
-                "torch", "mlperf_loadgen")
+# Loaded only when a case runs, a comparison is asked for or --mig-manage/--mig-layout is
+# given. A run that surely simulates prints its SIMULATED banner without opening the simulator;
+# the backend opens (and run.json is written) at the first case or for the run header.
+LAZY_MODULES = ("pytest_mig.gpu.manage", "pytest_mig.gpu.leases", "pytest_mig.gpu.backend",
+                "pytest_mig.gpu.simulator", "pynvml", "pytest_mig.hetero", "pytest_mig.harness",
+                "pytest_mig.results", "pytest_mig.case_runner", "pytest_mig.report.compare",
+                "pytest_mig.report.html", "torch", "mlperf_loadgen")
 
 
 def test_plugin_import_and_configure_load_no_gpu_management_or_report_modules(tmp_path):
@@ -26,6 +29,7 @@ def test_plugin_import_and_configure_load_no_gpu_management_or_report_modules(tm
     res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, timeout=120)
     assert "36 tests collected" in res.stdout, res.stdout + res.stderr
+    assert "SIMULATED GPU: no hardware is used" in res.stdout  # said without opening it
     loaded = json.loads(res.stdout.strip().splitlines()[-1])
     assert loaded == [], f"collection loaded {loaded}"
 
