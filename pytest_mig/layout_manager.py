@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pytest_mig.gpu.ownership import Owner, OwnershipStore, store_path
+from pytest_mig.io import write_json_atomic
 from pytest_mig.types import Case
 
 if TYPE_CHECKING:
@@ -153,9 +153,8 @@ class LayoutManager:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Replaced atomically (io.py), readable as a file open() makes (0o666 less the umask)."""
+    write_json_atomic(path, data, indent=1, mode=0o666)
 
 
 def summarise(run_dir: Path, owner: Owner, teardown_report: CleanupReport,
