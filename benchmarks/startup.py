@@ -8,6 +8,11 @@ choice and the 36 parametrized cases. CPU time (user + sys of the child, from th
 accounting) is reported beside wall time: on a shared machine it is the steadier figure.
 
     python benchmarks/startup.py --repeats 30 --json benchmarks/results/startup.json
+
+The JSON names the commit measured (of the checkout this script sits in) and, with --note,
+the conditions (machine load, priority). To measure another commit the same way, run the
+script of a checkout of it with PYTHONPATH pointing at that checkout (the plugin is then
+imported from there, not from the installed copy).
 """
 from __future__ import annotations
 
@@ -50,6 +55,16 @@ def timed(cmd: list[str], expect: str) -> tuple[float, float]:
     return wall, cpu
 
 
+def commit() -> str:
+    """The commit of the checkout measured, or 'unknown' (no git, not a checkout)."""
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def machine() -> dict:
     model = ""
     try:
@@ -72,6 +87,7 @@ def main() -> int:
                     help="default verbosity (run header shown: the GPU backend is opened) "
                          "instead of -q")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--note", default="", help="conditions of the measurement, kept in the JSON")
     a = ap.parse_args()
     quiet = not a.verbose_header
     mig, bare = command(True, quiet), command(False, quiet)
@@ -86,7 +102,7 @@ def main() -> int:
     med = {k: {"wall_s": statistics.median(r[0] for r in v),
                "cpu_s": statistics.median(r[1] for r in v)} for k, v in rows.items()}
     out = {
-        "machine": machine(), "repeats": a.repeats, "header": not quiet,
+        "machine": machine(), "commit": commit(), "repeats": a.repeats, "header": not quiet,
         "commands": {"mig": " ".join(mig[1:]), "bare": " ".join(bare[1:])},
         "median": med,
         "added_by_pytest_mig": {"wall_s_median_of_pairs": statistics.median(pairs_wall),
@@ -94,6 +110,7 @@ def main() -> int:
                                 "wall_ratio_mig_over_bare": med["mig"]["wall_s"] / med["bare"]["wall_s"]},
         "goal_s": GOAL_S,
         "goal_met": statistics.median(pairs_wall) <= GOAL_S,
+        **({"conditions": a.note} if a.note else {}),
     }
     print(json.dumps(out, indent=2))
     if a.json:
