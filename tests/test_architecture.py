@@ -30,8 +30,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pytest_mig"
 LAYERS: list[tuple[str, list[str]]] = [
     ("entry points", ["plugin", "fleet.cli"]),
     ("hook objects", ["fixtures", "manage_plugin", "report.hooks", "fleet.shard_plugin"]),
-    ("options", ["collect"]),
-    ("run session", ["session"]),
+    ("case runner", ["case_runner"]),
+    ("options", ["collect", "options", "keys"]),
+    ("run session", ["session", "settings", "layout_manager"]),
     ("suites", ["suite", "ordering", "fleet.shard"]),
     ("orchestration", ["hetero", "background", "process", "health", "dryrun"]),
     ("harness adapters", ["harness.*"]),
@@ -46,12 +47,7 @@ ISOLATED = {"hook objects"}  # each registered on its own: they share what lies 
 PROGRAM = "workload"  # run as `python -m pytest_mig.workload`, never imported by the plugin
 
 # (importer, imported): upward imports of today, each being removed by another change.
-KNOWN: dict[tuple[str, str], str] = {
-    # a14surface: SESSION_KEY and OUTCOME_KEY move to the stash-keys module below the surface
-    ("report.hooks", "fixtures"): "a14surface",
-    ("manage_plugin", "fixtures"): "a14surface",
-    ("fleet.shard_plugin", "fixtures"): "a14surface",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
