@@ -14,12 +14,7 @@ Rules:
 """
 from __future__ import annotations
 
-import collections
-import os
-import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +24,7 @@ import numpy as np
 import torch
 
 from . import scoring, sut
+from .batching import BatchWorker
 from .models import FAMILIES, build, canonical_benchmark, resolve_device
 from .models.llama import Llama, left_pad
 
@@ -40,7 +36,6 @@ SERVER_LOAD = 0.5  # Server target: this fraction of the calibrated sample rate
 # multiples of the calibrated values, whichever is larger.
 MLPERF_TTFT_MS, MLPERF_TPOT_MS = 2000.0, 100.0
 LATENCY_FACTOR = 20.0
-EARLY_STOPPING_QUERIES = {"Offline": 1, "SingleStream": 64, "Server": 662, "MultiStream": 662}
 
 OnFirst = Callable[[int, int], None]  # (row, first token id)
 OnDone = Callable[[int, np.ndarray], None]  # (row, all generated token ids as int32)
@@ -106,47 +101,14 @@ def generate(model: Llama, prompts: Sequence[torch.Tensor], max_new: Sequence[in
     return [a if a is not None else np.asarray(out[i], dtype=np.int32) for i, a in enumerate(answers)]
 
 
-class TokenSUT:
+class TokenSUT(BatchWorker):
     """Queues issued samples; one worker generates them in batches, reporting tokens to LoadGen."""
 
     def __init__(self, model: Llama, loader, dtype: torch.dtype, max_batch: int) -> None:
-        self.model, self.loader, self.dtype, self.max_batch = model, loader, dtype, max_batch
-        self._queue: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._worker = threading.Thread(target=self._loop, name="llm-worker", daemon=True)
-        self._worker.start()
+        self.model, self.loader, self.dtype = model, loader, dtype
+        super().__init__(max_batch, "llm-worker")
 
-    def issue(self, samples: Sequence) -> None:
-        with self._cond:
-            self._queue.extend(samples)
-            self._cond.notify()
-
-    def flush(self) -> None:
-        """LoadGen's end-of-issue hint; the worker already runs whatever is queued."""
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._worker.join()
-
-    def _loop(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._stopping:
-                        self._cond.wait()
-                    if not self._queue:
-                        return
-                    batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                self._run(batch)
-        except BaseException:  # LoadGen would wait forever for these samples: fail loudly
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(1)
-
-    def _run(self, batch: Sequence) -> None:
+    def _run(self, batch: list, draining: bool) -> None:
         samples = [self.loader.sample(s.index) for s in batch]
 
         def first(i: int, token: int) -> None:
@@ -197,15 +159,9 @@ def calibrate(model: Llama, loader, dtype: torch.dtype, batch: int, sample_count
 
 
 def test_settings(cfg, cal: TokenCalibration) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
-    ts = lg.TestSettings()
-    ts.scenario = getattr(lg.TestScenario, cfg.scenario)
-    ts.mode = sut.MODES[cfg.mode]
+    ts, common = sut.common_settings(cfg)
     ts.use_token_latencies = True
-    ts.min_duration_ms = cfg.min_duration_ms
-    queries = max(cfg.min_query_count or 0, EARLY_STOPPING_QUERIES[cfg.scenario])
-    ts.min_query_count = queries
-    shown: dict[str, float | int | str] = {"scenario": cfg.scenario, "mode": cfg.mode, "use_token_latencies": 1,
-                                           "min_duration_ms": cfg.min_duration_ms, "min_query_count": queries}
+    shown = {"scenario": common.pop("scenario"), "mode": common.pop("mode"), "use_token_latencies": 1, **common}
     if cfg.scenario == "Offline":
         qps = cfg.target_qps or OFFLINE_QPS_MARGIN * cal.sample_qps
         ts.offline_expected_qps = qps

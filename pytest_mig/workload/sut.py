@@ -11,17 +11,14 @@ to <log-dir>/harness_path.json (PATH_RECORD), which the plugin copies into resul
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import json
 import os
 import shutil
 import statistics
-import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +30,7 @@ import torch
 from pytest_mig.workload_contract import PATH_RECORD
 
 from . import accel, compiled, scoring
+from .batching import BatchWorker
 from .completions import CompletionLog
 from .datasets import SampleLoader
 from .models import Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
@@ -185,14 +183,9 @@ def calibrate(predictor: Predictor | accel.AccelPredictor, sample_count: int, ba
     return Calibration(latency_s=latency, batch_size=batch, batch_s=batch_s, best_batch_s=best_s)
 
 
-def test_settings(cfg: RunConfig, cal: Calibration,
-                  batched_capacity: bool = False) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
-    """LoadGen settings for the scenario and mode, and a readable summary of the derived values.
-
-    `batched_capacity` (the CPU path): for a model of at least BATCHED_CAPACITY_MIN_LATENCY_S
-    per sample the Server default target is half the batched rate instead of half the lower
-    of the one-sample and batched rates.
-    """
+def common_settings(cfg) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
+    """The settings every scenario shares (this SUT's and the LLM's): scenario, mode, min
+    duration, and a min query count raised to what LoadGen's early stopping needs."""
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, cfg.scenario)
     ts.mode = MODES[cfg.mode]
@@ -201,6 +194,18 @@ def test_settings(cfg: RunConfig, cal: Calibration,
     ts.min_query_count = queries
     shown: dict[str, float | int | str] = {"scenario": cfg.scenario, "mode": cfg.mode,
                                            "min_duration_ms": cfg.min_duration_ms, "min_query_count": queries}
+    return ts, shown
+
+
+def test_settings(cfg: RunConfig, cal: Calibration,
+                  batched_capacity: bool = False) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
+    """LoadGen settings for the scenario and mode, and a readable summary of the derived values.
+
+    `batched_capacity` (the CPU path): for a model of at least BATCHED_CAPACITY_MIN_LATENCY_S
+    per sample the Server default target is half the batched rate instead of half the lower
+    of the one-sample and batched rates.
+    """
+    ts, shown = common_settings(cfg)
     if cfg.scenario == "Offline":
         qps = cfg.target_qps or OFFLINE_QPS_MARGIN * cal.peak_qps
         ts.offline_expected_qps = qps
@@ -227,74 +232,36 @@ def test_settings(cfg: RunConfig, cal: Calibration,
     return ts, shown
 
 
-class BatchingSUT:
+class BatchingSUT(BatchWorker):
     """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them.
 
     With `duty` < 1 (a paced background on the CPU) the worker rests after each batch so that
-    it computes at most that fraction of the time: a steady, real, smaller load.
+    it computes at most that fraction of the time: a steady, real, smaller load. Draining
+    (SIGTERM) answers everything queued or still to come at once, without inference.
     """
 
     def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int,
                  completions: CompletionLog | None = None, duty: float = 1.0) -> None:
-        self.predictor, self.max_batch, self.duty = predictor, max_batch, duty
+        self.predictor, self.duty = predictor, duty
         self.completions = completions  # completions.tsv: what the plugin counts per window
-        self._queue: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-        self._wake = threading.Event()  # ends a pacing rest early (drain, stop)
-        self._stopping = self._draining = False
-        self._worker = threading.Thread(target=self._loop, name="sut-worker", daemon=True)
-        self._worker.start()
-
-    def issue(self, samples: Sequence) -> None:
-        with self._cond:
-            self._queue.extend(samples)
-            self._cond.notify()
-
-    def flush(self) -> None:
-        """LoadGen's end-of-issue hint; the worker already runs whatever is queued."""
-
-    def drain(self) -> None:
-        """Answer everything queued or still to come at once, without inference (used on SIGTERM)."""
-        with self._cond:
-            self._draining = True
-            self._cond.notify()
-        self._wake.set()
+        super().__init__(max_batch, "sut-worker")
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._wake.set()
-        self._worker.join()
+        super().stop()
         if self.completions is not None:
             self.completions.close()
 
-    def _loop(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._stopping:
-                        self._cond.wait()
-                    if not self._queue:
-                        return
-                    take = len(self._queue) if self._draining else min(self.max_batch, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(take)]
-                    draining = self._draining
-                empty = np.zeros(0, dtype=np.uint8)
-                t0 = time.perf_counter()
-                outputs = [empty] * len(batch) if draining else self.predictor([s.index for s in batch])
-                responses = [lg.QuerySampleResponse(s.id, out.ctypes.data if out.nbytes else 0, out.nbytes)
-                             for s, out in zip(batch, outputs)]
-                lg.QuerySamplesComplete(responses)  # copies the bytes: `outputs` may go now
-                if self.completions is not None and not draining:
-                    self.completions.add(len(batch))
-                if self.duty < 1.0 and not draining:
-                    self._wake.wait((time.perf_counter() - t0) * (1.0 / self.duty - 1.0))
-        except BaseException:  # LoadGen would wait forever for these samples: fail the process loudly
-            traceback.print_exc()
-            sys.stderr.flush()
-            sys.stdout.flush()
-            os._exit(1)
+    def _run(self, batch: list, draining: bool) -> None:
+        empty = np.zeros(0, dtype=np.uint8)
+        t0 = time.perf_counter()
+        outputs = [empty] * len(batch) if draining else self.predictor([s.index for s in batch])
+        responses = [lg.QuerySampleResponse(s.id, out.ctypes.data if out.nbytes else 0, out.nbytes)
+                     for s, out in zip(batch, outputs)]
+        lg.QuerySamplesComplete(responses)  # copies the bytes: `outputs` may go now
+        if self.completions is not None and not draining:
+            self.completions.add(len(batch))
+        if self.duty < 1.0 and not draining:
+            self.rest((time.perf_counter() - t0) * (1.0 / self.duty - 1.0))
 
 
 def _start_test(sut: object, qsl: object, ts: lg.TestSettings, log_dir: Path) -> threading.Thread:
