@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from pytest_mig.io import write_atomic
 
 from .models import canonical_benchmark, decode_output
 from .models.rnnt import transcript
@@ -322,19 +323,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_accuracy(log_dir: Path, result: AccuracyResult) -> tuple[Path, Path]:
     """accuracy.txt in the real script's format plus hash line, and machine-readable accuracy.json."""
     log_dir = Path(log_dir)
     line = format_accuracy_line(result.benchmark, result.fields)
     text_path, json_path = log_dir / "accuracy.txt", log_dir / "accuracy.json"
-    _write_atomic(text_path, f"{line}\nhash={file_sha256(log_dir / ACCURACY_LOG)}\n")
+    write_atomic(text_path, f"{line}\nhash={file_sha256(log_dir / ACCURACY_LOG)}\n", mode=0o666, fsync=False)
     payload = {"benchmark": result.benchmark, "metric": result.metric, "value": result.value,
                "reference": result.reference, "fields": result.fields}
-    _write_atomic(json_path, json.dumps(payload, indent=2) + "\n")
+    write_atomic(json_path, json.dumps(payload, indent=2) + "\n", mode=0o666, fsync=False)
     return text_path, json_path

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import shutil
 import statistics
 import threading
@@ -27,6 +26,7 @@ import mlperf_loadgen as lg
 import numpy as np
 import torch
 
+from pytest_mig.io import atomic_path, write_atomic
 from pytest_mig.workload_contract import PATH_RECORD
 
 from . import accel, compiled, scoring
@@ -413,9 +413,7 @@ def _ready(prep: Prepared, cfg: RunConfig, log_dir: Path) -> None:
     """Record the path taken (PATH_RECORD, and one line), then print the ready line."""
     record = dict(prep.path)
     record["ready_s"] = round(time.monotonic() - cfg.started, 2) if cfg.started is not None else None
-    tmp = log_dir / f".{PATH_RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, log_dir / PATH_RECORD)
+    write_atomic(log_dir / PATH_RECORD, json.dumps(record, indent=2) + "\n", mode=0o666, fsync=False)
     say("path: " + ", ".join(f"{k}={v}" for k, v in record.items() if k != "benchmark"))
     print(READY_LINE, flush=True)
 
@@ -474,9 +472,8 @@ def _publish(run_dir: Path, log_dir: Path) -> None:
     for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
         src = run_dir / name
         if src.exists():
-            tmp = log_dir / f".{name}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, log_dir / name)
+            with atomic_path(log_dir / name, mode=0o666, fsync=False) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
