@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,11 +42,28 @@ def command(with_plugin: bool, quiet: bool) -> list[str]:
     return cmd
 
 
+# Bytecode caching as a user has it (pip compiles .pyc at install; an editable install writes
+# them at the first import): with PYTHONDONTWRITEBYTECODE set (some sandboxes set it), every
+# run compiles every module from source, and pytest rewrites the asserts of every module of a
+# pytest11 plugin again: a cost an installed copy does not pay. The warm-up run writes the
+# caches; --compile-each-run measures the uncached case instead: PYTHONDONTWRITEBYTECODE=1 and
+# the plugin's __pycache__ folders removed before each run (site-packages keep their .pyc, as
+# in a sandbox that sets the variable over an editable checkout).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def drop_plugin_bytecode() -> None:
+    for folder in sorted((ROOT / "pytest_mig").rglob("__pycache__")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def timed(cmd: list[str], expect: str) -> tuple[float, float]:
     """(wall s, child CPU s) of one run; the run must collect what it should."""
+    if ENV.get("PYTHONDONTWRITEBYTECODE"):
+        drop_plugin_bytecode()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0 or expect not in res.stdout:
@@ -88,8 +106,13 @@ def main() -> int:
                          "instead of -q")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--note", default="", help="conditions of the measurement, kept in the JSON")
+    ap.add_argument("--compile-each-run", action="store_true",
+                    help="set PYTHONDONTWRITEBYTECODE=1 for the runs: no bytecode cache, every "
+                         "module compiled (and pytest's assert rewriting redone) on each run")
     a = ap.parse_args()
     quiet = not a.verbose_header
+    if a.compile_each_run:
+        ENV["PYTHONDONTWRITEBYTECODE"] = "1"
     mig, bare = command(True, quiet), command(False, quiet)
     for cmd, expect in ((mig, "36 tests collected"), (bare, "1 test collected")):
         timed(cmd, expect)  # warm-up: page cache, .pyc files
@@ -103,6 +126,10 @@ def main() -> int:
                "cpu_s": statistics.median(r[1] for r in v)} for k, v in rows.items()}
     out = {
         "machine": machine(), "commit": commit(), "repeats": a.repeats, "header": not quiet,
+        "bytecode_cache": ("off for the plugin (PYTHONDONTWRITEBYTECODE=1, its __pycache__ "
+                           "removed before each run: every run compiles it)"
+                           if a.compile_each_run else
+                           "on (PYTHONDONTWRITEBYTECODE unset for the runs; the warm-up writes it)"),
         "commands": {"mig": " ".join(mig[1:]), "bare": " ".join(bare[1:])},
         "median": med,
         "added_by_pytest_mig": {"wall_s_median_of_pairs": statistics.median(pairs_wall),
