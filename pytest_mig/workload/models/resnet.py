@@ -38,15 +38,16 @@ CONFIGS = {
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (carrying the stride, as in v1.5), 1x1 expand x4, identity or projection."""
+    """1x1 reduce, 3x3 (carrying the stride, as in v1.5), 1x1 expand (x4 unless `cout` is
+    given), identity or projection. `groups` > 1 makes the 3x3 grouped: the ResNeXt block."""
 
     expansion = 4
 
-    def __init__(self, cin: int, mid: int, stride: int) -> None:
+    def __init__(self, cin: int, mid: int, stride: int, cout: int | None = None, groups: int = 1) -> None:
         super().__init__()
-        cout = mid * self.expansion
+        cout = cout or mid * self.expansion
         self.reduce = ConvBN(cin, mid, 1)
-        self.spatial = ConvBN(mid, mid, 3, stride)
+        self.spatial = ConvBN(mid, mid, 3, stride, groups=groups)
         self.expand = ConvBN(mid, cout, 1, act=None)
         self.shortcut = ConvBN(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
         self.relu = nn.ReLU(inplace=True)

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import datasets
 from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, stack_samples
-from .resnet import RESIDUAL_GAMMA, stem
+from .resnet import Bottleneck, stem
 from .ssd import nms
 
 RATIOS = (0.5, 1.0, 2.0)
@@ -53,22 +53,6 @@ CONFIGS = {
 }
 
 
-class ResNeXtBlock(nn.Module):
-    """1x1 reduce, grouped 3x3 (carrying the stride), 1x1 expand; identity or projection."""
-
-    def __init__(self, cin: int, mid: int, cout: int, groups: int, stride: int) -> None:
-        super().__init__()
-        self.reduce = ConvBN(cin, mid, 1)
-        self.spatial = ConvBN(mid, mid, 3, stride, groups=groups)
-        self.expand = ConvBN(mid, cout, 1, act=None)
-        self.shortcut = ConvBN(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
-        self.relu = nn.ReLU(inplace=True)
-        nn.init.constant_(self.expand.bn.weight, RESIDUAL_GAMMA)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.expand(self.spatial(self.reduce(x))) + self.shortcut(x))
-
-
 class ResNeXtTrunk(nn.Module):
     """Stem and four stages; returns C3, C4, C5 (strides 8, 16, 32)."""
 
@@ -83,7 +67,7 @@ class ResNeXtTrunk(nn.Module):
             cout = cfg.width * 4 * 2 ** stage
             blocks = []
             for i in range(count):
-                blocks.append(ResNeXtBlock(cin, mid, cout, cfg.groups, 2 if (i == 0 and stage > 0) else 1))
+                blocks.append(Bottleneck(cin, mid, 2 if (i == 0 and stage > 0) else 1, cout, cfg.groups))
                 cin = cout
             stages.append(nn.Sequential(*blocks))
             self.channels.append(cout)
