@@ -1,6 +1,10 @@
 """Run-wide state of one pytest-mig run: settings, run id and directory, GPU backend, suites.
 
 Plain Python (no pytest import) so the plugin hooks stay thin and this stays testable.
+Imports at the top, except what a run needs only once it opens its GPU backend, loads a
+suite or runs a case (the GPU backend, the suite parser, MPS, session backgrounds, leases,
+hetero's duration estimator): every pytest start-up imports this module, so those load where
+they are used (benchmarks/startup.py, tests/test_startup.py).
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_mig.errors import ConfigError
-from pytest_mig.process import RUN_MARKER
+from pytest_mig.gpu.probe import nvml_library_loads
+from pytest_mig.process import RUN_MARKER, reap_orphans, sweep_escaped
 from pytest_mig.runid import is_real_dir, make_run_dir, new_key, new_run_id  # noqa: F401
 # Settings moved to settings.py; named here too for callers that build a session with them.
 from pytest_mig.settings import Settings, check_conflicts  # noqa: F401
@@ -120,7 +125,6 @@ class MigSession:
         (--mig-backend=simulated), or auto where no NVML library loads (gpu/probe.py)."""
         if self.settings.backend == "simulated":
             return True
-        from pytest_mig.gpu.probe import nvml_library_loads
         return self.settings.backend == "auto" and not nvml_library_loads()
 
     def topology(self, refresh: bool = False):
@@ -207,7 +211,6 @@ class MigSession:
         """Kill what this process's stopped workloads left running (escaped descendants:
         a setsid'd grandchild ignoring SIGTERM); `everyone`: any process of the run. Each
         is noted in orphans.log; returns their descriptions."""
-        from pytest_mig.process import sweep_escaped
         killed = sweep_escaped(self.run_id, self.key, None if everyone else os.getpid())
         if killed and self.run_dir.exists():
             try:
@@ -221,7 +224,6 @@ class MigSession:
 
     def reap_orphans(self) -> list[tuple[int, str]]:
         """Kill this run's workloads whose pytest process died; each noted in orphans.log."""
-        from pytest_mig.process import reap_orphans
         reaped = reap_orphans(self.run_id, self.key)
         if reaped:
             with open(self.run_dir / "orphans.log", "a", encoding="utf-8") as fh:
