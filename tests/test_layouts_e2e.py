@@ -22,36 +22,6 @@ from loadgen_sleeper import RATES  # noqa: E402
 
 pytest.importorskip("mlperf_loadgen")
 
-SUITE = textwrap.dedent("""
-    suite: compare
-    class: datacenter
-    layouts: [3x2g+1g, 1x7g]
-    benchmarks:
-      resnet50: {scenarios: [Offline], accuracy: 0.99}
-    gpus:
-      A100-SXM4-80GB:
-    modes: [performance]
-    background:
-      set: [bert, resnet50]
-      lifetime: per-test
-    run_profiles:
-      smoke:
-        min_duration_ms: 1000
-        min_query_count: 1
-        start_time_buffer_s: 20
-        end_time_buffer_min_s: 0.2
-        background_min_duration_ms: 2500
-        sample_count: 16
-    default_run_profile: smoke
-""")
-
-TEST = textwrap.dedent("""
-    def test_layout(mig_case, hetero):
-        outcome = hetero.run(mig_case)
-        assert outcome.valid, outcome.why_invalid()
-        assert outcome.background_healthy, outcome.why_unhealthy()
-""")
-
 # An empty simulated GPU with MIG on, as an admin would leave it for --mig-manage.
 CONFTEST = textwrap.dedent("""
     from pytest_mig.fixtures import SESSION_KEY
@@ -64,18 +34,14 @@ CONFTEST = textwrap.dedent("""
 """)
 
 
-def test_two_layouts_compared_slice_by_slice_with_the_aggregate(pytester):
-    d = pytester.mkdir("suites")
-    (d / "suite.yaml").write_text(SUITE)
-    (d / "test_compare.py").write_text(TEST)
-    pytester.makeconftest(CONFTEST)
-    command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(SLEEPER))} "
-               "--benchmark {benchmark} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
-    reports = pytester.path / "reports"
-    result = pytester.runpytest_subprocess(
-        "suites", "--mig-backend=simulated", "--harness=command", f"--mig-command={command}",
-        f"--mig-reports={reports}", "--mig-sample-interval=0", "--mig-manage",
-        "-p", "no:cacheprovider", "-v")
+def test_two_layouts_compared_slice_by_slice_with_the_aggregate(mini_project):
+    project = mini_project("compare")
+    project.pytester.makeconftest(CONFTEST)
+    project.command = (f"{shlex.quote(sys.executable)} {shlex.quote(str(SLEEPER))} --benchmark "
+                       "{benchmark} --log-dir {log_dir} --min-duration-ms {min_duration_ms}")
+    reports = project.reports
+    project.flags = [f"--mig-reports={reports}", "--mig-sample-interval=0", "--mig-manage"]
+    result = project.run(None, "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
         "*resnet50-Offline-2g.20gb-performance-3x2g+1g* PASSED*",
