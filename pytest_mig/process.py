@@ -11,6 +11,11 @@ the same lock and asks the kernel (waitid WNOHANG|WNOWAIT: a zombie not yet reap
 answers) whether the child has already exited; only a child alive at that instant is
 signalled and counted as `stopped_by_us`. Until the child is reaped its pid cannot be reused,
 so the signal can never reach another process. Nothing else calls Popen.poll()/wait().
+
+Each child also gets a lifeline: the read end of a pipe whose write end only this process
+holds, until the child is reaped. If this process dies without stopping it (SIGKILL, a lost
+xdist worker), the child reads end of file there; the built-in workload then stops itself
+(`workload/cli.py`), so it does not wait for the next run's reaper.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from typing import Mapping
 from pytest_mig.errors import HarnessError
 from pytest_mig.runid import RunKey, read_key, start_ticks
 from pytest_mig.types import Finished, LaunchSpec
+from pytest_mig.workload_contract import LIFELINE_ENV
 
 RUN_MARKER = "PYTEST_MIG_RUN_ID"
 KEY_MARKER = "PYTEST_MIG_RUN_KEY"
@@ -102,6 +108,7 @@ class Workload:
         self.tail: deque[str] = deque(maxlen=40)
         self.log_error: str | None = None  # the log could not be written (disk full)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lifeline = -1  # write end of the child's lifeline pipe, open while it lives
         self._reader: threading.Thread | None = None
         # Unique per process: the sweep tells a live workload's processes from leftovers.
         self.marker = f"{os.getpid()}.{next(_serial)}:{name}"
@@ -109,24 +116,35 @@ class Workload:
     def start(self) -> "Workload":
         self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.spec.result_dir.mkdir(parents=True, exist_ok=True)
+        # The child's lifeline (workload_contract.LIFELINE_ENV): it inherits the read end only;
+        # the write end stays here, non-inheritable, until the child is reaped.
+        life_r, life_w = os.pipe()
         try:
             self.proc = subprocess.Popen(
                 list(self.spec.argv), cwd=str(self.spec.cwd),
                 env={**self.spec.env, SPAWNER_MARKER: str(os.getpid()),
-                     WORKLOAD_MARKER: self.marker,
+                     WORKLOAD_MARKER: self.marker, LIFELINE_ENV: str(life_r),
                      **({KEY_MARKER: _run_key[0]} if _run_key else {})},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                bufsize=0,
+                bufsize=0, pass_fds=(life_r,),
                 start_new_session=True,  # own process group: we can always kill all of it
             )
         except FileNotFoundError:
+            os.close(life_w)
             # from None: the message says it all; subprocess internals would only bury it.
             raise HarnessError(
                 f"{self.name}: cannot start '{self.spec.argv[0]}': executable not found "
                 f"(check the harness options or PATH)") from None
         except PermissionError as exc:
+            os.close(life_w)
             raise HarnessError(
                 f"{self.name}: cannot execute '{self.spec.argv[0]}': {exc.strerror}") from None
+        except BaseException:
+            os.close(life_w)
+            raise
+        finally:
+            os.close(life_r)
+        self._lifeline = life_w
         self.started_at = time.time()
         with _live_lock:
             _live.add(self)
@@ -151,6 +169,7 @@ class Workload:
             if self.ended_at is None:
                 self.ended_at = time.time()
         self.returncode = self.proc.wait()  # reaps
+        os.close(self._lifeline)  # the child is gone: its lifeline has served
         self._reaped_event.set()
         self._changed.set()
 

@@ -20,3 +20,8 @@ BACKGROUND_CPU_DUTY = "0.1"
 # The child's record of the path it took (compile mode, cache, time to ready), in its log dir;
 # the adapter copies it into results.json.
 PATH_RECORD = "harness_path.json"
+
+# The lifeline: the plugin passes the read end of a pipe whose write end only the spawning
+# process holds; end of file on it means that process is gone (even SIGKILLed), and the child
+# stops itself instead of outliving its run. Its number travels in this variable.
+LIFELINE_ENV = "PYTEST_MIG_LIFELINE_FD"

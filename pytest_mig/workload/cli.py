@@ -18,12 +18,13 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pytest_mig.workload.stopping import Interrupted, StopRequest
-from pytest_mig.workload_contract import DEVICES, MODULE, PRECISIONS, SIZES
+from pytest_mig.workload_contract import DEVICES, LIFELINE_ENV, MODULE, PRECISIONS, SIZES
 
 BENCHMARK_NAMES = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet",
                    "retinanet", "llama3.1-8b")
@@ -112,6 +113,46 @@ def _on_signal(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+LIFELINE_GRACE_S = 10.0  # after the lifeline breaks: the SIGTERM path's time before a hard exit
+LIFELINE_NOTE = "stopped_by_lifeline.txt"  # in --log-dir
+
+
+def watch_lifeline(environ: Mapping[str, str] = os.environ,
+                   note: Path | None = None) -> threading.Thread | None:
+    """Stop this process when the process that launched it is gone (see process.py).
+
+    The lifeline fd (LIFELINE_ENV) reads end of file once no process holds its write end: the
+    launching pytest died without stopping us. We then write `note` (LIFELINE_NOTE in the log
+    dir: the reader of our output died with its process, so stdout/stderr are broken pipes),
+    take our own SIGTERM path (logs kept) and exit hard if that has not ended us within
+    LIFELINE_GRACE_S. No variable (run by hand): nothing to watch.
+    """
+    text = environ.get(LIFELINE_ENV)
+    if not text:
+        return None
+    fd = int(text)
+
+    def watch() -> None:
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass
+        try:
+            if note is not None:
+                note.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} the pytest process that "
+                                f"started this workload (pid {os.getppid()} now) is gone: stopped\n")
+        except OSError:
+            pass  # a full or vanished disk must not keep us alive
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(LIFELINE_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="lifeline", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
@@ -127,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    watch_lifeline(note=args.log_dir / LIFELINE_NOTE)
     try:
         t0 = time.perf_counter()
         from . import sut  # torch and LoadGen load here, after argument errors had their say
