@@ -16,3 +16,4 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey["MigSession"]()  # config.stash: the run (settings, run dir, GPUs)
 OUTCOME_KEY = pytest.StashKey["HeteroOutcome"]()  # item.stash: the case's outcome until recorded
+PRIOR_RUN_MARKER_KEY = pytest.StashKey["str | None"]()  # config.stash: PYTEST_MIG_RUN_ID before us

@@ -27,7 +27,7 @@ from pytest_mig.errors import MigError, SuiteError, did_you_mean
 from pytest_mig.fixtures import (hetero, mig_harness, mig_session, mig_slot,  # noqa: F401
                                  mig_topology)
 from pytest_mig.io import write_json_atomic
-from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY
+from pytest_mig.keys import OUTCOME_KEY, PRIOR_RUN_MARKER_KEY, SESSION_KEY
 from pytest_mig.manage_plugin import ManagePlugin
 from pytest_mig.options import add_options
 from pytest_mig.process import (RUN_MARKER, install_sigterm_handler, interruption, pass_env,
@@ -98,6 +98,9 @@ def pytest_configure(config) -> None:
     # Only xdist hands a run id (and key) down; a nested pytest (pytester) starts a run of its own.
     shard = config.getoption("mig_shard")
     run_id = (worker or {}).get("mig_run_id") or new_run_id() + (shard.run_suffix if shard else "")
+    # What was there before comes back at unconfigure (an in-process run must not leave its id
+    # to the next run in the same interpreter); the session sets it from its run folder on.
+    config.stash[PRIOR_RUN_MARKER_KEY] = os.environ.get(RUN_MARKER)
     mig = MigSession(settings, run_id, Path(str(config.rootpath)),
                      key=(worker or {}).get("mig_run_key"), worker=worker is not None)
     use_run_key(mig.key)
@@ -322,6 +325,12 @@ def pytest_unconfigure(config) -> None:
     mig = config.stash.get(SESSION_KEY, None)
     if mig is not None:  # MPS daemons stop on every path, failures and Ctrl-C included
         mig.close(launched=not config.option.collectonly)
+    if PRIOR_RUN_MARKER_KEY in config.stash:
+        prior = config.stash[PRIOR_RUN_MARKER_KEY]
+        if prior is None:
+            os.environ.pop(RUN_MARKER, None)
+        else:
+            os.environ[RUN_MARKER] = prior
 
 
 def _finish_session_backgrounds(session, mig: MigSession) -> None:

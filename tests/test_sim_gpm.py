@@ -38,7 +38,10 @@ def test_markers_are_the_ones_the_orchestration_sets():
 
 
 @pytest.mark.parametrize("model", ["H100-SXM5-80GB", "H200-141GB"])
-def test_busy_instance_reads_activity_idle_one_zero(tmp_path, model):
+def test_busy_instance_reads_activity_idle_one_zero(tmp_path, model, monkeypatch):
+    # Only the registered process counts: an in-process run earlier in this worker may have
+    # left its run id in os.environ, and that run's live processes would count too.
+    monkeypatch.delenv(RUN_MARKER, raising=False)
     sim, gis = sim_with_two_instances(tmp_path, model)
     sim.register_process(gis[0]["compute_instances"][0]["uuid"])
     reader = GpmReader(sim, 0, {"busy": gis[0]["id"], "idle": gis[1]["id"], "gpu": None})
