@@ -8,6 +8,7 @@ traceback, since LoadGen would otherwise wait forever for the samples. Standard 
 """
 from __future__ import annotations
 
+import abc
 import collections
 import os
 import sys
@@ -16,7 +17,7 @@ import traceback
 from typing import Sequence
 
 
-class BatchWorker:
+class BatchWorker(abc.ABC):
     """Queue + one worker thread; subclasses implement `_run(batch, draining)`."""
 
     def __init__(self, max_batch: int, name: str) -> None:
@@ -55,8 +56,9 @@ class BatchWorker:
         """Pause the worker (pacing); a drain or stop ends the pause at once."""
         self._wake.wait(seconds)
 
+    @abc.abstractmethod
     def _run(self, batch: list, draining: bool) -> None:
-        raise NotImplementedError
+        """Compute one batch and complete its samples with LoadGen (the subclass's one job)."""
 
     def _loop(self) -> None:
         try:
