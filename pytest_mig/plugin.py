@@ -40,6 +40,9 @@ from pytest_mig.runid import new_run_id
 from pytest_mig.session import MigSession
 from pytest_mig.settings import Settings, check_conflicts
 
+# The suites' shared test body asserts as a test module does (pytest's assertion messages).
+pytest.register_assert_rewrite("pytest_mig.case_test")
+
 MARKERS = {
     "performance": "a pytest-mig case run in LoadGen PerformanceOnly mode",
     "accuracy": "a pytest-mig case run in LoadGen AccuracyOnly mode",

@@ -28,6 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pytest_mig"
 # Layers from the top down. A pattern is a module path below pytest_mig ("report.hooks") or a
 # package with everything in it ("gpu.*"); the most specific pattern decides.
 LAYERS: list[tuple[str, list[str]]] = [
+    ("suite test body", ["case_test"]),  # imported by the suites' test modules only
     ("entry points", ["plugin", "fleet.cli"]),
     ("hook objects", ["fixtures", "manage_plugin", "report.hooks", "fleet.shard_plugin"]),
     ("case runner", ["case_runner"]),
