@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATACENTER = REPO / "suites" / "datacenter" / "suite.yaml"
 EDGE = REPO / "suites" / "edge" / "suite.yaml"
 DATACENTER_V5 = REPO / "suites" / "datacenter-v5" / "suite.yaml"
+DATACENTER_V6 = REPO / "suites" / "datacenter-v6" / "suite.yaml"
 GPU_TABLES = {  # MIG profiles per model as NVML lists them
     "A100-SXM4-80GB": "1g.10gb 1g.10gb+me 1g.20gb 2g.20gb 3g.40gb 4g.40gb 7g.80gb",
     "A100-SXM4-40GB": "1g.5gb 1g.5gb+me 1g.10gb 2g.10gb 3g.20gb 4g.20gb 7g.40gb",
@@ -37,7 +38,7 @@ def datacenter(catalog):
 
 
 def test_find_suites():
-    assert find_suites(REPO / "suites") == [DATACENTER, DATACENTER_V5, EDGE,
+    assert find_suites(REPO / "suites") == [DATACENTER, DATACENTER_V5, DATACENTER_V6, EDGE,
                                             REPO / "suites" / "layouts" / "suite.yaml",
                                             REPO / "suites" / "sweeps" / "suite.yaml"]
 

@@ -34,7 +34,11 @@ V5_BENCHMARKS = {"retinanet": "retinanet", "dlrm-v2": "dlrm-v2", "gptj": "gptj",
                  "llama3.1-8b-edge": "llama3.1-8b", "llama3.1-405b": "llama3.1-405b",
                  "mixtral-8x7b": "mixtral-8x7b", "stable-diffusion-xl": "stable-diffusion-xl",
                  "whisper": "whisper", "deepseek-r1": "deepseek-r1"}
-BENCHMARKS = {**{name: name for name in V1_BENCHMARKS}, **V5_BENCHMARKS}
+# v6.0 (closed/NVIDIA of v6.0): the new benchmarks under the names its Benchmark enum takes
+# (wan-2.2-t2v-a14b is an alias of its wan22-a14b); config_ver as in v5.x.
+V6_BENCHMARKS = {"gpt-oss-120b": "gpt-oss-120b", "qwen3-vl-235b-a22b": "qwen3-vl-235b-a22b",
+                 "wan-2.2-t2v-a14b": "wan22-a14b", "rgat": "rgat"}
+BENCHMARKS = {**{name: name for name in V1_BENCHMARKS}, **V5_BENCHMARKS, **V6_BENCHMARKS}
 # v1.1 hetero defaults: dlrm and 3d-unet run their high-accuracy (99.9%) configs.
 HIGH_ACCURACY_DEFAULT = frozenset({"dlrm", "3d-unet"})
 # v5.x config_ver: "default" for the 99% target, "high_accuracy" for -99.9 (NVIDIA has no
@@ -132,7 +136,7 @@ def config_ver(work: WorkSpec, options: Mapping[str, str]) -> str:
     for key in (f"config_ver.{bench}", f"config_ver.{work.benchmark}", "config_ver"):
         if options.get(key):
             return str(options[key]).strip()
-    if normalize_benchmark(work.benchmark) in V5_BENCHMARKS:
+    if normalize_benchmark(work.benchmark) in V5_BENCHMARKS | V6_BENCHMARKS:
         return V5_HIGH_ACCURACY if work.benchmark.endswith("-99.9") else V5_DEFAULT
     return "hetero_high_accuracy" if bench in HIGH_ACCURACY_DEFAULT else "hetero"
 
