@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from pytest_mig.workload import accel
 from pytest_mig.workload.llm import generate
 from pytest_mig.workload.models import build
-from pytest_mig.workload.models.llama import CONFIGS, FP8, Llama
+from pytest_mig.workload.models.llama import CONFIGS, FP8, Llama, prompt_of
 from pytest_mig.workload.scoring import rouge_l, rouge_n
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.summary import parse_summary, token_throughput
@@ -44,7 +45,7 @@ def test_seeded_weights_and_batch_independent_answers_of_their_own_length(tiny):
     other = build("llama3.1-8b", "tiny", seed=1)
     assert not torch.equal(tiny.model.head.weight.float(), other.model.head.weight.float())
     samples = [tiny.make_inputs.sample(i) for i in range(6)]
-    prompts, new = [s["tokens"] for s in samples], [int(s["max_new"]) for s in samples]
+    prompts, new = [prompt_of(s) for s in samples], [int(s["max_new"]) for s in samples]
     batch = generate(tiny.model, prompts, new, torch.float32)
     assert [len(a) for a in batch] == new
     for prompt, n, answer in zip(prompts, new, batch):
@@ -107,3 +108,31 @@ def test_integer_precisions_are_refused_with_one_line(tmp_path):
                   "--precision", "int8")
     assert run.returncode == 2
     assert "weights are fp8 already" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_batches_of_different_prompt_lengths_have_one_shape_and_unchanged_logits(tiny):
+    # The compile study captured a CUDA graph on one batch and replayed another whose prompts
+    # were shorter: "size of tensor a (993) must match ... (865)" in accel.py. Every batch now
+    # has the config's padded length, and the padding changes no answer.
+    loader, cfg = tiny.make_inputs, CONFIGS["tiny"]
+    lengths = [int(loader.sample(i)["length"]) for i in range(16)]
+    short = sorted(range(16), key=lambda i: lengths[i])[:4]
+    long = sorted(range(16), key=lambda i: lengths[i])[-4:]
+    assert max(lengths[i] for i in short) < max(lengths[i] for i in long)
+    a, b = loader(short), loader(long)
+    assert [t.shape for t in a] == [t.shape for t in b] and a[0].shape == (4, cfg.prompt_max)
+    with torch.inference_mode():
+        padded = tiny.model(*a)
+        for row, i in enumerate(short):
+            prompt = prompt_of(loader.sample(i))
+            own = tiny.model(prompt[None], torch.tensor([len(prompt)]))
+            torch.testing.assert_close(padded[row], own[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_graph_refuses_a_batch_of_another_shape_in_one_line():
+    static = (torch.zeros(4, 993, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    accel.check_static_shapes(static, (torch.zeros(4, 993, dtype=torch.long), torch.ones(4, dtype=torch.long)))
+    with pytest.raises(ValueError, match=r"input 0 has shape \(4, 865\) but the CUDA graph was captured "
+                                         r"for \(4, 993\)") as err:
+        accel.check_static_shapes(static, (torch.zeros(4, 865, dtype=torch.long), torch.zeros(4, dtype=torch.long)))
+    assert "\n" not in str(err.value)

@@ -194,6 +194,15 @@ def resident_sample(sample: Sample, device: torch.device, dtype: torch.dtype) ->
 
 # --- execution --------------------------------------------------------------------------------
 
+def check_static_shapes(static: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]) -> None:
+    """A graph replays on the shapes it was captured with: raise one clear line for any other."""
+    for k, (dst, src) in enumerate(zip(static, inputs)):
+        if dst.shape != src.shape:
+            raise ValueError(f"input {k} has shape {tuple(src.shape)} but the CUDA graph was captured for "
+                             f"{tuple(dst.shape)}; the model's collate must give every batch one shape "
+                             f"(pad to a fixed length) or run with --no-cuda-graphs")
+
+
 class GraphRunner:
     """One CUDA graph per batch size, all in one memory pool; inputs are copied into static buffers.
 
@@ -223,6 +232,7 @@ class GraphRunner:
 
     def __call__(self, size: int, inputs: Sequence[torch.Tensor]) -> Any:
         graph, static, output = self.graphs[size]
+        check_static_shapes(static, inputs)
         for dst, src in zip(static, inputs):
             dst.copy_(src, non_blocking=True)  # casts and re-lays-out in the same copy
         graph.replay()

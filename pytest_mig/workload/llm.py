@@ -26,7 +26,7 @@ import torch
 from . import scoring, sut
 from .batching import BatchWorker
 from .models import FAMILIES, build, canonical_benchmark, resolve_device
-from .models.llama import Llama, left_pad
+from .models.llama import Llama, left_pad, prompt_of
 
 COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Offline asks for this many times the calibrated token rate, so the run outlasts min duration.
@@ -119,7 +119,7 @@ class TokenSUT(BatchWorker):
             lg.QuerySamplesComplete([lg.QuerySampleResponse(batch[i].id, tokens.ctypes.data, tokens.nbytes,
                                                             len(tokens))])
 
-        generate(self.model, [s["tokens"] for s in samples], [int(s["max_new"]) for s in samples],
+        generate(self.model, [prompt_of(s) for s in samples], [int(s["max_new"]) for s in samples],
                  self.dtype, first, done)
 
 
@@ -140,7 +140,7 @@ def calibrate(model: Llama, loader, dtype: torch.dtype, batch: int, sample_count
     """Time a warm-up batch, then a full batch of QSL samples (prefill and decode separately)."""
     device = model.head.weight.device
     samples = [loader.sample(i % sample_count) for i in range(batch)]
-    prompts, new = [s["tokens"] for s in samples], [int(s["max_new"]) for s in samples]
+    prompts, new = [prompt_of(s) for s in samples], [int(s["max_new"]) for s in samples]
     generate(model, prompts[:2], [2, 2], dtype)  # warm-up: allocator, kernels
     marks: list[float] = []
 
@@ -242,7 +242,7 @@ def evaluate(benchmark: str, log_dir: Path, model: Llama, loader, batch: int) ->
     for start in range(0, len(indices), batch):
         chunk = indices[start:start + batch]
         samples = [loader.sample(i) for i in chunk]
-        answers = generate(model, [s["tokens"] for s in samples], [int(s["max_new"]) for s in samples],
+        answers = generate(model, [prompt_of(s) for s in samples], [int(s["max_new"]) for s in samples],
                            torch.float32)
         expected.update(zip(chunk, answers))
     return scoring.score(benchmark, produced, expected, loader.sample)

@@ -243,16 +243,31 @@ def _fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
 
 
 def _make_sample(gen: torch.Generator, cfg: LlamaConfig) -> Sample:
-    """A prompt of seeded length and tokens, and how many tokens its answer has."""
+    """A prompt of seeded length and tokens, and how many tokens its answer has.
+
+    The prompt is held left-padded to the config's longest (`length` says how much is real):
+    every batch of the QSL then has one shape, as a captured CUDA graph's static buffers and
+    a single compile need (prompts of 993 and 865 tokens in two batches crashed the graph
+    replay). Padding changes no logit: pad slots are masked out of attention.
+    """
     length = int(torch.randint(cfg.prompt_min, cfg.prompt_max + 1, (1,), generator=gen))
     tokens = torch.randint(FIRST_TOKEN, cfg.vocab, (length,), generator=gen)
     new = int(torch.randint(cfg.output_min, cfg.output_max + 1, (1,), generator=gen))
-    return {"tokens": tokens, "max_new": torch.tensor(new)}
+    padded, _ = left_pad([tokens], cfg.prompt_max)
+    return {"tokens": padded[0], "length": torch.tensor(length), "max_new": torch.tensor(new)}
 
 
-def left_pad(prompts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts as one left-padded [B, L] batch and their lengths [B]."""
-    length = max(len(p) for p in prompts)
+def prompt_of(sample: Sample) -> torch.Tensor:
+    """The real tokens of a sample's (left-padded) prompt."""
+    return sample["tokens"][sample["tokens"].shape[0] - int(sample["length"]):]
+
+
+def left_pad(prompts: Sequence[torch.Tensor], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts as one left-padded [B, L] batch and their lengths [B]; L = `length`, else the longest."""
+    longest = max(len(p) for p in prompts)
+    if length is not None and longest > length:
+        raise ValueError(f"a prompt of {longest} tokens does not fit a batch padded to {length}")
+    length = longest if length is None else length
     tokens = torch.full((len(prompts), length), PAD, dtype=torch.long)
     for i, p in enumerate(prompts):
         tokens[i, length - len(p):] = p
@@ -260,7 +275,8 @@ def left_pad(prompts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _collate(samples: Sequence[Sample]) -> Inputs:
-    return left_pad([s["tokens"] for s in samples])
+    """[B, prompt_max] left-padded tokens and their real lengths [B]: one shape for every batch."""
+    return torch.stack([s["tokens"] for s in samples]), torch.stack([s["length"] for s in samples])
 
 
 def _postprocess(logits: torch.Tensor, cfg: LlamaConfig) -> list[np.ndarray]:
