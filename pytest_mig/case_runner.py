@@ -114,6 +114,9 @@ class HeteroRunner:
                                baseline=self.session.baselines.pop(case.id, None))
             if out.main is not None and out.main.ended_at:
                 self.session.durations.observe(case, out.main.ended_at - out.main.started_at)
+            if out.baseline_untrusted:  # never silent: terminal, record, JUnit, Allure, HTML
+                _warn(out, f"untrusted baseline: {out.baseline_untrusted}; interference not "
+                           "reported (results.json: interference_untrusted)")
         finally:
             _record_properties(self.request.node, out)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
@@ -176,9 +179,8 @@ class HeteroRunner:
                     f"{str(exc).splitlines()[0]}")
 
     def _gpu_processes(self):
-        """NVML's compute pids on this slot's GPU (real NVML only; None when simulated)."""
-        if self.session.simulated:
-            return None
+        """NVML's compute pids on this slot's GPU (the simulator lists the processes
+        registered with it: a test plants a neighbour there)."""
         nvml, uuid = self.session.nvml, self.slot.gpu_uuid
         return lambda: nvml.device_processes(uuid)
 
@@ -218,6 +220,12 @@ def _progress(request, test_dir):
     return say
 
 
+def _warn(out: hetero_mod.HeteroOutcome, text: str) -> None:
+    """A case warning: in the record (`warnings`) and pytest's warnings summary."""
+    out.warnings.append(text)
+    warnings.warn(pytest.PytestWarning(f"pytest-mig: {out.case.id}: {text}"), stacklevel=3)
+
+
 def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
     """JUnit <property> entries: headline metric, validity, accuracy, health."""
     props = node.user_properties
@@ -232,6 +240,13 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
             props.append(("mig_accuracy_target", f"{out.accuracy_target:.4f}"))
     if out.interference is not None:
         props.append(("mig_interference", f"{out.interference:.4f}"))
+    untrusted = out.interference_untrusted
+    if untrusted is not None:
+        value = untrusted["value"]
+        props.append(("mig_interference_untrusted",
+                      ("n/a" if value is None else f"{value:.4f}") + f": {untrusted['reason']}"))
+    for text in out.warnings:
+        props.append(("mig_warning", text))
     if out.isolation:
         props.append(("mig_baseline_isolation", out.isolation.get("method", "")))
         props.append(("mig_baseline_verified", out.isolation.get("verification", "")))

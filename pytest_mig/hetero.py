@@ -5,8 +5,10 @@ It knows nothing of which harness or GPU backend is used: it gets a Harness and 
 Isolated baselines (--mig-isolated-baseline) run the main alone with no neighbour workload
 active on its GPU: per-test backgrounds are not started yet; session backgrounds of that GPU
 are stopped (recorded `stopped by pytest-mig`, healthy) and started afresh after the
-baseline. `HeteroOutcome.isolation` records how the baseline was isolated and, on a real
-GPU, which compute processes NVML saw on the main's device while it ran.
+baseline. `HeteroOutcome.isolation` records how the baseline was isolated and which compute
+processes NVML saw on the main's GPU while it ran (on the simulated GPU: the processes
+registered with the simulator). A baseline that saw another process (`verified: False`) is
+untrusted: `interference` is None and `interference_untrusted` holds the figure and why.
 """
 from __future__ import annotations
 
@@ -69,8 +71,28 @@ class HeteroOutcome:
 
     @property
     def interference(self) -> float | None:
-        """1 - hetero/isolated for throughput; 1 - isolated/hetero for latency headlines."""
+        """1 - hetero/isolated for throughput; 1 - isolated/hetero for latency headlines.
+        None when the baseline is untrusted (`interference_untrusted` holds the figure)."""
+        if self.baseline_untrusted:
+            return None
         return interference(self.isolated, self.result)
+
+    @property
+    def baseline_untrusted(self) -> str:
+        """Why the isolated baseline cannot be trusted: '' unless its check saw another
+        process on the GPU (`isolation.verified` is False; None, not verifiable, is not)."""
+        if self.isolated is None or self.isolation.get("verified") is not False:
+            return ""
+        return ("isolated baseline not verified alone: "
+                + str(self.isolation.get("verification") or "no reason recorded"))
+
+    @property
+    def interference_untrusted(self) -> dict | None:
+        """{value, reason} of an interference computed from an untrusted baseline, else None."""
+        why = self.baseline_untrusted
+        if not why:
+            return None
+        return {"value": interference(self.isolated, self.result), "reason": why}
 
     @property
     def background_healthy(self) -> bool:
@@ -341,7 +363,8 @@ def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: P
     out.commands[work.name] = list(spec.argv)
     say("isolated baseline: main alone")
     w = Workload(work.name, spec).start()
-    watch = _ProcessWatch(gpu_processes, w.pid) if gpu_processes is not None else None
+    watch = (_ProcessWatch(gpu_processes, w.pid, simulated=slot.simulated)
+             if gpu_processes is not None else None)
     try:
         code = w.wait(timeout=settings.main_timeout_s)
     finally:
@@ -414,8 +437,9 @@ class _ProcessWatch:
     """
 
     def __init__(self, list_pids: Callable[[], list[int]], main_pid: int | None,
-                 every_s: float = 0.5) -> None:
+                 every_s: float = 0.5, simulated: bool = False) -> None:
         self.list_pids, self.main_pid, self.every_s = list_pids, main_pid, every_s
+        self.simulated = simulated
         self.seen: dict[int, str] = {}
         self.samples = 0
         self.error = ""
@@ -457,6 +481,9 @@ class _ProcessWatch:
         else:
             record.update(verified=True, verification=(
                 f"only the main ran: {self.samples} NVML samples"))
+        if self.simulated:
+            record["verification"] += (" (SIMULATED GPU: its process list holds only the "
+                                       "processes registered with the simulator)")
         return record
 
 

@@ -113,14 +113,53 @@ def test_isolated_baseline_reports_interference(mini):
     rec = mini.results()["tests"][0]
     isolation = rec["isolated"].pop("isolation")
     assert rec["isolated"] == {"valid": True, "metric": "Samples per second", "value": 318100.0}
-    assert isolation == {"method": "run before this case's backgrounds were started",
-                         "backgrounds_paused": 0, "verified": None,
-                         "verification": "not verifiable: no NVML process list (simulated GPU)"}
+    assert isolation["method"] == "run before this case's backgrounds were started"
+    assert (isolation["backgrounds_paused"], isolation["verified"]) == (0, True)
+    assert isolation["gpu_processes_seen"] == {} and isolation["samples"] >= 1
+    assert isolation["verification"].startswith("only the main ran: ")
+    assert isolation["verification"].endswith(
+        "(SIMULATED GPU: its process list holds only the processes registered with the simulator)")
     assert rec["interference"] == 0.0  # the fake reports the same throughput alone and loaded
+    assert rec["interference_untrusted"] is None and rec["warnings"] == []
     assert "main-isolated" in rec["commands"]
     xml = (mini.path / "j.xml").read_text()
     assert 'name="mig_interference" value="0.0000"' in xml
     assert 'name="mig_result" value="VALID"' in xml
+
+
+def test_untrusted_baseline_warns_everywhere_and_withholds_interference(mini):
+    """A neighbour planted on the simulated GPU during the isolated baseline: NVML's process
+    list shows it, the case warns (terminal, record, JUnit, Allure, HTML) and reports no
+    interference from that baseline, only the untrusted figure with its reason."""
+    pytest.importorskip("allure")
+    r = mini.run({"main-isolated": "neighbour"}, "-k", "resnet50", "--mig-isolated-baseline",
+                 "--mig-min-duration=2000", "--junitxml=j.xml", "--alluredir=allure")
+    r.assert_outcomes(passed=1, warnings=1)
+    r.stdout.fnmatch_lines([
+        "*pytest-mig: resnet50-Offline-1g.10gb-performance: untrusted baseline: isolated "
+        "baseline not verified alone: NVML saw compute processes other than the main: *; "
+        "interference not reported (results.json: interference_untrusted)*"])
+    rec = mini.results()["tests"][0]
+    isolation = rec["isolated"]["isolation"]
+    assert isolation["verified"] is False and len(isolation["gpu_processes_seen"]) == 1
+    assert rec["interference"] is None
+    untrusted = rec["interference_untrusted"]
+    assert untrusted["value"] == 0.0  # what the contaminated baseline would have given
+    assert untrusted["reason"] == "isolated baseline not verified alone: " + \
+        isolation["verification"]
+    (warning,) = rec["warnings"]
+    assert warning.startswith("untrusted baseline: " + untrusted["reason"])
+    xml = (mini.path / "j.xml").read_text()
+    assert 'name="mig_interference_untrusted" value="0.0000: isolated baseline not verified' in xml
+    assert 'name="mig_warning" value="untrusted baseline: ' in xml
+    assert 'name="mig_interference"' not in xml
+    page = (mini.run_dir() / "index.html").read_text()
+    assert '<td class="bad interference">UNTRUSTED 0.0%: isolated baseline not verified' in page
+    (result,) = [json.loads(p.read_text()) for p in (mini.path / "allure").glob("*-result.json")]
+    params = {p["name"]: p["value"] for p in result["parameters"]}
+    assert params["interference UNTRUSTED"].strip("'").startswith(
+        "0.0%: isolated baseline not verified")
+    assert "**warning**: untrusted baseline: " in result["description"]
 
 
 def test_interference_direction():

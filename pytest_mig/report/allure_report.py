@@ -116,6 +116,11 @@ def figures(out) -> dict[str, str]:
                              f"(target {out.accuracy_target:.4f})")
     if out.interference is not None:
         shown["interference"] = f"{out.interference:.1%}"
+    untrusted = getattr(out, "interference_untrusted", None)
+    if untrusted is not None:
+        value = untrusted["value"]
+        shown["interference UNTRUSTED"] = (("n/a" if value is None else f"{value:.1%}")
+                                           + f": {untrusted['reason']}")
     agg = getattr(out, "slices", None)
     if agg is not None:
         for b in agg.benchmarks.values():
@@ -148,6 +153,7 @@ def description(out, backend: str) -> str:
     if backend == "simulated":
         lines.append("**SIMULATED GPU**: no hardware was used; figures are CPU timings.")
     lines += [f"- {k}: {v}" for k, v in figures(out).items()]
+    lines += [f"- **warning**: {w}" for w in getattr(out, "warnings", None) or []]
     return "\n\n".join(lines[:2]) + ("\n\n" + "\n".join(lines[2:]) if lines[2:] else "")
 
 

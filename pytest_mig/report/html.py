@@ -1,7 +1,8 @@
 """reports/<run-id>/index.html: one self-contained page (inline CSS, inline SVG, no network).
 
 A table of cases (outcome, headline metric, change against the baseline, accuracy,
-interference, background health) and one bar chart per benchmark and headline metric.
+interference (UNTRUSTED with its reason when the baseline was not alone), background health,
+the case's warnings) and one bar chart per benchmark and headline metric.
 """
 from __future__ import annotations
 
@@ -69,8 +70,6 @@ def health_text(rec: Mapping[str, Any]) -> tuple[str, bool]:
     text = f"{good}/{len(health)} healthy"
     if problems:
         text += ": " + "; ".join(problems)
-    if rec.get("warnings"):
-        text += " (lenient: " + "; ".join(map(str, rec["warnings"])) + ")"
     return text, good == len(health)
 
 
@@ -83,6 +82,20 @@ def interference_text(value: Any) -> str:
         return ", ".join(f"{k}={_num(v) if isinstance(v, (int, float)) else v}"
                          for k, v in value.items())
     return str(value)
+
+
+def untrusted_text(rec: Mapping[str, Any]) -> str:
+    """'UNTRUSTED 9.6%: why' when the interference came from a baseline not verified alone."""
+    bad = rec.get("interference_untrusted")
+    if not isinstance(bad, Mapping):
+        return ""
+    value = bad.get("value")
+    shown = f"{value:.1%}" if isinstance(value, (int, float)) else "n/a"
+    return f"UNTRUSTED {shown}: {bad.get('reason', '')}"
+
+
+def warnings_text(rec: Mapping[str, Any]) -> str:
+    return "; ".join(map(str, rec.get("warnings") or [])) or "-"
 
 
 def accuracy_text(res: Mapping[str, Any]) -> str:
@@ -123,7 +136,7 @@ def rows_html(run_dir: Path, records: list[Mapping[str, Any]],
     out = []
     for rec in records:
         if "case" not in rec:
-            out.append(f'<tr class="error"><td colspan="8">{_e(rec)}</td></tr>')
+            out.append(f'<tr class="error"><td colspan="9">{_e(rec)}</td></tr>')
             continue
         res = rec.get("result") or {}
         value = res.get("value")
@@ -137,8 +150,12 @@ def rows_html(run_dir: Path, records: list[Mapping[str, Any]],
             f'<td class="num" data-v="{"" if value is None else value}">{_e(metric)}</td>'
             f'<td class="num" data-v="{change_v}">{change}</td>'
             f"<td>{_e(accuracy_text(res))}</td>"
-            f"<td>{_e(interference_text(rec.get('interference')))}</td>"
-            f'<td class="{"" if ok else "bad"}">{_e(health)}</td>'
+            + (f'<td class="bad interference">{_e(untrusted_text(rec))}</td>'
+               if untrusted_text(rec) else
+               f"<td>{_e(interference_text(rec.get('interference')))}</td>")
+            + f'<td class="{"" if ok else "bad"}">{_e(health)}</td>'
+            f'<td class="{"bad " if rec.get("warnings") else ""}warnings">'
+            f"{_e(warnings_text(rec))}</td>"
             f"<td>{_links(run_dir, rec)}</td></tr>")
     return "\n".join(out)
 
@@ -215,7 +232,7 @@ def render_index(run_dir: Path, header: Mapping[str, Any], records: list[Mapping
 harness {_e(header.get('harness', '?'))}; {_e(summary)}. <span id="js-status"></span></p>{shards}
 <h2>Cases</h2>
 <table id="cases"><thead><tr><th>case</th><th>outcome</th><th>headline metric</th>
-<th>vs baseline</th><th>accuracy</th><th>interference</th><th>background health</th><th>files</th></tr></thead>
+<th>vs baseline</th><th>accuracy</th><th>interference</th><th>background health</th><th>warnings</th><th>files</th></tr></thead>
 <tbody>
 {rows_html(run_dir, list(records), comparisons)}
 </tbody></table>

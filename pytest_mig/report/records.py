@@ -46,7 +46,8 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         "isolated": None if outcome.isolated is None else {
             "valid": outcome.isolated.valid, "metric": outcome.isolated.metric_name,
             "value": outcome.isolated.metric_value, "isolation": outcome.isolation},
-        "interference": outcome.interference,
+        "interference": outcome.interference,  # None when the baseline is untrusted
+        "interference_untrusted": getattr(outcome, "interference_untrusted", None),
         "slices": None if getattr(outcome, "slices", None) is None else outcome.slices.to_dict(),
         "placement": dict(getattr(outcome, "placement", {}) or {}),
         "activity": dict(getattr(outcome, "activity", {}) or {}),
@@ -74,7 +75,7 @@ def failure_record(nodeid: str, test_outcome: str, message: str, case=None,
         "run_profile": case.run_profile.name if case is not None else "",
         "layout": (getattr(case, "layout", "") or None) if case is not None else None,
         "outcome": test_outcome, "message": clip(message), "result": None, "isolated": None,
-        "interference": None, "slices": None, "placement": {}, "activity": {},
+        "interference": None, "interference_untrusted": None, "slices": None, "placement": {}, "activity": {},
         "health": [], "background_min_duration_ms": 0, "phases": {},
         "commands": {}, "warnings": [],
         "paths": {"dir": str(test_dir) if test_dir else None, "main_log": None,

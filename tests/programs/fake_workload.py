@@ -11,6 +11,8 @@ NVML_ERROR_GPU_IS_LOST to the next telemetry read, then dies like a CUDA program
 trigger (a main that drops a trigger file beside the script and waits until it is taken) |
 crash_on_trigger (a background that takes the trigger and exits 3; else runs normally) |
 summary_fifo / summary_devzero (the summary is a FIFO / a symlink to /dev/zero) |
+neighbour (registers a foreign process on its simulated GPU device while it runs: what a
+GPU neighbour during an isolated baseline looks like to NVML's process list) |
 escape (double-forks a setsid grandchild that ignores SIGTERM, then runs normally) |
 ansi_crash (prints terminal escapes, NULs and a clear-screen, then exits 3 before ready).
 `"metric": "nan"` replaces the headline value of every summary written.
@@ -55,6 +57,19 @@ def lose_gpu(log_dir: Path) -> None:
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
     state = log_dir.parents[1] / "simulated-gpu.json"
     SimulatedNvml(state).inject_failure("nvmlDeviceGetMemoryInfo", "GPU_IS_LOST")
+
+
+def plant_neighbour(log_dir: Path) -> tuple[object, int]:
+    """A foreign process on this workload's simulated device (the run's simulated-gpu.json)."""
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
+    sim = SimulatedNvml(log_dir.parents[1] / "simulated-gpu.json")
+    device = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device.startswith("MIG-"):
+        try:
+            return sim, sim.register_process(device)
+        except Exception:  # noqa: BLE001 - the state may hold the uuid without its prefix
+            return sim, sim.register_process(device.removeprefix("MIG-"))
+    return sim, sim.register_process(gpu_index=0)
 
 
 def main() -> int:
@@ -137,7 +152,11 @@ def main() -> int:
         print("[fake] CUDA error: GPU is lost (simulated Xid 79: fell off the bus)", flush=True)
         return 1
     duration = {"early": 0.1, "crash_on_trigger": 0.0}.get(how, a.min_duration_ms / 1000)
+    neighbour = plant_neighbour(out) if how == "neighbour" else None
     time.sleep(duration)
+    if neighbour is not None:
+        sim, pid = neighbour
+        sim.unregister_process(pid)
     if how == "corrupt_summary":
         text = (DATA / "Offline-valid" / "mlperf_log_summary.txt").read_bytes()
         (out / "mlperf_log_summary.txt").write_bytes(b"\x00\xff garbled \x00" + text[40:90])
