@@ -3,6 +3,7 @@ timeline, per-case means over the main's run; `n/a` where GPM is unsupported."""
 from __future__ import annotations
 
 import ctypes
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,3 +99,56 @@ def test_timeline_columns_and_means_over_the_main_run(tmp_path: Path):
     assert means["main"]["sm_util_pct"] == pytest.approx(30.0)
     assert means["bg1-dlrm"]["sm_util_pct"] == pytest.approx(50.0)
     assert (tmp_path / "timeline.png").exists()
+
+
+class NanDramApi(GpmApi):
+    """NVML answering NVML_SUCCESS with NaN for DRAM bandwidth on every other interval, as
+    the H200 sweep's timelines implied (three profiles' DRAM-bandwidth means were NaN)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def nvmlGpmMetricsGet(self, mg):
+        super().nvmlGpmMetricsGet(mg)
+        self.calls += 1
+        for i in range(mg.numMetrics):
+            if mg.metrics[i].metricId == pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL and self.calls % 2:
+                mg.metrics[i].value = float("nan")
+        return mg
+
+
+def test_nan_from_nvml_is_na_named_once_and_skipped_by_the_mean(tmp_path: Path):
+    api = NanDramApi()
+    gpm = GpmReader(api, 0, {"main": 3})
+    first, second = gpm.read(), gpm.read()
+    assert first["main"]["dram_bw_util_pct"] is None and second["main"]["dram_bw_util_pct"] == 1.5
+    assert first["main"]["sm_util_pct"] == 30.0  # the other metrics of the interval are kept
+    (problem,) = gpm.drain_problems()
+    assert problem.startswith("GPM main dram_bw_util_pct: NVML answered nan (NVML_SUCCESS)")
+    gpm.read()
+    assert gpm.drain_problems() == []  # named once per reader
+    s = MetricsSampler(api, 0, [], 0.02, tmp_path / CSV_NAME, gpm=gpm).start()
+    start = time.time()
+    time.sleep(0.2)
+    s.stop({"main_start": start, "main_end": time.time()})
+    text = (tmp_path / CSV_NAME).read_text()
+    assert "nan" not in text.lower().replace("n/a", "")
+    means = activity_means(read_timeline(tmp_path / CSV_NAME))["main"]
+    assert means["dram_bw_util_pct"] == pytest.approx(1.5) and means["sm_util_pct"] == 30.0
+    assert 0 < means["n/a"]["dram_bw_util_pct"] < means["samples"]
+    assert set(means["n/a"]) == {"dram_bw_util_pct"}
+
+
+def test_a_timeline_holding_nan_cells_gives_finite_means(tmp_path: Path):
+    """Timelines written before the check hold `nan` cells: read back as n/a."""
+    csv = tmp_path / CSV_NAME
+    csv.write_text("# start_unix: 100.000\n# phase: main_start unix=100.000\n"
+                   "# phase: main_end unix=101.000\n"
+                   "time_unix,t_s,source,gpm_gpu_sm_util_pct,gpm_gpu_dram_bw_util_pct\n"
+                   "100.2,0.2,measured,4.0,nan\n100.4,0.4,measured,6.0,2.0\n"
+                   "100.6,0.6,measured,5.0,nan\n")
+    means = activity_means(read_timeline(csv))
+    assert means == {"gpu": {"sm_util_pct": 5.0, "dram_bw_util_pct": 2.0,
+                             "n/a": {"dram_bw_util_pct": 2}, "samples": 3}}
+    assert json.dumps(means, allow_nan=False)  # valid JSON: no bare NaN in results.json

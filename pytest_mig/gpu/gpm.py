@@ -5,10 +5,13 @@ computed from two samples (nvmlGpmMetricsGet). Read here: SM utilisation, SM occ
 DRAM bandwidth utilisation and tensor activity, in percent.
 Rules: a GPU without GPM (pre-Hopper, real or simulated, or an API object without the
 functions) gives a reader whose `note` says `n/a: ...` and whose reads are empty,
-never estimated; a failed read of one target gives None values for it. No pytest here.
+never estimated; a failed read of one target gives None values for it. A value NVML answers
+with NVML_SUCCESS but not finite (NaN, inf: seen for DRAM bandwidth on an H200) is None too,
+and named once in `problems` (the timeline writes it as an error line). No pytest here.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pynvml
@@ -29,6 +32,8 @@ class GpmReader:
 
     def __init__(self, api: Any, gpu_index: int, targets: dict[str, int | None]) -> None:
         self.api, self.targets, self.note = api, dict(targets), ""
+        self.problems: list[str] = []  # new since the last drain_problems()
+        self._named: set[str] = set()
         self.ids = _metric_ids()
         self.prev: dict[str, Any] = {}
         try:
@@ -85,12 +90,27 @@ class GpmReader:
                     self.api.nvmlGpmMetricsGet(mg)
                     for i, key in enumerate(self.ids):
                         if mg.metrics[i].nvmlReturn == 0:
-                            values[key] = float(mg.metrics[i].value)
+                            values[key] = self._finite(label, key, float(mg.metrics[i].value))
                 except Exception:  # noqa: BLE001 - as above
                     pass
                 finally:
                     self.api.nvmlGpmSampleFree(prev)
             out[label] = values
+        return out
+
+    def _finite(self, label: str, key: str, value: float) -> float | None:
+        if math.isfinite(value):
+            return value
+        text = (f"GPM {label} {key}: NVML answered {value} (NVML_SUCCESS) for some intervals; "
+                "those cells are n/a and means skip them")
+        if text not in self._named:
+            self._named.add(text)
+            self.problems.append(text)
+        return None
+
+    def drain_problems(self) -> list[str]:
+        """Problems named since the last call (each distinct one once per reader)."""
+        out, self.problems = self.problems, []
         return out
 
     def close(self) -> None:

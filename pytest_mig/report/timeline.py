@@ -7,6 +7,7 @@ NVML reports no utilisation for MIG devices (nor for a GPU in MIG mode): those c
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,7 +49,12 @@ class Timeline:
 
 
 def _number(text: str) -> float | None:
-    return None if text in ("", NA) else float(text)
+    """A cell's value; n/a, empty and non-finite ('nan' in a timeline written before GPM
+    values were checked) are None."""
+    if text in ("", NA):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def read_timeline(path: Path) -> Timeline:
@@ -82,20 +88,29 @@ def read_timeline(path: Path) -> Timeline:
 
 def activity_means(tl: Timeline) -> dict[str, Any]:
     """Per-slice GPM means over the main's run (main_start..main_end), from gpm_* columns;
-    {"note": why} when the timeline holds none."""
+    {"note": why} when the timeline holds none. A mean skips n/a cells (never NaN); a slice
+    whose metric had n/a cells in the window says how many (`"n/a": {metric: count}`);
+    `"samples"`: the rows in the window."""
     cols = [c for c in tl.series if c.startswith("gpm_")]
     if not cols:
         return {"note": tl.meta.get("gpm", "not sampled")}
     lo = tl.phases.get("main_start", float("-inf"))
     hi = tl.phases.get("main_end", float("inf"))
+    rows = [i for i, t in enumerate(tl.t) if lo <= t <= hi]
     out: dict[str, Any] = {}
     for c in cols:
         key = next((m for m in GPM_METRICS if c.endswith("_" + m)), None)
         if key is None:
             continue
         label = c[len("gpm_"):-len(key) - 1]
-        vals = [v for t, v in zip(tl.t, tl.series[c]) if lo <= t <= hi and v is not None]
-        out.setdefault(label, {})[key] = round(sum(vals) / len(vals), 2) if vals else None
+        cells = [tl.series[c][i] for i in rows]
+        vals = [v for v in cells if v is not None and math.isfinite(v)]
+        means = out.setdefault(label, {})
+        means[key] = round(sum(vals) / len(vals), 2) if vals else None
+        if len(vals) < len(cells):
+            means.setdefault("n/a", {})[key] = len(cells) - len(vals)
+    for means in out.values():
+        means["samples"] = len(rows)
     return out
 
 
@@ -226,6 +241,8 @@ class MetricsSampler:
             read = self.gpm.read()
             cells += [_fmt(read.get(label, {}).get(key)) for label in self.gpm.targets
                       for key in self.gpm.ids]
+            for problem in getattr(self.gpm, "drain_problems", list)():
+                self._error(problem)
         self._write(",".join(cells) + "\n")
         self.samples += 1
 
