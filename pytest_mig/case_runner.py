@@ -23,7 +23,8 @@ from pytest_mig.gpu import affinity, leases
 from pytest_mig.gpu.slots import SlotProblem, build_layout_slot, build_shared_slot, build_slot
 from pytest_mig.keys import OUTCOME_KEY
 from pytest_mig.report import allure_report
-from pytest_mig.report.slices_text import slice_properties
+from pytest_mig.report.junit import case_properties
+from pytest_mig.report.records import outcome_record
 from pytest_mig.report.timeline import case_timeline
 from pytest_mig.session import MigSession
 from pytest_mig.suite import background_cut, layout_fill, resolve_background
@@ -118,7 +119,7 @@ class HeteroRunner:
                 _warn(out, f"untrusted baseline: {out.baseline_untrusted}; interference not "
                            "reported (results.json: interference_untrusted)")
         finally:
-            _record_properties(self.request.node, out)
+            _record_properties(self.request.node, out, self.session)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out
 
@@ -226,35 +227,10 @@ def _warn(out: hetero_mod.HeteroOutcome, text: str) -> None:
     warnings.warn(pytest.PytestWarning(f"pytest-mig: {out.case.id}: {text}"), stacklevel=3)
 
 
-def _record_properties(node, out: hetero_mod.HeteroOutcome) -> None:
-    """JUnit <property> entries: headline metric, validity, accuracy, health."""
-    props = node.user_properties
-    props.append(("mig_case", out.case.id))
-    r = out.result
-    if r is not None:
-        props.append(("mig_result", r.result_text or "none"))
-        if r.metric_value is not None:
-            props.append(("mig_metric", f"{r.metric_name}={r.metric_value:g}"))
-        if r.accuracy_value is not None:
-            props.append(("mig_accuracy", f"{r.accuracy_metric}={r.accuracy_value:.4f}"))
-            props.append(("mig_accuracy_target", f"{out.accuracy_target:.4f}"))
-    if out.interference is not None:
-        props.append(("mig_interference", f"{out.interference:.4f}"))
-    untrusted = out.interference_untrusted
-    if untrusted is not None:
-        value = untrusted["value"]
-        props.append(("mig_interference_untrusted",
-                      ("n/a" if value is None else f"{value:.4f}") + f": {untrusted['reason']}"))
-    for text in out.warnings:
-        props.append(("mig_warning", text))
-    if out.isolation:
-        props.append(("mig_baseline_isolation", out.isolation.get("method", "")))
-        props.append(("mig_baseline_verified", out.isolation.get("verification", "")))
-    if out.health.workloads:
-        props.append(("mig_background_healthy", str(out.health.healthy).lower()))
-    if out.slices is not None:
-        props.extend(slice_properties(out.slices))
-    props.append(("mig_dir", str(out.test_dir)))
+def _record_properties(node, out: hetero_mod.HeteroOutcome, session: MigSession) -> None:
+    """JUnit <property> entries (report/junit.py): figures as numbers, units apart."""
+    record = outcome_record(out, "", "", node.nodeid)
+    node.user_properties.extend(case_properties(record, session.reports_root, session.simulated))
 
 
 def _cpu_plan(config, session, slot):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_mig.workload.completions import CompletionLog
-from pytest_mig.report.slices_text import slice_label, slice_properties, slices_table
+from pytest_mig.report.junit import case_properties
+from pytest_mig.report.slices_text import slice_label, slices_table
 from pytest_mig.results.slices import MAIN_WINDOW, OWN_RUN, aggregate, slice_figure
 from pytest_mig.results.window import count_window, read_completions, window_in_dir
 from pytest_mig.types import BenchmarkResult
@@ -69,12 +70,19 @@ def test_basis_window_for_backgrounds_headline_otherwise_latency_never_summed():
     assert bert.normalised == pytest.approx(4.5) and bert.efficiency == pytest.approx(2.25)
     assert agg.benchmarks["resnet50"].normalised is None
     assert agg.total_samples_per_s == pytest.approx(1450.0)
-    props = dict(slice_properties(agg))
-    assert props["mig_aggregate_bert"] == ("450 samples/s over 2 slice(s); 4.5x isolated "
-                                           "single slice 1g.10gb (225% each)")
-    assert props["mig_slice_main"] == ("resnet50 on 1g.10gb: 1000 samples/s (main run); "
-                                       "VALID; p99 2.5 ms")
-    assert props["mig_aggregate_total"] == "1450 samples/s"
+    record = {"case": "c", "slices": agg.to_dict(),
+              "paths": {"dir": "/abs/reports/run-1/test_c"}}
+    props = dict(case_properties(record, Path("/abs/reports"), simulated=True))
+    assert props["mig_aggregate_bert"] == "450.0" and props["mig_aggregate_bert_unit"] == "samples/s"
+    assert props["mig_aggregate_bert_normalised"] == "4.5"
+    assert props["mig_aggregate_bert_normalised_unit"] == "isolated rates"
+    assert props["mig_slice_main"] == "1000.0" and props["mig_slice_main_basis"] == "main run"
+    assert props["mig_slice_bg1-bert"] == "250.0"
+    assert "mig_slice_bg3-rnnt" not in props  # a latency is never a samples/s figure
+    # samples/s of two models are not one quantity: no raw total; a normalised total only
+    # when every benchmark has an isolated rate (resnet50 has none here)
+    assert not any(k.startswith("mig_aggregate_total") or "normalised_total" in k for k in props)
+    assert props["mig_dir"] == "run-1/test_c" and props["mig_simulated"] == "true"
     table = slices_table(agg)
     assert "500 in 2.00s" in table and "aggregate all slices: 1450 samples/s" in table
 

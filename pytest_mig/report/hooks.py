@@ -21,7 +21,7 @@ import pytest
 from pytest_mig.errors import ConfigError, MigError
 from pytest_mig.io import write_json_atomic
 from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY
-from pytest_mig.report import allure_env
+from pytest_mig.report import allure_env, junit
 from pytest_mig.report.allure_env import history_source
 from pytest_mig.report.files import REPORT_INCOMPLETE, write_problem
 from pytest_mig.report.header import run_header
@@ -96,6 +96,7 @@ class ReportPlugin:
                 f"pytest-mig: {len(problems) - 5} more history line(s) skipped"), stacklevel=2)
         self.comparisons: list[Comparison] = []
         self.written: list[str] = []
+        self._suite_props_done = False
 
     @property
     def history_path(self) -> Path:
@@ -111,6 +112,10 @@ class ReportPlugin:
     def pytest_runtest_makereport(self, item, call):
         # trylast: innermost wrapper, so the record writer and Allure see the final outcome.
         rep = yield
+        if rep.when == "teardown" and not junit.keeps_case_properties(self.config):
+            # xunit2: pytest writes a case's properties from its teardown report, and that
+            # family's <testcase> may hold none (report/junit.py)
+            rep.user_properties = junit.strip_case_properties(list(rep.user_properties))
         if rep.when != "call" or self.baselines is None:
             return rep
         out = item.stash.get(OUTCOME_KEY, None)
@@ -141,9 +146,28 @@ class ReportPlugin:
         except MigError:
             return ""
 
+    def _run_properties(self) -> None:
+        """Run-level facts as <testsuite> properties (valid in every junit family), added
+        by the controller once a case reported (a zero-case run opens no backend)."""
+        self._suite_props_done = True
+        if self.is_worker or not junit.family(self.config):
+            return
+        try:
+            simulated = self.session.simulated
+        except MigError:
+            return
+        for plugin in self.config.pluginmanager.get_plugins():
+            add = getattr(plugin, "add_global_property", None)
+            if callable(add) and hasattr(plugin, "family"):  # pytest's LogXML
+                for name, value in junit.run_properties(self.session.run_id, self._backend(),
+                                                        simulated):
+                    add(name, value)
+
     def pytest_runtest_logreport(self, report) -> None:
         if report.when != "call":
             return
+        if not self._suite_props_done and any(n == "mig_case" for n, _ in report.user_properties):
+            self._run_properties()
         for name, value in report.user_properties:
             if name == COMPARE_PROPERTY:
                 from pytest_mig.report.compare import Comparison
@@ -195,6 +219,12 @@ class ReportPlugin:
             self._write(target, lambda: write_json_atomic(target, {
                 "baseline": self.spec.describe(), "thresholds": self.thresholds,
                 "comparisons": [c.to_dict() for c in self.comparisons]}))
+        from pytest_mig.report.metrics_files import write_metrics  # session end only
+        paths = self._write(self.session.run_dir / "metrics.txt", lambda: write_metrics(
+            self.session.run_dir, records, bool(header.get("simulated"))))
+        if paths:
+            self.written.append("metrics: " + ", ".join(p.name for p in paths)
+                                + " (OpenMetrics for GitLab, github-action-benchmark JSON)")
         page = self._write(self.session.run_dir / "index.html",
                            lambda: write_index(self.session.run_dir, header, records, by_case))
         if page is not None:

@@ -1,4 +1,4 @@
-"""Every slice's figure and the aggregate as text: JUnit properties, a table, short labels.
+"""Every slice's figure and the aggregate as text: a table, short labels.
 
 Rules: reads pytest_mig.results.slices values only; latencies in ms; numbers with 4
 significant digits; a slice without a figure says why (its first error) instead of a number.
@@ -38,17 +38,6 @@ def aggregate_label(b: BenchmarkAggregate) -> str:
         text += (f"; {b.normalised:.3g}x isolated {b.isolated_basis}"
                  f" ({b.efficiency:.0%} each)")
     return text
-
-
-def slice_properties(agg: Aggregate) -> list[tuple[str, str]]:
-    """JUnit <property> entries: one per slice, one per benchmark aggregate, the total."""
-    props = [(f"mig_slice_{s.name}", f"{s.benchmark} on {s.profile}: {slice_label(s)}")
-             for s in agg.slices]
-    props += [(f"mig_aggregate_{b.benchmark}", aggregate_label(b))
-              for b in agg.benchmarks.values()]
-    if agg.total_samples_per_s is not None:
-        props.append(("mig_aggregate_total", f"{_num(agg.total_samples_per_s)} samples/s"))
-    return props
 
 
 def slices_table(agg: Aggregate) -> str:

@@ -76,7 +76,7 @@ def test_secrets_stay_out_of_reports_and_mig_env_passes_names(project, monkeypat
 
 def test_a_background_cut_is_a_warning_and_a_case_property(project):
     project.edit_suite("slots: 7", "slots: 3")
-    r = project.run({}, "-k", "resnet50", "--junitxml=junit.xml")
+    r = project.run({}, "-k", "resnet50", "--junitxml=junit.xml", "-o", "junit_family=xunit1")
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines(["*pytest-mig: resnet50: background cut to 2 of 3: rnnt not run "
                             "(only 2 free slot(s) beside the main)*"])
