@@ -121,3 +121,56 @@ def test_mig_compare_points_at_a_published_system_folder(mini_project):
     r.assert_outcomes(failed=1)
     # 756960 = 'Samples per second: 756960' of H200's resnet50 Offline; 1983.38 is what the program copies.
     r.stdout.fnmatch_lines([f"*{RESNET}*Completed samples per second*756960*1983.38*-99.7%*REGRESSED*"])
+
+
+# v6.0: a closed and an open system folder as published (corpus: AMD's whole 8xMI355X_2xEPYC_9575F
+# submission, Krai's open h200_n1-vllm); numbers copied by hand from their files.
+V60 = DATA / "mlperf_corpus" / "v6.0"
+AMD_V60 = V60 / "AMD" / "closed" / "results" / "8xMI355X_2xEPYC_9575F"
+KRAI_V60 = V60 / "Krai" / "open" / "results" / "h200_n1-vllm"
+
+
+def test_v6_closed_system_llm_token_rates_interactive_and_accuracy():
+    pub = PublishedBaselines(AMD_V60)
+    gpt = pub.lookup(entry("gpt-oss-120b", "Server", "Completed tokens per second", 1.0))
+    assert (gpt.benchmark, gpt.metric, gpt.value) == ("gpt-oss-120b", "Completed tokens per second", 82136.08)
+    assert (gpt.accuracy_metric, gpt.accuracy) == ("exact_match", 83.813)
+    server = pub.lookup(entry("llama2-70b", "Server", "Completed tokens per second", 1.0, fraction=0.999))
+    interactive = pub.lookup(entry("llama2-70b", "Interactive", "Completed tokens per second", 1.0, fraction=0.999))
+    assert (server.scenario, server.value) == ("Server", 100282.36)
+    assert (interactive.benchmark, interactive.scenario, interactive.value, interactive.accuracy) == (
+        "llama2-70b-99.9", "Interactive", 73608.25, 44.5411)
+    # A samples/s case is never baselined by a token rate.
+    assert pub.lookup(entry("gpt-oss-120b", "Server", "Completed samples per second", 1.0)).metric == \
+        "Completed tokens per second"
+
+
+def test_v6_compliance_verdicts_inside_results_and_beside_them():
+    pub = PublishedBaselines(AMD_V60)
+    gpt = pub.verdicts("gpt-oss-120b", "Offline", None)
+    assert sorted(gpt) == ["TEST07", "TEST09"]
+    assert (gpt["TEST07"].passed, gpt["TEST07"].details["Accuracy score"]) == (True, 63.737)
+    assert (gpt["TEST09"].kind, gpt["TEST09"].details["Mean output tokens"]) == ("performance", 1373.90)
+    assert set(pub.verdicts("llama2-70b", "Interactive", 0.999)) == {"TEST06"}
+    # v4.1: compliance/<system> beside results/<system>, found from the system folder itself.
+    bert = PublishedBaselines(H200).verdicts("bert", "Offline", 0.999)
+    assert sorted(bert) == ["TEST01 accuracy", "TEST01 performance", "TEST05"]
+    assert all(v.passed for v in bert.values())
+
+
+def test_v6_open_division_system_is_read_by_metric_name():
+    from pytest_mig.results import AccuracyWarning
+    pub = PublishedBaselines(KRAI_V60)
+    with pytest.warns(AccuracyWarning, match="llama3_1-70b-fp8_dyn"):
+        base = pub.lookup(entry("llama3_1-70b-fp8_dyn", "Server", "Completed tokens per second", 1.0, fraction=None))
+        offline = pub.lookup(entry("llama3_1-70b-fp8_dyn", "Offline", "Tokens per second", 1.0, fraction=None))
+    assert (base.metric, base.value, base.accuracy_metric, base.accuracy) == (
+        "Completed tokens per second", 24821.6, "rouge1", 47.6215)
+    assert (offline.metric, offline.value, offline.accuracy) == ("Tokens per second", 25939.8, 47.6127)
+
+
+def test_compare_against_a_v6_system_folder_gates_token_rates():
+    base = Baselines(CompareSpec("path", path=AMD_V60), [], "now")
+    (c,) = base.compare(entry("gpt-oss-120b", "Server", "Completed tokens per second", 70000.0, fraction=1.0),
+                        {"throughput": 5.0})
+    assert (c.metric, c.baseline, c.regressed) == ("Completed tokens per second", 82136.08, True)

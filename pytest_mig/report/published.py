@@ -9,6 +9,12 @@ case is the published run of the same benchmark and scenario. Rules:
   `Scheduled samples per second` baselines today's `Completed samples per second`; a
   pre-1.0 MultiStream `Samples per query` baselines nothing. Accuracy comes from the
   published `accuracy/accuracy.txt`.
+- An LLM's token rate baselines only a token rate (LoadGen 4.0 Server runs print it under
+  Additional Stats; the summary parser makes it the headline), never samples/s.
+- Interactive is found as an `Interactive` scenario folder (v5.1, v6.0) or as v5.0's
+  `<bench>-interactive-99[.9]/Server`; a Server case never takes an interactive folder.
+- `verdicts()` gives the run's compliance verdicts from either folder level: TESTnn folders
+  inside `results/<system>/<bench>/<scenario>` (v6.0) or the sibling `compliance/<system>` tree.
 - An INVALID published run is no baseline. A PATH holding several systems is refused with
   their names: point it at one `results/<system>`.
 """
@@ -20,6 +26,7 @@ from pathlib import Path
 from pytest_mig.errors import ConfigError, ResultParseError
 from pytest_mig.report.history import HistoryEntry
 from pytest_mig.results.accuracy import parse_accuracy
+from pytest_mig.results.audit import AuditVerdict, parse_audit
 from pytest_mig.results.layout import RunFolder, benchmark_matches, prefer_variant, submission_runs, variant_name
 from pytest_mig.results.summary import parse_summary
 
@@ -27,7 +34,10 @@ SUMMARY = "mlperf_log_summary.txt"
 
 
 def metric_kind(name: str) -> str:
+    """'token throughput' (LLM tokens/s), 'throughput' (samples or queries/s), 'latency' or 'metric'."""
     low = name.lower()
+    if "tokens per second" in low:
+        return "token throughput"
     return "throughput" if "per second" in low else "latency" if "latency" in low else "metric"
 
 
@@ -53,12 +63,28 @@ class PublishedBaselines:
 
     def find(self, benchmark: str, scenario: str, accuracy_fraction: float | None) -> RunFolder | None:
         """The published run of `benchmark` x `scenario`, right variant first."""
-        runs = [r for r in self.runs if r.scenario.lower() == scenario.lower()
+        runs = [r for r in self.runs if r.effective_scenario.lower() == scenario.lower()
                 and benchmark_matches(r.benchmark_dir, benchmark)]
         if not runs:
             return None
         order = prefer_variant([r.benchmark_dir for r in runs], variant_name(benchmark, accuracy_fraction))
         return min(runs, key=lambda r: order.index(r.benchmark_dir))
+
+    def verdicts(self, benchmark: str, scenario: str, accuracy_fraction: float | None) -> dict[str, AuditVerdict]:
+        """The compliance verdicts of the published run ('TEST01' -> its verdict; a test with
+        several verify files, e.g. TEST01's accuracy and performance, keys them 'TEST01 accuracy'),
+        found inside results/<system> (v6.0) or in the compliance/<system> tree beside it."""
+        run = self.find(benchmark, scenario, accuracy_fraction)
+        out: dict[str, AuditVerdict] = {}
+        for test, folder in sorted((run.compliance if run else {}).items()):
+            files = sorted(folder.glob("verify_*.txt"))
+            for verify in files:
+                try:
+                    verdict = parse_audit(verify, test)
+                except ResultParseError:
+                    continue
+                out[test if len(files) == 1 else f"{test} {verdict.kind}"] = verdict
+        return out
 
     def lookup(self, entry: HistoryEntry) -> HistoryEntry | None:
         """A history entry standing for the published run that baselines `entry`, or None."""

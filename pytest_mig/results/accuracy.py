@@ -1,4 +1,4 @@
-"""Read and write the result line of each MLPerf accuracy script (`accuracy.txt`), v0.5 to v5.x.
+"""Read and write the result line of each MLPerf accuracy script (`accuracy.txt`), v0.5 to v6.0.
 
 One `_Format` per benchmark holds the line's regex and its renderer side by side, so
 `parse_accuracy(format_accuracy(...))` round-trips by construction. Rules:
@@ -11,12 +11,20 @@ One `_Format` per benchmark holds the line's regex and its renderer side by side
 - A `hash=<hex>` that a submission tool glued to the end of a line is not part of it.
 - Submitters' folder names are mapped by `normalize_benchmark` (`resnet`, `ssd-small`,
   `llama3_1-8b`, `-99`/`-99.9`/`-interactive` suffixes).
+- A benchmark the formats do not know (open-division names such as `llama3_1-70b-fp8_dyn`,
+  `efficientnet-*`) is read, with an `AccuracyWarning`, by metric names from the standard
+  forms (`read_fields`): dict/JSON pairs, `key=value[%]` items, `- Name: value` lines and
+  `metric/<name>/rating: value` lines; the headline is the first of `HEADLINE_ORDER` found.
+  A known benchmark whose own line is absent falls back to the same reader for its metric.
+- Scripts printing fractions (KiTS19 DICE, dlrm-v3, qwen3-vl F1) are scaled to percent units
+  in decimal, so 0.90862 reads 90.862 exactly.
 """
 from __future__ import annotations
 
 import ast
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,12 +36,14 @@ from pytest_mig.results.summary import load_text
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 SUFFIX = re.compile(r"(?:-interactive)?(?:-99(?:\.9)?)?$")
 HASH_SUFFIX = re.compile(r"hash=[0-9a-f]+$")
+NEVER = re.compile(r"(?!x)x")  # the line pattern of formats read only as a whole text
 # '<name>': <number> pairs of a printed Python dict or JSON object ('38.73' quoted too).
 PAIR = re.compile(rf"""['"](?P<key>[A-Za-z_][\w\-]*)['"]\s*:\s*['"]?(?P<value>{NUM})['"]?(?=\s*[,}}\n]|$)""")
 # Folder names submitters use for the same benchmark (v0.5 names, LLM spellings, edge variants).
 ALIASES = {"resnet": "resnet50", "ssd-small": "ssd-mobilenet", "ssd-large": "ssd-resnet34",
            "llama3_1-405b": "llama3.1-405b", "llama3_1-8b": "llama3.1-8b", "llama3.1-8b-edge": "llama3.1-8b",
-           "llama3_1-8b-edge": "llama3.1-8b", "sdxl": "stable-diffusion-xl"}
+           "llama3_1-8b-edge": "llama3.1-8b", "sdxl": "stable-diffusion-xl", "yolo-95": "yolo",
+           "wan22-a14b": "wan-2.2-t2v-a14b", "q3vl": "qwen3-vl-235b-a22b"}
 # Printed as integers by the LLM scripts.
 COUNT_KEYS = frozenset({"gen_len", "gen_num", "gen_tok_len", "num-samples", "good", "total", "queries"})
 
@@ -45,6 +55,11 @@ class AccuracyResult:
     metric: str
     value: float
     fields: dict[str, float] = field(default_factory=dict)
+    warning: str = ""  # set when the file was read by metric names (benchmark unknown)
+
+
+class AccuracyWarning(UserWarning):
+    """An accuracy file read by metric names because its benchmark has no known format."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +74,22 @@ class _Format:
     # Other harnesses' lines for the same metric: (regex, reader), read only.
     alternates: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[float, dict[str, float]]]], ...] = ()
     key: bool = False  # a printed dict: read every 'name': number pair (`pattern` is unused)
+    printed: str = ""  # key formats: the name the script prints the metric under (default: metric)
+    scale: int = 1  # key formats: 100 when the script prints a fraction
+    # Readers of the whole text, tried when no line matched: (regex, reader) with re.M.
+    blocks: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[float, dict[str, float]]]], ...] = ()
 
     def find(self, text: str) -> tuple[float, dict[str, float]] | None:
         """(value, fields) of the last result in `text`, or None."""
         if self.key:
-            fields = {m.group("key"): float(m.group("value")) for m in PAIR.finditer(text)}
-            return (fields[self.metric], fields) if self.metric in fields else None
+            raw = {m.group("key"): m.group("value") for m in PAIR.finditer(text)}
+            fields = {k: _scaled(v, self.scale) for k, v in raw.items()}
+            name = self.printed or self.metric
+            if name not in fields:
+                return None
+            if name != self.metric:
+                fields[self.metric] = fields.pop(name)
+            return fields[self.metric], fields
         found = None
         for raw in text.splitlines():
             line = HASH_SUFFIX.sub("", raw.strip()).strip()
@@ -73,7 +98,19 @@ class _Format:
                 if match:
                     found = (match, read)
                     break
+        if found is None:
+            for pattern, read in self.blocks:
+                last = None
+                for last in pattern.finditer(text):
+                    pass
+                if last is not None:
+                    found = (last, read)
         return None if found is None else found[1](found[0])
+
+
+def _scaled(raw: str, scale: int) -> float:
+    """A printed number in percent units: fractions are scaled in decimal (0.90862 -> 90.862)."""
+    return float(raw) if scale == 1 else float(Decimal(raw) * scale)
 
 
 def _numbers(match: re.Match[str]) -> dict[str, float]:
@@ -119,18 +156,20 @@ def _read_value(metric: str) -> Callable[[re.Match[str]], tuple[float, dict[str,
     return read
 
 
-def _render_dict(metric: str) -> Callable[[float, Mapping[str, float]], str]:
-    """The Python dict the LLM/SDXL scripts print, metric first (counts as integers)."""
+def _render_dict(metric: str, printed: str = "", scale: int = 1) -> Callable[[float, Mapping[str, float]], str]:
+    """The Python dict the LLM/SDXL scripts print, metric first (counts as integers); a script
+    printing fractions (scale 100) gets the value back as a fraction."""
     def render(value: float, f: Mapping[str, float]) -> str:
-        items = {metric: float(value), **{k: v for k, v in f.items() if k != metric}}
+        shown = float(value) if scale == 1 else float(Decimal(repr(float(value))) / scale)
+        items = {printed or metric: shown, **{k: v for k, v in f.items() if k != metric}}
         return "{" + ", ".join(f"'{k}': {int(v) if k in COUNT_KEYS else float(v)!r}"
                                for k, v in items.items()) + "}"
     return render
 
 
-def _dict_format(metric: str, script: str, example: str) -> _Format:
-    return _Format(metric, script, example, re.compile("$^"), _read_percent(metric), _render_dict(metric),
-                   key=True)
+def _dict_format(metric: str, script: str, example: str, printed: str = "", scale: int = 1) -> _Format:
+    return _Format(metric, script, example, NEVER, _read_percent(metric), _render_dict(metric, printed, scale),
+                   key=True, printed=printed, scale=scale)
 
 
 def _render_rnnt(value: float, f: Mapping[str, float]) -> str:
@@ -175,6 +214,34 @@ def _read_rouge(match: re.Match[str]) -> tuple[float, dict[str, float]]:
     return numbers["rouge1"], numbers
 
 
+# KiTS19 (v6.0): 'Accuracy: mean = 0.90862, threshold = 0.90679 (Passed)' then '  - Kidney: 0.94862' lines.
+_KITS_VERDICT = re.compile(rf"^Accuracy: mean = (?P<mean>{NUM}), threshold = (?P<threshold>{NUM}) "
+                           rf"\((?P<verdict>Passed|Failed)\)[ \t]*$(?P<classes>(?:\n[ \t]*- \w+: {NUM}[ \t]*$)*)", re.M)
+_CLASS_LINE = re.compile(rf"- (?P<name>\w+): (?P<value>{NUM})")
+
+
+def _read_kits_verdict(match: re.Match[str]) -> tuple[float, dict[str, float]]:
+    fields = {"mean": _scaled(match.group("mean"), 100), "threshold": _scaled(match.group("threshold"), 100),
+              "passed": 1.0 if match.group("verdict") == "Passed" else 0.0}
+    fields.update({m.group("name").lower(): _scaled(m.group("value"), 100)
+                   for m in _CLASS_LINE.finditer(match.group("classes"))})
+    return fields["mean"], fields
+
+
+# dlrm-v3 (v6.0): the script logs 'WARNING:main:metric/lifetime_gauc/rating: 0.7862...' lines.
+_RATING = re.compile(rf"metric/(?P<key>\w+)/rating: (?P<value>{NUM})\s*$", re.M)
+_DLRM3_NAMES = {"lifetime_gauc": "AUC", "lifetime_ne": "NE", "lifetime_accuracy": "accuracy"}
+_DLRM3 = re.compile(rf"metric/lifetime_gauc/rating: {NUM}\s*$", re.M)
+
+
+def _read_dlrm3(match: re.Match[str]) -> tuple[float, dict[str, float]]:
+    ratings = {m.group("key"): m.group("value") for m in _RATING.finditer(match.string)}
+    fields = {name: _scaled(ratings[key], 100) for key, name in _DLRM3_NAMES.items() if key in ratings}
+    if "lifetime_gauc_num_samples" in ratings:
+        fields["samples"] = float(ratings["lifetime_gauc_num_samples"])
+    return fields["AUC"], fields
+
+
 def _render_rouge(value: float, f: Mapping[str, float]) -> str:
     return repr({"rouge1": float(value), **{k: v for k, v in f.items() if k != "rouge1"}})
 
@@ -214,7 +281,8 @@ FORMATS: dict[str, _Format] = {
         _read_unet, _render_unet, ("whole tumor", "tumor core", "enhancing tumor"),
         # KiTS19 (v2.0 and later): mean of kidney and tumor dice.
         alternates=((re.compile(rf"^Accuracy: mean = (?P<mean>{NUM}), kidney = (?P<kidney>{NUM}), "
-                                rf"tumor = (?P<tumor>{NUM})$"), _read_kits),)),
+                                rf"tumor = (?P<tumor>{NUM})$"), _read_kits),),
+        blocks=((_KITS_VERDICT, _read_kits_verdict),)),
     # LLM and SDXL scripts print dicts; the metric is the first accuracy target of the rules.
     "gptj": _dict_format("rouge1", "evaluation.py", "{'rouge1': 43.1008, 'rouge2': 20.1119, ...}"),
     "llama2-70b": _dict_format("rouge1", "evaluate-accuracy.py", "{'rouge1': 44.4434, ...}"),
@@ -226,6 +294,20 @@ FORMATS: dict[str, _Format] = {
     # CLIP (higher is better) is the headline; FID stays in the fields.
     "stable-diffusion-xl": _dict_format("CLIP_SCORE", "accuracy_coco.py",
                                         "Accuracy Results: {'FID_SCORE': 23.667, 'CLIP_SCORE': 31.788}"),
+    # v5.x/v6.0 edge: per-class lists and the Total mAP.
+    "pointpainting": _dict_format("mAP", "accuracy_waymo.py",
+                                  "{'Pedestrian': [57.70], 'Cyclist': [48.85], 'Car': [56.22], 'Total': 54.256}",
+                                  printed="Total"),
+    # v6.0
+    "gpt-oss-120b": _dict_format("exact_match", "eval_mlperf_accuracy.py",
+                                 "Printing for submission_checker: 'exact_match': 83.396"),
+    "qwen3-vl-235b-a22b": _dict_format("f1", "evaluate.py", '{"f1": 0.7886741346065558}', scale=100),
+    "wan-2.2-t2v-a14b": _dict_format("vbench_score", "run_evaluation.py", "'vbench_score': 70.1617"),
+    "yolo": _MAP,
+    "dlrm-v3": _Format(
+        "AUC", "accuracy.py", "WARNING:main:metric/lifetime_gauc/rating: 0.7862891896349031",
+        NEVER, _read_percent("AUC"), lambda v, f: f"metric/lifetime_gauc/rating: {v / 100}",
+        blocks=((_DLRM3, _read_dlrm3),)),
 }
 
 ACCURACY_METRICS: dict[str, str] = {name: fmt.metric for name, fmt in FORMATS.items()}
@@ -248,18 +330,69 @@ def _format_for(benchmark: str, where: str) -> tuple[str, _Format]:
     return name, FORMATS[name]
 
 
+# The metrics a file of an unknown benchmark is read by, first found wins: each metric with the
+# names scripts print it under (exact case: 'total=50000' is a count, 'Total': 54.3 a mAP).
+HEADLINE_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("rouge1", ("rouge1", "ROUGE1")), ("rougeL", ("rougeL", "ROUGEL")), ("exact_match", ("exact_match",)),
+    ("CLIP_SCORE", ("CLIP_SCORE",)), ("vbench_score", ("vbench_score",)), ("f1", ("f1", "F1")),
+    ("mAP", ("mAP", "Total")), ("AUC", ("AUC",)), ("mean", ("mean",)),
+    ("accuracy", ("accuracy", "acc", "ACCURACY", "Accuracy")), ("BLEU", ("BLEU",)))
+# 'key=value' / 'key = value%' items of a line ('accuracy=71.803%, good=3038, total=4231', 'mAP=53.1%').
+ITEM = re.compile(rf"(?<![\w.])(?P<key>[A-Za-z][\w\-]*)\s*=\s*(?P<value>{NUM})(?![\w.])\s*%?")
+DASH_LINE = re.compile(rf"^\s*-\s+(?P<key>[A-Za-z][\w ]*?)\s*:\s*(?P<value>{NUM})\s*%?\s*$")
+
+
+def read_fields(text: str) -> dict[str, float]:
+    """Every named number of the standard forms in `text`, the last of each name winning:
+    dict/JSON pairs, `key=value[%]` items, `- Name: value` lines, `metric/<name>/rating:` lines."""
+    fields: dict[str, float] = {}
+    for raw in text.splitlines():
+        line = HASH_SUFFIX.sub("", raw.strip()).strip()
+        if line.startswith("hash="):
+            continue
+        for match in (*PAIR.finditer(line), *ITEM.finditer(line), *filter(None, [DASH_LINE.match(line)]),
+                      *_RATING.finditer(line)):
+            fields[match.group("key")] = float(match.group("value"))
+    return fields
+
+
+def _by_metric(fields: Mapping[str, float], metrics: tuple[tuple[str, tuple[str, ...]], ...]
+               ) -> tuple[str, float] | None:
+    for metric, names in metrics:
+        for name in names:
+            if name in fields:
+                return metric, fields[name]
+    return None
+
+
 def parse_accuracy(source: str | Path, benchmark: str) -> AccuracyResult:
-    """Read the last result line of `benchmark`'s accuracy script from a file (path) or text."""
+    """Read the last result line of `benchmark`'s accuracy script from a file (path) or text.
+
+    An unknown benchmark is read by metric names (HEADLINE_ORDER), with an AccuracyWarning;
+    a known one only by its own format."""
     text, where = load_text(source)
-    name, fmt = _format_for(benchmark, where)
-    found = fmt.find(text)
-    if found is None:
+    name = normalize_benchmark(benchmark)
+    fmt = FORMATS.get(name)
+    found = fmt.find(text) if fmt is not None else None
+    if found is not None:
+        return AccuracyResult(metric=fmt.metric, value=found[0], fields=found[1])
+    if fmt is not None:
         raise ResultParseError(
             f"{where}: no {name} accuracy result in the file; expected a line like '{fmt.example}' "
             f"as printed by MLPerf's {fmt.script}. Run the accuracy script on mlperf_log_accuracy.json "
             "and save its output there.")
-    value, fields = found
-    return AccuracyResult(metric=fmt.metric, value=value, fields=fields)
+    fields = read_fields(text)
+    headline = _by_metric(fields, HEADLINE_ORDER)
+    if headline is None:
+        raise ResultParseError(
+            f"{where}: no accuracy result for benchmark '{benchmark}' (no format known"
+            f"{did_you_mean(name, FORMATS)}) and no metric named in the file; expected one of "
+            f"{', '.join(m for m, _ in HEADLINE_ORDER)} as 'name': value, name=value or - name: value")
+    metric, value = headline
+    warning = (f"{where}: benchmark '{benchmark}' has no known accuracy format{did_you_mean(name, FORMATS)}; "
+               f"read '{metric}' = {value} by its metric name")
+    warnings.warn(warning, AccuracyWarning, stacklevel=2)
+    return AccuracyResult(metric=metric, value=value, fields=fields, warning=warning)
 
 
 def format_accuracy(benchmark: str, value: float, fields: Mapping[str, float] | None = None) -> str:

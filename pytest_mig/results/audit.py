@@ -1,10 +1,14 @@
-"""Read the verdicts of MLPerf compliance audits (TEST01/03/04/05/06 `verify_*.txt`), v0.5 to v5.x.
+"""Read the verdicts of MLPerf compliance audits (TEST01/03/04/05/06/07/08/09 `verify_*.txt`), v0.5 to v6.0.
 
 Rules: the last `TEST PASS`/`TEST FAIL` line is the verdict; scores are read whatever their
 capitalisation (`reference score = ` in v1.x, `Reference score = ` in v5.x). TEST06 (LLM
 output checks, v4.1 and later) prints only `<check> check pass: True|False|Skipped` lines and `TEST06
 verification complete`: it passes when no check says False. Folder names like `TEST05_sr`
-or `TEST04-A` name their test.
+or `TEST04-A` name their test. v6.0: TEST07 (gpt-oss accuracy in performance mode) and TEST09
+(`verify_output_len.txt`, output token lengths: a performance check) print `Name: value` lines
+and `... check pass:` lines before their verdict; TEST08 (dlrm-v3) ends with `TEST08
+verification complete` after the verdict. Their `Name: number` lines go to `details` (a
+verdict with a `Verifying ...` line keeps only `name = number` lines, as before).
 """
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ CHECK_LINE = re.compile(r"^(?P<check>[A-Za-z][\w ]*?) check pass: (?P<value>True
 TEST06_DONE = "TEST06 verification complete"
 VERDICT = re.compile(r"^TEST (PASS|FAIL)\b")
 NUMBER_LINE = re.compile(r"^(?P<key>[A-Za-z][\w\- ]*?)\s*=\s*(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$")
+COLON_NUMBER = re.compile(r"^(?P<key>[A-Za-z][\w\- ]*?)\s*:\s*(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$")
+# File names of verdicts that print no 'Verifying ...' line: name prefix -> kind.
+KIND_BY_NAME = (("verify_accuracy", "accuracy"), ("verify_performance", "performance"),
+                ("verify_output_len", "performance"))
 # TEST04 (v1.x) compares part B (same sample repeated) against part A (unique samples).
 REFERENCE_KEYS = ("reference score", "test04-a score")
 TEST_KEYS = ("test score", "test04-b score")
@@ -50,8 +58,9 @@ def parse_audit(source: str | Path, test: str = "") -> AuditVerdict:
         raise ResultParseError(f"{where}: no 'TEST PASS' or 'TEST FAIL' line: the compliance check did not "
                                "finish; rerun the audit's verify script and save its whole output")
     details: dict[str, float | int] = {}
+    verifying = any(line.startswith("Verifying ") for line in lines)
     for line in lines:
-        match = NUMBER_LINE.match(line)
+        match = NUMBER_LINE.match(line) or (None if verifying else COLON_NUMBER.match(line))
         if match:
             raw = match.group("value")
             details[match.group("key")] = int(raw) if re.fullmatch(r"[-+]?\d+", raw) else float(raw)
@@ -82,12 +91,12 @@ def _kind(lines: list[str], where: str) -> str:
         if line.startswith("Verifying performance"):
             return "performance"
     name = Path(where).name
-    if name.startswith("verify_accuracy"):
-        return "accuracy"
-    if name.startswith("verify_performance"):
-        return "performance"
+    for prefix, kind in KIND_BY_NAME:
+        if name.startswith(prefix):
+            return kind
     raise ResultParseError(f"{where}: not a compliance verdict: no 'Verifying accuracy' or 'Verifying "
-                           "performance' line; pass the audit's verify_accuracy.txt or verify_performance.txt")
+                           "performance' line; pass the audit's verify_accuracy.txt, verify_performance.txt "
+                           "or verify_output_len.txt")
 
 
 def _test_name(given: str, where: str) -> str:

@@ -7,6 +7,11 @@
 Rules: scenario folders match case-insensitively (submitters write `offline`); a benchmark
 folder matches its variants (`bert` finds `bert-99` and `bert-99.9`, `resnet` is `resnet50`);
 when several variants exist the wanted one (`variant_name`) wins, never the first found.
+Round quirks: a summary directly under `performance/` (no `run_N`, e.g. v4.0) is that
+scenario's run when no `run_N` holds one; v5.0 keeps Interactive as `<bench>-interactive-99[.9]`
+folders holding a `Server` scenario (`RunFolder.effective_scenario` says Interactive); v6.0
+keeps compliance `TESTnn` folders inside `results/<system>/<bench>/<scenario>/`; a root of
+`results/<system>` (or `results/`) also finds the verdicts of the sibling `compliance/` tree.
 """
 from __future__ import annotations
 
@@ -31,6 +36,13 @@ class RunFolder:
     performance: Path | None  # folder holding the performance mlperf_log_summary.txt
     accuracy: Path | None  # folder holding accuracy.txt
     compliance: dict[str, Path] = field(default_factory=dict)  # "TEST01" -> its folder
+
+    @property
+    def effective_scenario(self) -> str:
+        """The scenario the run stands for: v5.0's `llama2-70b-interactive-99/Server` is Interactive."""
+        if "-interactive" in self.benchmark_dir.lower() and self.scenario.lower() == "server":
+            return "Interactive"
+        return self.scenario
 
 
 def benchmark_matches(dir_name: str, benchmark: str) -> bool:
@@ -57,24 +69,37 @@ def prefer_variant(dir_names: list[str], variant: str) -> list[str]:
 def submission_runs(root: Path) -> list[RunFolder]:
     """Every results/<system>/<benchmark>/<scenario> under `root` (root may be the system folder itself)."""
     found: dict[tuple[str, str, str], dict] = {}
+    direct: dict[tuple[str, str, str], Path] = {}  # summaries right under performance/ (no run_N)
     for summary in sorted(root.rglob("mlperf_log_summary.txt")):
         rel = summary.relative_to(root).parts[:-1]
         if "compliance" in rel or any(TEST_DIR.match(p) for p in rel):
             continue
         if len(rel) >= 4 and RUN_DIR.match(rel[-1]) and rel[-2] == "performance":
             scenario_at = len(rel) - 3
+        elif len(rel) >= 3 and rel[-1] == "performance":
+            direct.setdefault(_key(root, rel, len(rel) - 2), summary.parent)
+            continue
         else:
             continue
         key = _key(root, rel, scenario_at)
         found.setdefault(key, {"performance": None, "accuracy": None})
         if found[key]["performance"] is None:  # run_1 sorts first
             found[key]["performance"] = summary.parent
+    for key, folder in direct.items():
+        found.setdefault(key, {"performance": None, "accuracy": None})
+        if found[key]["performance"] is None:
+            found[key]["performance"] = folder
     for acc in sorted(root.rglob("accuracy.txt")):
         rel = acc.relative_to(root).parts[:-1]
         if len(rel) >= 3 and rel[-1] == "accuracy" and not any(TEST_DIR.match(p) for p in rel):
             found.setdefault(_key(root, rel, len(rel) - 2), {"performance": None, "accuracy": None})
             found[_key(root, rel, len(rel) - 2)]["accuracy"] = acc.parent
     compliance = _compliance(root)
+    for sibling, system in _sibling_compliance(root):
+        for (s, b, sc), tests in _compliance(sibling, system).items():
+            merged = compliance.setdefault((s, b, sc), {})
+            for test, folder in tests.items():
+                merged.setdefault(test, folder)
     return [RunFolder(system=s, benchmark_dir=b, scenario=sc, performance=v["performance"],
                       accuracy=v["accuracy"], compliance=compliance.get((s, b, sc.lower()), {}))
             for (s, b, sc), v in sorted(found.items())]
@@ -86,15 +111,25 @@ def _key(root: Path, rel: tuple[str, ...], scenario_at: int) -> tuple[str, str, 
     return system, rel[bench_at], rel[scenario_at]
 
 
-def _compliance(root: Path) -> dict[tuple[str, str, str], dict[str, Path]]:
-    """(system, benchmark dir, scenario lower) -> {TESTnn: folder} from compliance/<system>/<bench>/<scenario>/TESTnn."""
+def _sibling_compliance(root: Path) -> list[tuple[Path, str | None]]:
+    """The compliance tree beside a `results/<system>` or `results/` root: (folder, system name or None)."""
+    if root.parent.name == "results" and (root.parent.parent / "compliance" / root.name).is_dir():
+        return [(root.parent.parent / "compliance" / root.name, root.name)]
+    if root.name == "results" and (root.parent / "compliance").is_dir():
+        return [(root.parent / "compliance", None)]
+    return []
+
+
+def _compliance(root: Path, system_name: str | None = None) -> dict[tuple[str, str, str], dict[str, Path]]:
+    """(system, benchmark dir, scenario lower) -> {TESTnn: folder} from compliance/<system>/<bench>/<scenario>/TESTnn
+    (or, v6.0, results/<system>/<bench>/<scenario>/TESTnn); `system_name` names a root that is one system."""
     out: dict[tuple[str, str, str], dict[str, Path]] = {}
     for verify in sorted(root.rglob("verify_*.txt")):
         rel = verify.relative_to(root).parts[:-1]
         at = next((i for i, p in enumerate(rel) if TEST_DIR.match(p)), None)
         if at is None or at < 2:
             continue
-        system = rel[at - 3] if at >= 3 else root.name
+        system = rel[at - 3] if at >= 3 else (system_name or root.name)
         test = rel[at][:6].upper()
         out.setdefault((system, rel[at - 2], rel[at - 1].lower()), {}).setdefault(test, verify.parent)
     return out

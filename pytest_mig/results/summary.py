@@ -5,7 +5,9 @@ naming the file and the missing part, when a required part is absent. Rules, as 
 published results show them:
 - Every numeric line of the summary block is kept in `metrics`; the headline is the
   token rate when there is one (LLM runs: `Tokens per second`, `Completed tokens per
-  second`, `... (inferred)`: the scored metric), else the first metric line.
+  second`, `... (inferred)`: the scored metric), else the first metric line. LoadGen 4.0 LLM
+  Server runs print `Completed tokens per second` only under Additional Stats: it is the
+  headline there too (never the samples/s line above it).
 - Sub-blocks of Additional Stats are never merged: LoadGen 1.0 MultiStream writes an
   `Intervals between each IssueQuery` block, a per-query and a per-sample latency block
   with the same labels (`latencies_ns` holds per-query, `sample_latencies_ns` per-sample);
@@ -88,7 +90,7 @@ def headline(summary: Summary) -> tuple[str, float]:
 
 def token_throughput(summary: Summary) -> tuple[str, float] | None:
     """An LLM run's scored metric, e.g. ("Tokens per second", 1963.67); None for other runs."""
-    for name, value in summary.metrics.items():
+    for name, value in (*summary.metrics.items(), *summary.additional.items()):
         if "tokens per second" in name.lower():
             return name, value
     return None
@@ -161,6 +163,11 @@ class _Parser:
         self._test_parameters(summary)
         self._counts(summary)
         summary.invalid_reasons = _reasons(summary)
+        if not any("tokens per second" in key.lower() for key in summary.metrics):
+            # LoadGen 4.0 LLM Server runs print the token rate only under Additional Stats.
+            tokens = next((k for k in summary.additional if "tokens per second" in k.lower()), None)
+            if tokens is not None:
+                summary.headline_name, summary.headline_value = tokens, summary.additional[tokens]
         summary.result_lines = dict(list(summary.metrics.items())[1:])
         for prefix, block in (("ttft", summary.ttft_ns), ("tpot", summary.tpot_ns)):
             summary.latencies_ns.update({f"{prefix}_{k}": v for k, v in block.items()})
@@ -357,7 +364,7 @@ def _reasons(summary: Summary) -> list[str]:
         if name.startswith("Early stopping"):
             parts = [" ".join(summary.early_stopping)] if summary.early_stopping else []
             parts += [f"{kind}: {' '.join(bullets)}" for kind, bullets in summary.token_early_stopping.items()
-                      if bullets != ["Run successful."]]
+                      if bullets and bullets != ["Run successful."]]  # an empty block says nothing
             if parts:
                 text += " (" + "; ".join(parts) + ")"
         reasons.append(text)
