@@ -166,3 +166,15 @@ def _entry(benchmark: str, scenario: str, metric: str, fraction: float | None):
     return HistoryEntry(case=f"{benchmark}-{scenario}", run_id="now", timestamp="", outcome="passed",
                         gpu_model="H200-141GB", backend="nvml", benchmark=benchmark, scenario=scenario,
                         metric=metric, value=1.0, accuracy_fraction=fraction)
+
+
+def test_find_run_logs_keeps_v5_0_interactive_apart_and_reads_performance_alone(tmp_path: Path):
+    from pytest_mig.harness.nvidia_logs import find_run_logs
+    assert {r.benchmark_dir for r in find_run_logs(V50_H200, "llama2-70b", "Interactive")} == {
+        "llama2-70b-interactive-99"}
+    assert find_run_logs(V50_H200, "llama2-70b", "Server") == []
+    perf = tmp_path / "HLS-Gaudi2-PT" / "llama2-70b-99.9" / "Server" / "performance"
+    perf.mkdir(parents=True)
+    shutil.copy(HABANA / "llama2-70b-99.9/Server/performance/run_1" / SUMMARY, perf / SUMMARY)
+    (found,) = find_run_logs(tmp_path, "llama2-70b", "Server")
+    assert (found.directory, found.system_id) == (perf, "HLS-Gaudi2-PT")

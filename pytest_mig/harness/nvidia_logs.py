@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pytest_mig.errors import ResultParseError
 from pytest_mig.results.audit import TEST_NAME, parse_audit
-from pytest_mig.results.layout import RUN_DIR, benchmark_matches, prefer_variant
+from pytest_mig.results.layout import RUN_DIR, benchmark_matches, effective_scenario, prefer_variant
 from pytest_mig.types import BenchmarkResult
 
 LOADGEN_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt")
@@ -40,7 +40,8 @@ def find_run_logs(log_dir: Path, benchmark: str, scenario: str, variant: str = "
     """Every folder under `log_dir` with LoadGen outputs of benchmark/scenario, newest first.
 
     Both NVIDIA's `<system>/<benchmark>/<scenario>/` and the submission layout's
-    `<system>/<benchmark>/<scenario>/performance/run_N/` count. `variant` ("bert-99.9") puts
+    `<system>/<benchmark>/<scenario>/performance/run_N/` (or `performance/` alone) count; a
+    `<benchmark>-interactive-99/Server` folder (v5.0) is Interactive, never Server. `variant` ("bert-99.9") puts
     that benchmark folder ahead of its siblings whatever their age.
     """
     if not log_dir.is_dir():
@@ -51,9 +52,10 @@ def find_run_logs(log_dir: Path, benchmark: str, scenario: str, variant: str = "
         scen = d
         if RUN_DIR.match(d.name) and d.parent.name in ("performance", "accuracy"):
             scen = d.parent.parent
-        elif d.name == "accuracy" and d.parent.name.lower() == scenario.lower():
-            scen = d.parent
-        if scen.name.lower() != scenario.lower() or not benchmark_matches(scen.parent.name, benchmark):
+        elif d.name in ("accuracy", "performance") and d.parent.name.lower() in (scenario.lower(), "server"):
+            scen = d.parent  # accuracy/, or a summary right under performance/ (v4.0)
+        if (effective_scenario(scen.parent.name, scen.name).lower() != scenario.lower()
+                or not benchmark_matches(scen.parent.name, benchmark)):
             continue
         parts = scen.relative_to(log_dir).parts
         mtimes = [f.stat().st_mtime for name in LOADGEN_FILES if (f := d / name).is_file()]

@@ -40,9 +40,14 @@ class RunFolder:
     @property
     def effective_scenario(self) -> str:
         """The scenario the run stands for: v5.0's `llama2-70b-interactive-99/Server` is Interactive."""
-        if "-interactive" in self.benchmark_dir.lower() and self.scenario.lower() == "server":
-            return "Interactive"
-        return self.scenario
+        return effective_scenario(self.benchmark_dir, self.scenario)
+
+
+def effective_scenario(benchmark_dir: str, scenario_dir: str) -> str:
+    """'Interactive' for a Server folder under a `<bench>-interactive[-99]` folder (v5.0), else the folder's name."""
+    if "-interactive" in benchmark_dir.lower() and scenario_dir.lower() == "server":
+        return "Interactive"
+    return scenario_dir
 
 
 def benchmark_matches(dir_name: str, benchmark: str) -> bool:
