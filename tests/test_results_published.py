@@ -174,3 +174,14 @@ def test_compare_against_a_v6_system_folder_gates_token_rates():
     (c,) = base.compare(entry("gpt-oss-120b", "Server", "Completed tokens per second", 70000.0, fraction=1.0),
                         {"throughput": 5.0})
     assert (c.metric, c.baseline, c.regressed) == ("Completed tokens per second", 82136.08, True)
+
+
+def test_mig_compare_points_at_a_v6_system_folder(mini_project):
+    """Whole session: --mig-compare=<v6.0 closed results/<system>> (compliance TESTs inside it)."""
+    from test_report_e2e import RESNET, report_project, run
+    lenovo = V60 / "Lenovo" / "closed" / "results" / "SE455I_V3_TRT"
+    r = run(report_project(mini_project), f"--mig-compare={lenovo}", "--mig-compare-fail=throughput:5%",
+            "-k", "resnet50")
+    r.assert_outcomes(failed=1)
+    # 25200.5 = 'Samples per second: 25200.5' of its resnet50 Offline run; 1983.38 is what the program copies.
+    r.stdout.fnmatch_lines([f"*{RESNET}*Completed samples per second*25200.5*1983.38*-92.1%*REGRESSED*"])

@@ -33,7 +33,8 @@ SNAPSHOTS = {"v6.0": ("gbeezybez+inference_results_v6.0", "ab33b2144a9f822f69d24
 # its new benchmarks and audits (TEST07/08/09) being the least known.
 PER_SHAPE = {"v6.0": 4}
 WHOLE_SYSTEMS = [("v4.1", "closed/NVIDIA", "H200-SXM-141GBx8_TRT"),
-                 ("v6.0", "closed/AMD", "8xMI355X_2xEPYC_9575F"), ("v6.0", "open/Krai", "h200_n1-vllm")]
+                 ("v6.0", "closed/AMD", "8xMI355X_2xEPYC_9575F"), ("v6.0", "open/Krai", "h200_n1-vllm"),
+                 ("v6.0", "closed/Lenovo", "SE455I_V3_TRT")]
 # Files taken whatever the shapes say: MLLOG detail logs (bigger than MAX_BYTES) with NUL bytes inside
 # JSON values and one per later round, and accuracy lines the shape key does not tell apart.
 EXTRAS = {
