@@ -10,7 +10,7 @@ from __future__ import annotations
 MODULE = "pytest_mig.workload"  # `python -m MODULE` runs the child program (workload/cli.py)
 
 SIZES = ("tiny", "small", "full")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4", "fp8")  # fp8: the LLM only
 DEVICES = ("auto", "cpu", "cuda")
 
 # Busy fraction of each background's SUT on the CPU: six at 0.1 leave the main its core on a

@@ -100,7 +100,9 @@ def test_integer_precision_quantises_a_copy_and_keeps_the_reference():
     assert all(len(torch.unique(row)) <= 15 for row in weight[:8])  # 4-bit: at most 2*7+1 levels per row
     same, none = apply_precision(built.model, "bf16", keep_reference=False)
     assert same is built.model and none is None
-    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+    with pytest.raises(ValueError, match="unknown precision 'fp4'"):
+        apply_precision(built.model, "fp4", keep_reference=False)
+    with pytest.raises(ValueError, match="precision fp8 is the LLM's"):  # fp8 x fp8 matmuls: llm.py only
         apply_precision(built.model, "fp8", keep_reference=False)
 
 

@@ -52,6 +52,12 @@ class BatchWorker(abc.ABC):
         self._wake.set()
         self._worker.join()
 
+    def _poll(self, limit: int) -> list:
+        """Up to `limit` queued samples, without waiting: a `_run` that serves continuously
+        (the LLM's) refills itself from the queue between its steps."""
+        with self._cond:
+            return [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+
     def rest(self, seconds: float) -> None:
         """Pause the worker (pacing); a drain or stop ends the pause at once."""
         self._wake.wait(seconds)

@@ -193,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpu_duty=args.cpu_duty)
         from . import llm
 
-        if sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks():
+        is_llm = sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks()
+        if args.precision == "fp8" and not is_llm:
+            print(f"error: --precision fp8 (fp8 x fp8 matmuls) is the LLM's; {args.benchmark} runs "
+                  f"fp32, bf16, fp16, int8 or int4", file=sys.stderr, flush=True)
+            return 2
+        if is_llm:
             if args.precision not in llm.COMPUTE_DTYPES:
                 print(f"error: {args.benchmark} computes in {', '.join(llm.COMPUTE_DTYPES)} (its weights "
                       f"are fp8 already), not --precision {args.precision}", file=sys.stderr, flush=True)

@@ -5,8 +5,14 @@ Rules:
   `lg.FirstTokenComplete` (TTFT), and completes the sample with all its token ids and their
   count in `QuerySampleResponse(id, data, size, n_tokens)` (TPOT, tokens/s). LoadGen computes
   and logs every token metric itself.
-- Static batching: the worker takes up to `max_batch` queued samples, prefills them, decodes
-  them together and completes each one as soon as its own answer length is reached.
+- Serving (`serving.py`): continuous batching over a preallocated KV cache whose slot count
+  (the decode batch) comes from the memory left after the weights on CUDA; prefill in bounded
+  passes interleaved with decode steps; decode steps in CUDA graphs. With --precision fp8 the
+  matmuls are fp8 x fp8 (Hopper: `torch._scaled_mm`; elsewhere the same math dequantised),
+  fp16 upcasts the fp8 weights, fp32 is the reference.
+- PATH_RECORD holds the decode batch and how it was chosen, written before the ready line;
+  after the test it adds the roofline figures: decode steps, ms per step, bytes read per step
+  (weights once + the attended K/V) and GB/s.
 - Accuracy mode: the generated token ids (int32, from mlperf_log_accuracy.json) are compared
   with those the FP32 reference of the same weights generates for the same prompts:
   ROUGE-1/2/L on token ids (MLPerf's llama metrics, computed on ids instead of words) and
@@ -14,21 +20,26 @@ Rules:
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Sequence
 
 import mlperf_loadgen as lg
 import numpy as np
 import torch
 
-from . import scoring, sut
+from pytest_mig.io import write_atomic
+from pytest_mig.workload_contract import PATH_RECORD
+
+from . import scoring, serving, sut
 from .batching import BatchWorker
 from .models import FAMILIES, build, canonical_benchmark, resolve_device
-from .models.llama import Llama, left_pad, prompt_of
+from .models.llama import Llama, fp8_gemm_on, prompt_of
 
-COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Compute dtype per precision; "fp8" computes in bf16 with fp8 x fp8 matmuls (uses_fp8_gemm).
+COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
 # Offline asks for this many times the calibrated token rate, so the run outlasts min duration.
 OFFLINE_QPS_MARGIN = 2.0
 SERVER_LOAD = 0.5  # Server target: this fraction of the calibrated sample rate
@@ -37,10 +48,6 @@ SERVER_LOAD = 0.5  # Server target: this fraction of the calibrated sample rate
 MLPERF_TTFT_MS, MLPERF_TPOT_MS = 2000.0, 100.0
 LATENCY_FACTOR = 20.0
 
-OnFirst = Callable[[int, int], None]  # (row, first token id)
-OnDone = Callable[[int, np.ndarray], None]  # (row, all generated token ids as int32)
-
-
 def llm_benchmarks() -> tuple[str, ...]:
     """Benchmarks whose model is a decoder run by this module."""
     return tuple(name for name, f in FAMILIES.items() if f.construct is Llama)
@@ -48,117 +55,112 @@ def llm_benchmarks() -> tuple[str, ...]:
 
 def compute_dtype(precision: str) -> torch.dtype:
     if precision not in COMPUTE_DTYPES:
-        raise ValueError(f"the LLM runs fp32, bf16 or fp16 (its weights are fp8 already), not "
-                         f"{precision!r}; use --precision bf16")
+        raise ValueError(f"the LLM runs fp32, bf16, fp16 or fp8 (its weights are fp8 already), not "
+                         f"{precision!r}; use --precision fp8")
     return COMPUTE_DTYPES[precision]
 
 
-@torch.inference_mode()
+def uses_fp8_gemm(precision: str) -> bool:
+    """fp8 runs its matmuls fp8 x fp8 (activations quantised per token, as NVIDIA deploys this
+    benchmark); bf16 and fp16 upcast the fp8 weights per matmul; fp32 is the reference."""
+    return precision == "fp8"
+
+
 def generate(model: Llama, prompts: Sequence[torch.Tensor], max_new: Sequence[int], dtype: torch.dtype,
-             on_first: OnFirst | None = None, on_done: OnDone | None = None) -> list[np.ndarray]:
-    """Greedy answers of `max_new[i]` tokens to each prompt, decoded as one batch."""
-    cfg = model.cfg
-    device = model.head.weight.device
-    tokens, lengths = left_pad(prompts)
-    batch, length = tokens.shape
-    total = length + max(max_new)
-    tokens, lengths = tokens.to(device), lengths.to(device)
-    valid = torch.zeros(batch, total, dtype=torch.bool, device=device)
-    valid[:, :length] = torch.arange(length, device=device)[None, :] >= (length - lengths)[:, None]
-    positions = (torch.cumsum(valid[:, :length].long(), dim=1) - 1).clamp(min=0)
-    cache = model.new_cache(batch, total, dtype)
-    logits = torch.empty(batch, cfg.vocab, device=device)
-    for start in range(0, batch, cfg.prefill_batch):  # prefill a few prompts at a time
-        rows = slice(start, start + cfg.prefill_batch)
-        part = [(k[rows], v[rows]) for k, v in cache]
-        logits[rows] = model.step(tokens[rows], positions[rows], valid[rows], part, 0, dtype)
-    nxt = torch.argmax(logits, dim=-1)
-    out = [[int(t)] for t in nxt.tolist()]
-    for i, first in enumerate(out):
-        if on_first is not None:
-            on_first(i, first[0])
-    answers: list[np.ndarray | None] = [None] * batch
+             fp8: bool = False) -> list[np.ndarray]:
+    """Greedy answers of `max_new[i]` tokens to each prompt (the serving engine, eager)."""
+    return serving.generate(model, prompts, max_new, dtype, fp8=fp8)
 
-    def finish(i: int) -> None:
-        answers[i] = np.asarray(out[i], dtype=np.int32)
-        if on_done is not None:
-            on_done(i, answers[i])
 
-    for i in range(batch):
-        if max_new[i] == 1:
-            finish(i)
-    for step in range(1, max(max_new)):
-        slot = length + step - 1
-        valid[:, slot] = True
-        pos = (lengths + step - 1)[:, None]
-        logits = model.step(nxt[:, None], pos, valid, cache, slot, dtype)
-        nxt = torch.argmax(logits, dim=-1)
-        for i, t in enumerate(nxt.tolist()):
-            if len(out[i]) < max_new[i]:
-                out[i].append(int(t))
-                if len(out[i]) == max_new[i]:
-                    finish(i)
-    return [a if a is not None else np.asarray(out[i], dtype=np.int32) for i, a in enumerate(answers)]
+def request(sample_id: Any, sample: dict) -> serving.Sequence_:
+    return serving.Sequence_(sample_id, prompt_of(sample), int(sample["max_new"]))
 
 
 class TokenSUT(BatchWorker):
-    """Queues issued samples; one worker generates them in batches, reporting tokens to LoadGen."""
+    """Queues issued samples; one worker serves them with continuous batching, reporting tokens
+    to LoadGen: the first when its prompt is prefilled, all of them when its answer is complete."""
 
-    def __init__(self, model: Llama, loader, dtype: torch.dtype, max_batch: int) -> None:
-        self.model, self.loader, self.dtype = model, loader, dtype
-        super().__init__(max_batch, "llm-worker")
+    def __init__(self, engine: serving.Engine, loader) -> None:
+        self.engine, self.loader = engine, loader
+        super().__init__(engine.slots, "llm-worker")
+
+    def _requests(self, samples: Sequence) -> list[serving.Sequence_]:
+        return [request(s, self.loader.sample(s.index)) for s in samples]
 
     def _run(self, batch: list, draining: bool) -> None:
-        samples = [self.loader.sample(s.index) for s in batch]
+        sched = serving.Scheduler(self.engine.slots, self.engine.prefill_tokens)
+        sched.add(self._requests(batch))
+        serving.serve(self.engine, sched, refill=lambda room: self._requests(self._poll(room)),
+                      on_first=_first_token, on_done=_complete)
 
-        def first(i: int, token: int) -> None:
-            data = np.asarray([token], dtype=np.int32)
-            lg.FirstTokenComplete([lg.QuerySampleResponse(batch[i].id, data.ctypes.data, data.nbytes, 1)])
 
-        def done(i: int, tokens: np.ndarray) -> None:
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(batch[i].id, tokens.ctypes.data, tokens.nbytes,
-                                                            len(tokens))])
+def _first_token(seq: serving.Sequence_) -> None:
+    data = np.asarray(seq.out[:1], dtype=np.int32)
+    lg.FirstTokenComplete([lg.QuerySampleResponse(seq.request.id, data.ctypes.data, data.nbytes, 1)])
 
-        generate(self.model, [prompt_of(s) for s in samples], [int(s["max_new"]) for s in samples],
-                 self.dtype, first, done)
+
+def _complete(seq: serving.Sequence_) -> None:
+    data = np.asarray(seq.out, dtype=np.int32)
+    lg.QuerySamplesComplete([lg.QuerySampleResponse(seq.request.id, data.ctypes.data, data.nbytes, len(data))])
 
 
 @dataclass(frozen=True)
 class TokenCalibration:
-    batch_s: float  # one full batch, prefill to last token
+    batch_s: float  # `samples` requests served together, first prefill to last token
     samples: int
     tokens: int
-    ttft_s: float  # prefill of that batch
-    tpot_s: float  # one decode step
+    ttft_s: float  # until the first request's first token
+    tpot_s: float  # one decode step of the full batch
 
     @property
     def sample_qps(self) -> float:
         return self.samples / self.batch_s
 
 
-def calibrate(model: Llama, loader, dtype: torch.dtype, batch: int, sample_count: int) -> TokenCalibration:
-    """Time a warm-up batch, then a full batch of QSL samples (prefill and decode separately)."""
-    device = model.head.weight.device
-    samples = [loader.sample(i % sample_count) for i in range(batch)]
-    prompts, new = [prompt_of(s) for s in samples], [int(s["max_new"]) for s in samples]
-    generate(model, prompts[:2], [2, 2], dtype)  # warm-up: allocator, kernels
+def calibrate(engine: serving.Engine, loader, sample_count: int) -> TokenCalibration:
+    """Serve a warm-up, then one request per slot (QSL samples), timing the whole and its steps."""
+    warm = [request(i, loader.sample(i % sample_count)) for i in range(min(2, engine.slots))]
+    for seq in warm:
+        seq.max_new = min(seq.max_new, 3)
+    sched = serving.Scheduler(engine.slots, engine.prefill_tokens)
+    sched.add(warm)
+    serving.serve(engine, sched)
+    seqs = [request(i, loader.sample(i % sample_count)) for i in range(engine.slots)]
+    sched = serving.Scheduler(engine.slots, engine.prefill_tokens)
+    sched.add(seqs)
+    engine.stats = serving.DecodeStats()
     marks: list[float] = []
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     t0 = time.perf_counter()
-    generate(model, prompts, new, dtype, on_first=lambda i, t: marks.append(time.perf_counter()) if i == 0 else None)
-    sync()
+    serving.serve(engine, sched, on_first=lambda seq: marks.append(time.perf_counter()) if not marks else None)
     total = time.perf_counter() - t0
-    ttft = (marks[0] - t0) if marks else total
-    steps = max(1, max(new) - 1)
-    return TokenCalibration(batch_s=total, samples=batch, tokens=sum(new), ttft_s=ttft,
-                            tpot_s=max(1e-6, (total - ttft) / steps))
+    stats = engine.stats
+    engine.stats = serving.DecodeStats()
+    return TokenCalibration(batch_s=total, samples=len(seqs), tokens=sum(len(s.out) for s in seqs),
+                            ttft_s=(marks[0] - t0) if marks else total,
+                            tpot_s=max(1e-6, stats.seconds / max(1, stats.steps)))
 
 
-def test_settings(cfg, cal: TokenCalibration) -> tuple[lg.TestSettings, dict[str, float | int | str]]:
+def plan_slots(model: Llama, dtype: torch.dtype, device: torch.device, requested: int | None,
+               scenario: str) -> tuple[int, dict[str, Any]]:
+    """The decode batch (KV cache slots) and how it was chosen: asked for; 1 for SingleStream;
+    on CUDA what the memory left after the weights holds (serving.kv_slots); else the config's."""
+    slot_bytes = serving.cache_length(model) * serving.kv_bytes_per_token(model, dtype)
+    record: dict[str, Any] = {"kv_slot_mib": round(slot_bytes / 2 ** 20, 1)}
+    if requested:
+        slots, how = requested, "--batch-size"
+    elif scenario == "SingleStream":
+        slots, how = 1, "SingleStream"
+    elif device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        slots, how = serving.kv_slots(free, slot_bytes), "memory left for the KV cache"
+        record.update(memory_free_gib=round(free / 2 ** 30, 2), memory_total_gib=round(total / 2 ** 30, 2))
+    else:
+        slots, how = model.cfg.max_batch, "config"
+    record.update(decode_batch=slots, decode_batch_from=how, kv_cache_gib=round(slots * slot_bytes / 2 ** 30, 2))
+    return slots, record
+
+
+def test_settings(cfg, cal: TokenCalibration, device_type: str = "cpu") -> tuple[lg.TestSettings, dict[str, float | int | str]]:
     ts, common = sut.common_settings(cfg)
     ts.use_token_latencies = True
     shown = {"scenario": common.pop("scenario"), "mode": common.pop("mode"), "use_token_latencies": 1, **common}
@@ -168,8 +170,7 @@ def test_settings(cfg, cal: TokenCalibration) -> tuple[lg.TestSettings, dict[str
         shown["offline_expected_qps"] = round(qps, 3)
     elif cfg.scenario == "Server":
         qps = cfg.target_qps or SERVER_LOAD * cal.sample_qps
-        ttft_ms = max(MLPERF_TTFT_MS, LATENCY_FACTOR * cal.batch_s * 1e3)
-        tpot_ms = max(MLPERF_TPOT_MS, LATENCY_FACTOR * cal.tpot_s * 1e3)
+        ttft_ms, tpot_ms = server_bounds(cal, device_type)
         ts.server_target_qps = qps
         ts.server_target_latency_ns = 0  # only TTFT and TPOT are bounded, as in mlperf.conf
         ts.ttft_latency = int(ttft_ms * 1e6)
@@ -185,6 +186,30 @@ def test_settings(cfg, cal: TokenCalibration) -> tuple[lg.TestSettings, dict[str
     return ts, shown
 
 
+def server_bounds(cal: TokenCalibration, device_type: str) -> tuple[float, float]:
+    """TTFT and TPOT bounds (ms): on a GPU MLPerf's (the catalogue's, 2 s and 100 ms); on the CPU,
+    whose tiny models are no server, those or LATENCY_FACTOR x the calibrated values if larger."""
+    if device_type == "cuda":
+        return MLPERF_TTFT_MS, MLPERF_TPOT_MS
+    return (max(MLPERF_TTFT_MS, LATENCY_FACTOR * cal.batch_s * 1e3),
+            max(MLPERF_TPOT_MS, LATENCY_FACTOR * cal.tpot_s * 1e3))
+
+
+def prefill_budget(model: Llama, device: torch.device) -> int:
+    """Prompt tokens per prefill pass: one longest prompt (a GPU GEMM of >= 1k rows runs near
+    its peak); twice that on the CPU, whose tiny prompts are short."""
+    return model.cfg.prompt_max * (1 if device.type == "cuda" else 2)
+
+
+def roofline(stats: serving.DecodeStats, weight_bytes: int) -> dict[str, Any]:
+    """The decode figures of a run (bytes read per step / step time), for PATH_RECORD."""
+    return {"weight_bytes": weight_bytes, **stats.record()}
+
+
+def write_record(log_dir: Path, record: dict[str, Any]) -> None:
+    write_atomic(log_dir / PATH_RECORD, json.dumps(record, indent=2) + "\n", mode=0o666, fsync=False)
+
+
 def run(cfg):
     """Build, calibrate, run LoadGen in token-latency mode and, in accuracy mode, score against FP32."""
     log_dir = Path(cfg.log_dir)
@@ -192,24 +217,39 @@ def run(cfg):
     torch.set_num_threads(cfg.threads)
     name = canonical_benchmark(cfg.benchmark)
     dtype = compute_dtype(cfg.precision)
+    fp8 = uses_fp8_gemm(cfg.precision)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     built = build(name, cfg.size, cfg.seed, device)
     model, loader = built.model, built.make_inputs
     assert isinstance(model, Llama)
     mcfg = model.cfg
-    batch = cfg.batch_size or (1 if cfg.scenario == "SingleStream" else mcfg.max_batch)
     weights = sum(b.numel() for b in model.buffers() if b.dtype == torch.float8_e4m3fn)
-    sut.say(f"model {name} size={cfg.size} precision={cfg.precision} (fp8 weights) device={device} "
-            f"threads={cfg.threads} params={weights} layers={mcfg.layers} built in {time.perf_counter() - t0:.2f}s")
-    cal = calibrate(model, loader, dtype, batch, cfg.sample_count)
-    sut.say(f"calibration: batch {cal.samples} in {cal.batch_s * 1e3:.1f} ms ({cal.sample_qps:.2f} samples/s, "
-            f"{cal.tokens / cal.batch_s:.1f} tokens/s), prefill {cal.ttft_s * 1e3:.1f} ms, "
+    gemm = ("fp8 x fp8 (torch._scaled_mm)" if fp8_gemm_on(device) and dtype == torch.bfloat16 else
+            "fp8 x fp8 (dequantised)") if fp8 else "weights upcast to " + cfg.precision
+    sut.say(f"model {name} size={cfg.size} precision={cfg.precision} (fp8 weights, matmuls {gemm}) "
+            f"device={device} threads={cfg.threads} params={weights} layers={mcfg.layers} "
+            f"built in {time.perf_counter() - t0:.2f}s")
+    slots, record = plan_slots(model, dtype, device, cfg.batch_size, cfg.scenario)
+    graphs = device.type == "cuda" and cfg.cuda_graphs is not False
+    engine = serving.Engine(model, slots, dtype, fp8, prefill_budget(model, device), graphs)
+    capture_s = engine.capture()
+    record.update(benchmark=name, gemm=gemm, cuda_graphs="on" if graphs else "off",
+                  prefill_tokens=engine.prefill_tokens, context_buckets=len(engine.buckets()),
+                  capture_s=round(capture_s, 2))
+    sut.say(f"serving: decode batch {slots} ({record['decode_batch_from']}; KV cache "
+            f"{record['kv_cache_gib']} GiB), prefill {engine.prefill_tokens} tokens a pass, "
+            f"decode graphs {'captured in ' + format(capture_s, '.1f') + 's' if graphs else 'off'}")
+    cal = calibrate(engine, loader, cfg.sample_count)
+    sut.say(f"calibration: {cal.samples} requests in {cal.batch_s * 1e3:.1f} ms ({cal.sample_qps:.2f} samples/s, "
+            f"{cal.tokens / cal.batch_s:.1f} tokens/s), first token {cal.ttft_s * 1e3:.1f} ms, "
             f"decode step {cal.tpot_s * 1e3:.2f} ms")
-    ts, shown = test_settings(cfg, cal)
-    shown.update(sample_count=cfg.sample_count, batch_size=batch)
+    ts, shown = test_settings(cfg, cal, device.type)
+    shown.update(sample_count=cfg.sample_count, batch_size=slots)
     sut.say("settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    tokens_sut = TokenSUT(model, loader, dtype, batch)
+    record["ready_s"] = round(time.monotonic() - cfg.started, 2) if cfg.started is not None else None
+    write_record(log_dir, record)
+    tokens_sut = TokenSUT(engine, loader)
     lg_sut = lg.ConstructSUT(tokens_sut.issue, tokens_sut.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, cfg.sample_count, loader.load, loader.unload)
     print(sut.READY_LINE, flush=True)
@@ -221,17 +261,33 @@ def run(cfg):
     tokens_sut.stop()
     lg.DestroyQSL(qsl)
     lg.DestroySUT(lg_sut)
+    record.update(roofline(engine.stats, engine.weight_bytes))
+    write_record(log_dir, record)
     sut.say(f"test finished in {test_s:.2f}s; logs in {log_dir}")
+    sut.say(decode_line(record))
     outcome = sut.RunOutcome(log_dir=log_dir, settings=shown, test_s=test_s,
                              files={"summary": log_dir / "mlperf_log_summary.txt",
                                     "detail": log_dir / "mlperf_log_detail.txt",
                                     "accuracy_log": log_dir / scoring.ACCURACY_LOG})
     if cfg.mode == "accuracy":
-        outcome.accuracy = evaluate(name, log_dir, model, loader, batch)
+        del tokens_sut, engine  # the reference's fp32 cache needs the room
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        outcome.accuracy = evaluate(name, log_dir, model, loader, min(slots, mcfg.max_batch))
         text, data = scoring.write_accuracy(log_dir, outcome.accuracy)
         outcome.files.update(accuracy_txt=text, accuracy_json=data)
         sut.say(f"accuracy vs fp32 reference: {scoring.format_accuracy_line(name, outcome.accuracy.fields)}")
     return outcome
+
+
+def decode_line(record: dict[str, Any]) -> str:
+    """One line: the timed run's decode step, batch and bytes read per second."""
+    if not record.get("decode_steps"):
+        return "decode: no decode step in the timed run"
+    return (f"decode: {record['decode_steps']} steps, {record['decode_step_ms']:.2f} ms/step at batch "
+            f"{record['decode_batch']} (mean {record['decode_mean_batch']} decoding), "
+            f"{record['decode_bytes_per_step'] / 1e9:.2f} GB read/step = {record['decode_gbytes_per_s']:.1f} GB/s; "
+            f"prefill {record['prefill_tokens_per_s']:.0f} tokens/s")
 
 
 def evaluate(benchmark: str, log_dir: Path, model: Llama, loader, batch: int) -> scoring.AccuracyResult:

@@ -91,8 +91,27 @@ CONFIGS = {
 }
 
 
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] as fp8 (e4m3) values and one fp32 scale per row [M, 1] (x ~ values * scale)."""
+    amax = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12)
+    scale = amax / FP8_MAX
+    return (x.float() / scale).to(FP8), scale
+
+
+def fp8_gemm_on(device: torch.device) -> bool:
+    """Hopper tensor cores (and later) take fp8 operands: `torch._scaled_mm`; elsewhere the same
+    math dequantised (`FP8Linear.fp8`)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
 class FP8Linear(nn.Module):
-    """y = x W^T, W stored as fp8 values times a per-row fp32 scale, upcast to x's dtype per call."""
+    """y = x W^T, W stored as fp8 values times a per-row fp32 scale.
+
+    Two ways to run it: `forward` upcasts W to x's dtype per call (the FP32 reference, fp16/bf16);
+    `fp8` quantises x per row (token) to fp8 too and multiplies fp8 by fp8 with fp32
+    accumulation, scaled by both rows' scales: one `torch._scaled_mm` on Hopper tensor cores
+    (reads W once, 1 byte a weight), the same math dequantised to fp32 on other devices.
+    """
 
     def __init__(self, cin: int, cout: int, gamma: float = 1.0) -> None:
         super().__init__()
@@ -111,6 +130,20 @@ class FP8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
+
+    def fp8(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., cin] -> [..., cout] in x's dtype, both operands fp8 (see the class docstring)."""
+        lead = x.shape[:-1]
+        q, sx = quantize_rows(x.reshape(-1, self.cin))
+        if fp8_gemm_on(x.device) and x.dtype == torch.bfloat16:
+            y = torch._scaled_mm(q, self.weight.t(), scale_a=sx, scale_b=self.scale[None, :],
+                                 out_dtype=torch.bfloat16)
+        else:
+            y = ((q.float() * sx) @ (self.weight.float() * self.scale[:, None]).t()).to(x.dtype)
+        return y.view(*lead, self.cout)
+
+    def run(self, x: torch.Tensor, fp8: bool) -> torch.Tensor:
+        return self.fp8(x) if fp8 else self(x)
 
 
 class RMSNorm(nn.Module):
@@ -132,6 +165,30 @@ def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor
     cos, sin = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
     first, second = x[..., : dim // 2], x[..., dim // 2:]
     return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+
+def rope_tables(positions: torch.Tensor, dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [N, 1, dim/2] of token positions [N] (computed once per step, shared by all layers)."""
+    inv = 1.0 / (theta ** (torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim))
+    angles = positions.float()[:, None, None] * inv
+    return torch.cos(angles).to(dtype), torch.sin(angles).to(dtype)
+
+
+def rope_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`rope` of per-token rows x [N, H, D] (the same rotation, tables from `rope_tables`)."""
+    half = x.shape[-1] // 2
+    first, second = x[..., :half], x[..., half:]
+    return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Part of one prompt in a packed prefill: its `count` tokens go to cache slot `slot` from
+    position `start` on (a prompt's chunks come in order)."""
+
+    slot: int
+    start: int
+    count: int
 
 
 class Layer(nn.Module):
@@ -163,6 +220,63 @@ class Layer(nn.Module):
         x = x + self.out(attn.transpose(1, 2).reshape(b, t, cfg.heads * hd))
         gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
         return x + self.down(F.silu(gate) * up)
+
+    def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+             fp8: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows x [N, hidden] -> q [N, H, D], k and v [N, KV, D], q and k rotated."""
+        cfg, n, hd = self.cfg, x.shape[0], self.cfg.head_dim
+        q, k, v = self.qkv.run(self.attn_norm(x), fp8).split(
+            [cfg.heads * hd, cfg.kv_heads * hd, cfg.kv_heads * hd], dim=-1)
+        q = rope_rows(q.view(n, cfg.heads, hd), cos, sin)
+        k = rope_rows(k.view(n, cfg.kv_heads, hd), cos, sin)
+        return q, k, v.view(n, cfg.kv_heads, hd)
+
+    def _finish(self, x: torch.Tensor, attn: torch.Tensor, fp8: bool) -> torch.Tensor:
+        x = x + self.out.run(attn, fp8)
+        gate, up = self.gate_up.run(self.mlp_norm(x), fp8).chunk(2, dim=-1)
+        return x + self.down.run(F.silu(gate) * up, fp8)
+
+    def prefill(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, segments: Sequence[Segment],
+                cache: tuple[torch.Tensor, torch.Tensor], fp8: bool) -> torch.Tensor:
+        """Packed prompt rows x [N, hidden] (segments in order): every GEMM over all N rows at
+        once, attention per segment over its slot's cache (causal)."""
+        cfg, hd = self.cfg, self.cfg.head_dim
+        group = cfg.heads // cfg.kv_heads
+        q, k, v = self._qkv(x, cos, sin, fp8)
+        keys, values = cache
+        outs, row = [], 0
+        for seg in segments:
+            end = seg.start + seg.count
+            keys[seg.slot, :, seg.start:end] = k[row:row + seg.count].transpose(0, 1).to(keys.dtype)
+            values[seg.slot, :, seg.start:end] = v[row:row + seg.count].transpose(0, 1).to(values.dtype)
+            # Query heads grouped under their KV head: [1, KV, group * count, D] (no K/V copies).
+            qs = q[row:row + seg.count].view(seg.count, cfg.kv_heads, group, hd).permute(1, 2, 0, 3)
+            qs = qs.reshape(1, cfg.kv_heads, group * seg.count, hd)
+            slots = torch.arange(end, device=x.device)
+            causal = slots[None, :] <= (seg.start + torch.arange(seg.count, device=x.device))[:, None]
+            mask = causal.repeat(group, 1)[None, None]
+            att = F.scaled_dot_product_attention(qs, keys[seg.slot:seg.slot + 1, :, :end].to(q.dtype),
+                                                 values[seg.slot:seg.slot + 1, :, :end].to(q.dtype), attn_mask=mask)
+            outs.append(att.view(cfg.kv_heads, group, seg.count, hd).permute(2, 0, 1, 3)
+                        .reshape(seg.count, cfg.heads * hd))
+            row += seg.count
+        return self._finish(x, torch.cat(outs), fp8)
+
+    def decode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
+               cache: tuple[torch.Tensor, torch.Tensor], context: int, fp8: bool) -> torch.Tensor:
+        """One new token per cache slot, x [S, hidden] at positions [S]; attends the first
+        `context` cache positions (a static bound: graph-capturable, no host sync)."""
+        cfg, hd, n = self.cfg, self.cfg.head_dim, x.shape[0]
+        group = cfg.heads // cfg.kv_heads
+        q, k, v = self._qkv(x, cos, sin, fp8)
+        keys, values = cache
+        rows = torch.arange(n, device=x.device)
+        keys[rows, :, positions] = k.to(keys.dtype)
+        values[rows, :, positions] = v.to(values.dtype)
+        mask = (torch.arange(context, device=x.device)[None, :] <= positions[:, None])[:, None, None]
+        att = F.scaled_dot_product_attention(q.view(n, cfg.kv_heads, group, hd), keys[:, :, :context].to(q.dtype),
+                                             values[:, :, :context].to(q.dtype), attn_mask=mask)
+        return self._finish(x, att.reshape(n, cfg.heads * hd), fp8)
 
 
 class Llama(nn.Module):
@@ -201,6 +315,45 @@ class Llama(nn.Module):
         for layer, layer_cache in zip(self.layers, cache):
             x = layer(x, positions, mask, layer_cache, start)
         return self.head(self.norm(x[:, -1])).float()
+
+    def kv_cache(self, slots: int, length: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Preallocated K and V per layer [slots, KV heads, length, head_dim] (serving.KVCache)."""
+        return self.new_cache(slots, length, dtype)
+
+    def embed_rows(self, tokens: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # Rows gathered as bytes: indexing kernels do not all take float8 tensors.
+        rows = self.embed.weight.view(torch.uint8)[tokens].view(FP8)
+        return rows.to(dtype) * self.embed.scale[tokens].to(dtype)[..., None]
+
+    def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, segments: Sequence[Segment],
+                cache: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype, fp8: bool) -> torch.Tensor:
+        """Packed prompt tokens [N] at positions [N] (see `Layer.prefill`) into the cache; the
+        fp32 logits of each segment's last token [len(segments), V]."""
+        x = self.embed_rows(tokens, dtype)
+        cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, dtype)
+        for layer, layer_cache in zip(self.layers, cache):
+            x = layer.prefill(x, cos, sin, segments, layer_cache, fp8)
+        last = torch.tensor([sum(s.count for s in segments[:i + 1]) - 1 for i in range(len(segments))],
+                            device=tokens.device)
+        return self.head.run(self.norm(x[last]), fp8).float()
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]],
+               context: int, dtype: torch.dtype, fp8: bool) -> torch.Tensor:
+        """One greedy step of every cache slot: tokens [S] at positions [S] -> next tokens [S]."""
+        x = self.embed_rows(tokens, dtype)
+        cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, dtype)
+        for layer, layer_cache in zip(self.layers, cache):
+            x = layer.decode(x, cos, sin, positions, layer_cache, context, fp8)
+        return torch.argmax(self.head.run(self.norm(x), fp8), dim=-1)
+
+    def matrix_bytes(self) -> int:
+        """Bytes one decode step reads of the weights: every matrix but the embedding table
+        (only its rows of the step's tokens are read), with their scales and the norms."""
+        total = 0
+        for name, tensor in [*self.named_buffers(), *self.named_parameters()]:
+            if not name.startswith("embed."):
+                total += tensor.numel() * tensor.element_size()
+        return total
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Next-token logits after left-padded prompts [B, L] (lengths [B]): one greedy step."""

@@ -11,7 +11,8 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4", "fp8")
+LLM_ONLY = ("fp8",)  # fp8 x fp8 matmuls: the LLM's (workload/llm.py); other models refuse it
 INT_BITS = {"int8": (8, 8), "int4": (4, 8)}  # (weight bits, activation bits)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 QUANTISED_LAYERS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose3d, nn.Linear)
@@ -57,6 +58,9 @@ def apply_precision(model: nn.Module, precision: str, keep_reference: bool) -> t
     """(model to run, FP32 reference or None). Integer precisions work on a copy when a reference is kept."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision in LLM_ONLY:
+        raise ValueError(f"precision {precision} is the LLM's (fp8 x fp8 matmuls); this model runs "
+                         f"{', '.join(p for p in PRECISIONS if p not in LLM_ONLY)}")
     reference = model if keep_reference else None
     if precision in INT_BITS:
         target = copy.deepcopy(model) if keep_reference else model
