@@ -274,7 +274,7 @@ def ready_child(name: str, mode: str, batch: int, qps: float, size: str, device:
 
 def yaml_table(rows: list[dict[str, Any]], device: str, torch_version: str) -> str:
     lines = ["# Which torch.compile mode `compile=auto` runs per benchmark on CUDA (pytest_mig/workload/compiled.py).",
-             "# Written by benchmarks/gpu_compile.sh (compile_study.py); copy to pytest_mig/data/compile_modes.yaml.",
+             "# Written by benchmarks/gpu_compile.sh (compile_study.py); copy to fixtures/compile_modes.yaml.",
              f"# Rule: a mode is listed where it beat the uncompiled harness path by >= {100 * (MARGIN - 1):.0f}%",
              "# (max-autotune: beat reduce-overhead by as much too); failed or unfinished compiles stay off.",
              f'measured_on: "{device}, torch {torch_version}, {time.strftime("%Y-%m-%d")}"',

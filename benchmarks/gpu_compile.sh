@@ -8,7 +8,7 @@
 #   OUT=/some/dir bash benchmarks/gpu_compile.sh [--only resnet50,bert]
 #
 # Writes to $OUT: compile_study.json/.csv/.md (the tables), compile_study_report.json (GPU, torch,
-# measured matmul peak), compile_modes.yaml (copy to pytest_mig/data/), compile_study.log, gpu.txt,
+# measured matmul peak), compile_modes.yaml (copy to fixtures/), compile_study.log, gpu.txt,
 # work/ (LoadGen logs of the warm time-to-ready runs). Needs mlperf_loadgen importable (wheel on
 # PYTHONPATH). Never changes MIG mode; starts no daemons. Check on a CPU: add --dry-run-cpu
 # (tiny models; set DEADLINE/BUDGET small).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15, part 4 (layouts) on one NVIDIA H200 (or H100/A100) with MIG disabled: the layout
 # comparison of suites/layouts -- the same mix (resnet50 on every slice) under 7x1g, 3x2g+1g
-# and 1x7g (data/layouts/compare.yaml), each instance an MPS client share sized from its own
+# and 1x7g (fixtures/layouts/compare.yaml), each instance an MPS client share sized from its own
 # MIG profile (--partition=mps) -- then layouts.tsv/json/png and one timeline per case.
 # Run from the repository root on the GPU machine; writes into $OUT; about 4 minutes.
 # Never changes MIG mode; the MPS daemon pytest-mig starts is stopped on every path.

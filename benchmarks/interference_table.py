@@ -20,7 +20,7 @@ from pathlib import Path
 def others(isolation: dict) -> list[str]:
     """Processes NVML saw during the baseline that are neither the main's nor an MPS server,
     recomputed from the raw observations (so a record is judged by today's rule)."""
-    from pytest_mig.hetero import is_mps_server
+    from pytest_mig.orchestration.hetero_run import is_mps_server
     mine = set(isolation.get("main_pids", []))
     return [f"{pid} ({name})" for pid, name in (isolation.get("gpu_processes_seen") or {}).items()
             if int(pid) not in mine and not is_mps_server(name)]

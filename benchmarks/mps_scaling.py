@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pytest_mig.gpu.backend import open_backend  # noqa: E402
 from pytest_mig.gpu.mps import MpsDaemon, share_for  # noqa: E402
 from pytest_mig.gpu.profiles import get_model, profile_fraction  # noqa: E402
-from pytest_mig.process import child_env  # noqa: E402
+from pytest_mig.orchestration.process import child_env  # noqa: E402
 from pytest_mig.results.summary import parse_summary  # noqa: E402
 
 

@@ -1,9 +1,9 @@
 """Readiness latency: time from a workload writing its ready line to pytest-mig knowing it.
 
 N workloads each print K noise lines, then a ready line carrying the time it was written.
-Our reader (pytest_mig.process.Workload: blocking per-line reads in a thread) is compared
-with a reader that sleeps 0.5 s after each line, as NVIDIA's launch_heterogeneous_mig.py
-does. The sleeping reader is measured at small K and its latency at large K follows from
+Our reader (pytest_mig.orchestration.process.Workload: blocking per-line reads in a thread)
+is compared with a reader that sleeps 0.5 s after each line, as NVIDIA's
+launch_heterogeneous_mig.py does. The sleeping reader is measured at small K and its latency at large K follows from
 the same per-line cost (it cannot finish 100,000 lines in a benchmark run: ~14 h).
 
     python benchmarks/readiness.py --workloads 6 --lines 100000 --repeats 5 --json out.json
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_mig.process import Workload, child_env  # noqa: E402
+from pytest_mig.orchestration.process import Workload, child_env  # noqa: E402
 from pytest_mig.types import LaunchSpec  # noqa: E402
 
 READY = r"running actual test\.\s*$"

@@ -1,8 +1,10 @@
 """Where the run-time data lives: GPU profile tables, the benchmark catalogue, layouts.
 
 Rules:
-- The data ships inside the package (`pytest_mig/data/`) and is found with
-  `importlib.resources`, so an installed wheel needs no checkout beside it.
+- One home: the data lives in the project's top-level `fixtures/` folder. The wheel ships
+  that folder as `pytest_mig/data/` (pyproject.toml maps the data package onto it; there
+  is no second copy in the checkout), found with `importlib.resources`, so an installed
+  wheel needs no checkout beside it; a checkout (editable install) reads `fixtures/`.
 - One override, honoured by every reader: the environment variable `PYTEST_MIG_DATA`
   (the option `--mig-data DIR` sets it at configure time, so workloads inherit it).
   A path the override folder lacks falls back to the packaged file, so a user may
@@ -19,8 +21,12 @@ DATA_ENV = "PYTEST_MIG_DATA"
 
 
 def packaged_dir() -> Path:
-    """The data folder inside the installed package."""
-    return Path(str(resources.files("pytest_mig") / "data"))
+    """The data shipped with pytest-mig: `pytest_mig/data/` of an installed wheel, else the
+    checkout's `fixtures/` beside the package (an editable install, or a bare checkout)."""
+    installed = Path(str(resources.files("pytest_mig") / "data"))
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def override_dir() -> Path | None:

@@ -4,7 +4,8 @@ records; it adds every option (options.py) and registers every other hook object
 Rules:
 - The one entry point: options come from options.py only; the report, manage and shard hook
   objects are created and registered in `_register_hook_objects`, by nothing else.
-- Hooks stay thin: the work happens in session.py, suite.py, hetero.py and report/.
+- Hooks stay thin: the work happens in run/state.py, plan/suite.py,
+  orchestration/hetero_run.py and report/.
 - Stash keys live in keys.py.
 - Imports at the top, except what only some runs need, loaded where used so that every
   pytest start-up (benchmarks/startup.py) stays cheap: the suite parser (suite.py: a run
@@ -20,25 +21,25 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig.collect import cases_for_module, uses_suites
+from pytest_mig.surface.collect import cases_for_module, uses_suites
 from pytest_mig.datadir import DATA_ENV
 from pytest_mig.errors import MigError, SuiteError, did_you_mean
 # The fixtures are this plugin's: pytest finds them in this module's namespace.
-from pytest_mig.fixtures import (hetero, mig_harness, mig_session, mig_slot,  # noqa: F401
-                                 mig_topology)
+from pytest_mig.surface.case_fixtures import (hetero, mig_harness, mig_session,  # noqa: F401
+                                              mig_slot, mig_topology)
 from pytest_mig.io import write_json_atomic
-from pytest_mig.keys import OUTCOME_KEY, PRIOR_RUN_MARKER_KEY, SESSION_KEY
-from pytest_mig.manage_plugin import ManagePlugin
-from pytest_mig.options import add_options
-from pytest_mig.process import (RUN_MARKER, install_sigterm_handler, interruption, pass_env,
-                                reap_dead_runs, stop_all, use_run_key)
+from pytest_mig.surface.keys import OUTCOME_KEY, PRIOR_RUN_MARKER_KEY, SESSION_KEY
+from pytest_mig.surface.manage_hooks import ManagePlugin
+from pytest_mig.surface.options import add_options
+from pytest_mig.orchestration.process import (RUN_MARKER, install_sigterm_handler, interruption,
+                                              pass_env, reap_dead_runs, stop_all, use_run_key)
 from pytest_mig.report.header import SIMULATED_BANNER, header_lines, run_header
-from pytest_mig.report.hooks import ReportPlugin, write_failed
+from pytest_mig.surface.report_hooks import ReportPlugin, write_failed
 from pytest_mig.report.records import (collect_results, failure_record, outcome_record,
                                        write_record)
 from pytest_mig.runid import new_run_id
-from pytest_mig.session import MigSession
-from pytest_mig.settings import Settings, check_conflicts
+from pytest_mig.run.state import MigSession
+from pytest_mig.run.settings import Settings, check_conflicts
 
 # The suites' shared test body asserts as a test module does (pytest's assertion messages).
 pytest.register_assert_rewrite("pytest_mig.case_test")
@@ -139,7 +140,7 @@ def _register_hook_objects(config, mig: MigSession) -> None:
     config.pluginmanager.register(ManagePlugin(config, mig), "pytest-mig-manage")
     shard = config.getoption("mig_shard")
     if shard is not None:
-        from pytest_mig.fleet.shard_plugin import ShardPlugin  # start-up: only a shard run
+        from pytest_mig.surface.shard_hooks import ShardPlugin  # start-up: only a shard run
         config.pluginmanager.register(ShardPlugin(config, mig, shard), "pytest-mig-shard")
 
 
@@ -154,7 +155,7 @@ def _check_run_profile(config, name: str) -> None:
     """--mig-run-profile must be defined by a suite this run points at: a usage error (exit 4)
     naming the suites and the profiles they define, not a collection error after the run
     folder was made. Suites that fail to load are left to collection to report."""
-    from pytest_mig.suite import find_suites, load_suite  # start-up: see the note on imports
+    from pytest_mig.plan.suite import find_suites, load_suite  # start-up: see the note on imports
 
     files: set[Path] = set()
     for arg in config.args:
@@ -229,7 +230,7 @@ def pytest_generate_tests(metafunc) -> None:
         problem = ""
     if problem:  # outside the except block: no chained copy of the same message
         pytest.fail(problem, pytrace=False)  # a clean collection error: file, line, key, fix
-    from pytest_mig.suite import background_cut  # start-up: see the note on imports
+    from pytest_mig.plan.suite import background_cut  # start-up: see the note on imports
     cuts = sorted({f"{c.benchmark}: {cut}" for c in params if not c.skip_reason and (
         cut := background_cut(c.background_requested, c.background, c.benchmark,
                               len(c.background)))})

@@ -40,7 +40,7 @@ class Case:
     scenario: str
     profile: str  # MIG profile the main runs on, e.g. "1g.10gb"
     mode: str  # PERFORMANCE | ACCURACY
-    gpu_model: str  # key of data/gpus/<model>.yaml, e.g. "A100-SXM4-80GB"
+    gpu_model: str  # key of fixtures/gpus/<model>.yaml, e.g. "A100-SXM4-80GB"
     background: tuple[str, ...]  # background benchmarks, resolved for the suite's slot count
     background_spec: str  # what the suite asked for: alias or "explicit"
     run_profile: RunProfile

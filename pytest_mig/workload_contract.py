@@ -1,6 +1,6 @@
 """The built-in workload's command-line contract: what the adapter and the child program share.
 
-Bottom layer, standard library only: the plugin side (`harness/loadgen.py`, `session.py`,
+Bottom layer, standard library only: the plugin side (`harness/loadgen.py`, `run/state.py`,
 `report/header.py`) and the child program (`workload/`) both import it, so neither imports
 the other. The plugin never imports `pytest_mig.workload`: it launches it as
 `python -m pytest_mig.workload` (MODULE). Values written here are written nowhere else.

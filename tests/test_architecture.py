@@ -25,17 +25,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pytest_mig"
 
-# Layers from the top down. A pattern is a module path below pytest_mig ("report.hooks") or a
+# Layers from the top down. A pattern is a module path below pytest_mig ("surface.keys") or a
 # package with everything in it ("gpu.*"); the most specific pattern decides.
 LAYERS: list[tuple[str, list[str]]] = [
     ("suite test body", ["case_test"]),  # imported by the suites' test modules only
     ("entry points", ["plugin", "fleet.cli"]),
-    ("hook objects", ["fixtures", "manage_plugin", "report.hooks", "fleet.shard_plugin"]),
-    ("case runner", ["case_runner"]),
-    ("options", ["collect", "options", "keys"]),
-    ("run session", ["session", "settings", "layout_manager"]),
-    ("suites", ["suite", "ordering", "fleet.shard"]),
-    ("orchestration", ["hetero", "background", "process", "health", "dryrun"]),
+    ("hook objects", ["surface.case_fixtures", "surface.manage_hooks", "surface.report_hooks",
+                      "surface.shard_hooks"]),
+    ("case runner", ["surface.case_runner"]),
+    ("options", ["surface", "surface.collect", "surface.options", "surface.keys"]),
+    ("run session", ["run.*"]),
+    ("suites", ["plan.*"]),
+    ("orchestration", ["orchestration.*"]),
     ("harness adapters", ["harness.*"]),
     ("workload program", ["workload.*"]),
     ("reporting", ["report.*", "fleet.merge", "fleet"]),

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_mig import options
+from pytest_mig.surface import options
 from pytest_mig.errors import ConfigError, MigError
-from pytest_mig.session import Settings, check_conflicts
+from pytest_mig.run.state import Settings, check_conflicts
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ class HarnessProbe:
         self.crash: BaseException | None = None
 
     def pytest_collection_finish(self, session) -> None:
-        from pytest_mig.fixtures import SESSION_KEY
+        from pytest_mig.surface.case_fixtures import SESSION_KEY
         from pytest_mig.harness import get_harness
         from pytest_mig.types import Partition, WorkSpec
         mig = session.config.stash[SESSION_KEY]

@@ -1,4 +1,4 @@
-"""The shard planner (pytest_mig/fleet/shard.py): every case in exactly one shard, layout
+"""The shard planner (pytest_mig/plan/shard.py): every case in exactly one shard, layout
 groups kept whole, LPT balance by measured durations, estimates from the run profile."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_mig.errors import ConfigError
-from pytest_mig.fleet.shard import (ShardItem, ShardSpec, estimate_seconds, measured_durations,
-                                    plan_shards, shard_items)
+from pytest_mig.plan.shard import (ShardItem, ShardSpec, estimate_seconds, measured_durations,
+                                   plan_shards, shard_items)
 from pytest_mig.report.history import HistoryEntry, entry_from_record
 from pytest_mig.types import PERFORMANCE, Case, RunProfile
 

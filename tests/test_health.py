@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig.health import check_health, check_one, stop_problem
+from pytest_mig.orchestration.health import check_health, check_one, stop_problem
 from pytest_mig.types import Finished
 
 MAIN = Finished("main", started_at=100.0, ready_at=105.0, ended_at=110.0, exit_code=0,

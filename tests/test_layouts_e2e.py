@@ -24,7 +24,7 @@ pytest.importorskip("mlperf_loadgen")
 
 # An empty simulated GPU with MIG on, as an admin would leave it for --mig-manage.
 CONFTEST = textwrap.dedent("""
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):

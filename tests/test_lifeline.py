@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = """
 import sys, time
 from pathlib import Path
-from pytest_mig.process import Workload
+from pytest_mig.orchestration.process import Workload
 from pytest_mig.types import LaunchSpec
 from pytest_mig.workload_contract import MODULE
 

@@ -66,7 +66,7 @@ def test_our_hetero_layout_fills_every_model_with_its_smallest_slice():
 
 
 def test_packaged_comparison_layouts_fit_every_model_they_name():
-    """data/layouts/compare.yaml (suites/layouts): the same shapes on each 7-slice model."""
+    """fixtures/layouts/compare.yaml (suites/layouts): the same shapes on each 7-slice model."""
     shapes = {"7x1g": [1] * 7, "3x2g+1g": [2, 2, 2, 1], "1x7g": [7]}
     for name, slices in shapes.items():
         layout = resolve_layout(name)

@@ -11,7 +11,7 @@ import pytest
 
 # Sets the simulated GPU up before the run opens it (as an admin would have left it).
 CONFTEST = textwrap.dedent("""
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):
@@ -176,7 +176,7 @@ def test_manage_under_xdist_merges_workers_and_tears_down_once(project):
 # The same, with the GPU as real nodes show it: ids from history, MIG device index gaps,
 # listings that lag, and the run's caller root, non-root with mig-config, or plain non-root.
 HARD_CONFTEST = textwrap.dedent("""
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):

@@ -6,7 +6,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_mig.ordering import case_layout, group_by_key, order_cases
+from pytest_mig.plan.ordering import case_layout, group_by_key, order_cases
 from pytest_mig.types import Case, RunProfile
 
 SMOKE = RunProfile(name="smoke", min_duration_ms=1000, min_query_count=1)

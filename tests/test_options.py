@@ -1,4 +1,4 @@
-"""One pytest surface: every option is declared in options.py, its default is Settings', its
+"""One pytest surface: every option is declared in surface/options.py, its default is Settings', its
 value is checked when the command line is parsed; plugin.py registers every hook object."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig import options
-from pytest_mig.layout_manager import LayoutManager
-from pytest_mig.session import LayoutPreparer
-from pytest_mig.settings import Settings
+from pytest_mig.run.layout_manager import LayoutManager
+from pytest_mig.run.settings import Settings
+from pytest_mig.run.state import LayoutPreparer
+from pytest_mig.surface import options
 
-PACKAGE = Path(options.__file__).resolve().parent
+PACKAGE = Path(options.__file__).resolve().parents[1]
 
 
 class Recorder:
@@ -54,8 +54,8 @@ def calls(name: str, owner: str | None = None) -> list[tuple[str, int]]:
 
 
 def test_options_and_hook_objects_have_one_home():
-    assert {f for f, _ in calls("addoption")} == {"options.py"}
-    assert {f for f, _ in calls("addini")} <= {"options.py"}
+    assert {f for f, _ in calls("addoption")} == {"surface/options.py"}
+    assert {f for f, _ in calls("addini")} <= {"surface/options.py"}
     assert {f for f, _ in calls("register", "pluginmanager")} == {"plugin.py"}
 
 

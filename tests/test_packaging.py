@@ -1,6 +1,7 @@
 """pytest-mig as a user installs it: a wheel (not editable) in a fresh virtualenv, a suite
 that lives outside this repository, run to a pass on the simulated GPU; and the sdist
-carries the same files as the wheel (package data included)."""
+carries the same files as the wheel (package data included). The data's one home is the
+top-level fixtures/ folder; the wheel ships it as pytest_mig/data/."""
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = Path(__file__).resolve().parent / "data" / "outside_project"
-DATA_FILES = {"pytest_mig/data/benchmarks.yaml", "pytest_mig/data/gpus/A100-SXM4-80GB.yaml",
-              "pytest_mig/data/gpus/H100-SXM5-80GB.yaml", "pytest_mig/data/layouts/pytest-mig.yaml"}
+DATA = ["benchmarks.yaml", "compile_modes.yaml", "gpus/A100-SXM4-80GB.yaml",
+        "gpus/H100-SXM5-80GB.yaml", "layouts/pytest-mig.yaml"]
+DATA_FILES = {f"pytest_mig/data/{name}" for name in DATA}  # in the wheel
+SOURCE_DATA = {f"fixtures/{name}" for name in DATA}  # in the checkout and the sdist
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git to copy the tree")
 
@@ -59,16 +62,29 @@ def _wheel_files(path: Path) -> set[str]:
         return {n for n in zf.namelist() if not n.startswith("pytest_mig-") or "dist-info" not in n}
 
 
-def test_wheel_carries_the_package_data(built):
+def test_the_data_has_one_home():
+    """fixtures/ holds the data; the package folder holds no second copy."""
+    assert all((REPO / name).is_file() for name in SOURCE_DATA)
+    assert not (REPO / "pytest_mig" / "data").exists()
+
+
+def test_wheel_carries_the_package_data_and_every_module(built):
     files = _wheel_files(built["wheel"])
     assert DATA_FILES <= files
+    data = {p.relative_to(REPO / "fixtures").as_posix()
+            for p in (REPO / "fixtures").rglob("*.yaml")}
+    assert {n.removeprefix("pytest_mig/data/") for n in files if n.startswith("pytest_mig/data/")} \
+        == data
+    # pyproject.toml lists the packages: every module of pytest_mig/ is in the wheel.
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "pytest_mig").rglob("*.py")}
+    assert modules <= files, sorted(modules - files)
     assert not any(n.startswith(("tests/", "suites/", "fixtures/")) for n in files)
 
 
 def test_sdist_builds_the_same_wheel(built):
     with tarfile.open(built["sdist"]) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert DATA_FILES <= names
+    assert SOURCE_DATA <= names
     assert _wheel_files(built["sdist_wheel"]) == _wheel_files(built["wheel"])
 
 
@@ -84,9 +100,11 @@ def test_installed_wheel_runs_a_suite_outside_the_repo(built, tmp_path):
     clean["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{clean.get('PATH', '')}"
     # The plugin imports from site-packages, not from this checkout.
     where = _run([str(py), "-c", "import pytest_mig, pytest_mig.datadir as d; "
-                  "print(pytest_mig.__file__); print(d.data_path('benchmarks.yaml'))"],
+                  "print(pytest_mig.__file__); print(d.data_path('benchmarks.yaml')); "
+                  "print(d.data_path('gpus', 'A100-SXM4-80GB.yaml'))"],
                  cwd=project, env=clean).split()
     assert all("site-packages" in w and str(REPO) not in w for w in where), where
+    assert where[1].endswith("pytest_mig/data/benchmarks.yaml"), where
     harness = (f"{py} {project / 'tiny_harness.py'} --scenario {{scenario}} --log-dir {{log_dir}} "
                "--min-duration-ms {min_duration_ms} --min-query-count {min_query_count} "
                "--sample-count {sample_count} --role {role}")

@@ -166,7 +166,7 @@ def test_untrusted_baseline_warns_everywhere_and_withholds_interference(mini):
 
 
 def test_interference_direction():
-    from pytest_mig.hetero import interference
+    from pytest_mig.orchestration.hetero_run import interference
     from pytest_mig.types import BenchmarkResult
 
     def res(name, value):

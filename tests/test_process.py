@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pytest_mig.errors import HarnessError
-from pytest_mig.process import RUN_MARKER, Workload, child_env, stop_all
+from pytest_mig.orchestration.process import RUN_MARKER, Workload, child_env, stop_all
 from pytest_mig.types import LaunchSpec
 
 READY = r"running actual test\.\s*$"
@@ -106,7 +106,7 @@ def test_child_env_is_explicit(monkeypatch):
 
 
 def test_reap_dead_runs_kills_keyed_children_of_dead_runs(tmp_path):
-    from pytest_mig.process import KEY_MARKER, reap_dead_runs
+    from pytest_mig.orchestration.process import KEY_MARKER, reap_dead_runs
     from pytest_mig.runid import RunKey, write_key
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mig.errors import ConfigError
-from pytest_mig.hetero import HeteroOutcome
+from pytest_mig.orchestration.hetero_run import HeteroOutcome
 from pytest_mig.report import allure_env
 from pytest_mig.report.allure_report import (_steps, commands_text, detail_excerpt, health_table,
                                              tail_text)
@@ -75,9 +75,11 @@ def test_categories_match_the_messages_our_tests_produce():
         "Performance regression (--mig-compare-fail)", "INVALID LoadGen result",
         "Accuracy below target", "Background workload unhealthy"]
     assert allure_category("Failed: Timeout (>30.0s) from pytest-timeout.") == "Timeout"
-    assert allure_category("pytest_mig.hetero.WorkloadFailure: main did not finish within 900 s; "
+    assert allure_category("pytest_mig.orchestration.hetero_run.WorkloadFailure: main did not "
+                           "finish within 900 s; "
                            "stopped. log: /x") == "Timeout"
-    assert allure_category("pytest_mig.hetero.WorkloadFailure: background bg3-rnnt (rnnt) exited "
+    assert allure_category("pytest_mig.orchestration.hetero_run.WorkloadFailure: background "
+                           "bg3-rnnt (rnnt) exited "
                            "with code 7 before it was ready; log: x\n--- last lines ---\nboom"
                            ) == "Infrastructure error"
     assert allure_category("pytest_mig.errors.HarnessError: harness 'command' needs a command "

@@ -18,20 +18,20 @@ HEADLINE = 1983.38  # Completed samples per second in Server-valid's summary
 RESNET = "resnet50-Offline-1g.10gb-performance"
 BERT = "bert-Offline-1g.10gb-performance"
 
-# The wiring of plugin.py / fixtures.py, done from a conftest until the plugin does it itself
+# The wiring of plugin.py / case_fixtures.py, done from a conftest until the plugin does it itself
 # (then the plugin named "mig-report" is already registered and this shim stands aside).
 CONFTEST = textwrap.dedent("""
     import pytest
-    from pytest_mig.report import hooks as report_hooks
+    from pytest_mig.surface import report_hooks
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(config):
         if config.pluginmanager.has_plugin("mig-report"):
             return
-        from pytest_mig.fixtures import SESSION_KEY
+        from pytest_mig.surface.case_fixtures import SESSION_KEY
         from pytest_mig.report import allure_report
         from pytest_mig.report.timeline import case_timeline
-        import pytest_mig.hetero as hetero
+        import pytest_mig.orchestration.hetero_run as hetero
         session = config.stash[SESSION_KEY]
         config.pluginmanager.register(report_hooks.ReportPlugin(config, session), "mig-report")
         run, describe, slots = hetero.run, allure_report.describe, []

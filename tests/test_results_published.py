@@ -15,7 +15,7 @@ from pytest_mig.harness.nvidia_logs import find_run_logs
 from pytest_mig.report.compare import Baselines, CompareSpec
 from pytest_mig.report.history import HistoryEntry
 from pytest_mig.report.published import PublishedBaselines, is_submission
-from pytest_mig.results.layout import prefer_variant, submission_runs, variant_name
+from pytest_mig.results.folders import prefer_variant, submission_runs, variant_name
 
 DATA = Path(__file__).parent / "data"
 NVIDIA_V41 = DATA / "mlperf_corpus" / "v4.1" / "NVIDIA" / "closed"

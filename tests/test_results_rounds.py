@@ -11,7 +11,7 @@ import pytest
 
 from pytest_mig.report.published import PublishedBaselines, metric_kind
 from pytest_mig.results import AccuracyWarning, parse_accuracy, parse_audit, parse_summary
-from pytest_mig.results.layout import submission_runs
+from pytest_mig.results.folders import submission_runs
 from pytest_mig.results.summary import token_throughput
 
 C = Path(__file__).parent / "data" / "mlperf_corpus"

@@ -43,7 +43,7 @@ def code_text(path: Path) -> str:
 
 
 def test_sources_were_found():
-    assert len(SOURCES) > 40 and REPO / "pytest_mig" / "process.py" in SOURCES
+    assert len(SOURCES) > 40 and REPO / "pytest_mig" / "orchestration" / "process.py" in SOURCES
 
 
 def shell_findings(paths: list[Path]) -> list[str]:
@@ -139,7 +139,7 @@ def test_the_scanners_find_what_they_look_for(tmp_path):
 def test_yaml_tags_never_run_code(tmp_path):
     from pytest_mig.errors import LayoutError, SuiteError
     from pytest_mig.gpu.layouts import resolve_layout
-    from pytest_mig.suite import load_suite
+    from pytest_mig.plan.suite import load_suite
 
     canary = tmp_path / "pwned"
     payload = f'!!python/object/apply:os.system ["touch {canary}"]'
@@ -252,7 +252,7 @@ def test_state_dir_owned_by_someone_else_is_refused(tmp_path, monkeypatch):
 # test_manage_refuses_to_destroy_instances_it_did_not_create.
 
 EMPTY_GPU = textwrap.dedent("""
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):

@@ -18,7 +18,7 @@ import pytest
 from pytest_mig.gpu.sim import gpm as simgpm
 from pytest_mig.gpu.gpm import GpmReader
 from pytest_mig.gpu.sim.simulator import SimulatedNvml
-from pytest_mig.process import RUN_MARKER
+from pytest_mig.orchestration.process import RUN_MARKER
 
 SLEEPER = Path(__file__).resolve().parent / "programs" / "loadgen_sleeper.py"
 
@@ -34,7 +34,8 @@ def sim_with_two_instances(tmp_path: Path, model: str) -> tuple[SimulatedNvml, l
 def test_markers_are_the_ones_the_orchestration_sets():
     assert simgpm.RUN_MARKER == RUN_MARKER
     assert 'extra["PYTEST_MIG_SIMULATED_GPU"]' in (
-        Path(__file__).resolve().parents[1] / "pytest_mig" / "hetero.py").read_text()
+        Path(__file__).resolve().parents[1] / "pytest_mig" / "orchestration"
+        / "hetero_run.py").read_text()
 
 
 @pytest.mark.parametrize("model", ["H100-SXM5-80GB", "H200-141GB"])

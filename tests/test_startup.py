@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_mig.session import MigSession, Settings
+from pytest_mig.run.state import MigSession, Settings
 from pytest_mig.yamlload import LOADER, safe_load
 
 # Loaded only when a case runs, a comparison is asked for or --mig-manage/--mig-layout is
 # given. A run that surely simulates prints its SIMULATED banner without opening the simulator;
 # the backend opens (and run.json is written) at the first case or for the run header.
 LAZY_MODULES = ("pytest_mig.gpu.manage", "pytest_mig.gpu.leases", "pytest_mig.gpu.backend",
-                "pytest_mig.gpu.sim", "pynvml", "pytest_mig.hetero", "pytest_mig.harness",
-                "pytest_mig.results", "pytest_mig.case_runner", "pytest_mig.report.compare",
+                "pytest_mig.gpu.sim", "pynvml", "pytest_mig.orchestration.hetero_run",
+                "pytest_mig.harness",
+                "pytest_mig.results", "pytest_mig.surface.case_runner", "pytest_mig.report.compare",
                 "pytest_mig.report.html", "torch", "mlperf_loadgen")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mig.errors import SuiteError
-from pytest_mig.suite import load_catalog, resolve_background
+from pytest_mig.plan.suite import load_catalog, resolve_background
 
 REPO = Path(__file__).resolve().parent.parent
 ALL7 = ("3d-unet", "bert", "dlrm", "resnet50", "rnnt", "ssd-mobilenet", "ssd-resnet34")
@@ -20,12 +20,12 @@ def catalog():
 def test_default_path_is_repo_fixtures(monkeypatch):
     monkeypatch.delenv("PYTEST_MIG_DATA", raising=False)
     catalog = load_catalog()
-    assert catalog.path == REPO / "pytest_mig" / "data" / "benchmarks.yaml"
+    assert catalog.path == REPO / "fixtures" / "benchmarks.yaml"
     assert "inference_results_v1.1" in catalog.source
 
 
 def test_env_override(tmp_path, monkeypatch):
-    text = (REPO / "pytest_mig" / "data" / "benchmarks.yaml").read_text()
+    text = (REPO / "fixtures" / "benchmarks.yaml").read_text()
     (tmp_path / "benchmarks.yaml").write_text(text.replace("reference: 76.46", "reference: 1.5"))
     (tmp_path / "gpus").mkdir()
     (tmp_path / "gpus" / "X1-8GB.yaml").write_text("profiles: [1g.8gb, 2g.8gb+me, 7g]\n")
@@ -115,7 +115,7 @@ def test_resolve_background_unknown_names(catalog):
 
 
 def test_catalog_errors_have_lines(tmp_path):
-    text = (REPO / "pytest_mig" / "data" / "benchmarks.yaml").read_text()
+    text = (REPO / "fixtures" / "benchmarks.yaml").read_text()
     bad = text.replace("fractions: [0.99, 0.999]}\n  rnnt:", "fractions: [0.99, 1.5]}\n  rnnt:")
     path = tmp_path / "benchmarks.yaml"
     path.write_text(bad)
@@ -136,7 +136,7 @@ def test_data_override_reaches_every_reader(tmp_path, monkeypatch):
     """One override: the profile tables and layouts honour $PYTEST_MIG_DATA like the catalogue."""
     from pytest_mig.gpu.layouts import default_layout_dir
     from pytest_mig.gpu.profiles import default_gpu_dir, load_models
-    packaged = REPO / "pytest_mig" / "data"
+    packaged = REPO / "fixtures"
     (tmp_path / "gpus").mkdir()
     text = (packaged / "gpus" / "A30-24GB.yaml").read_text()
     (tmp_path / "gpus" / "Z9-24GB.yaml").write_text(text.replace("model: A30-24GB", "model: Z9-24GB"))

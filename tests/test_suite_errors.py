@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mig.errors import SuiteError
-from pytest_mig.suite import load_catalog, load_suite
+from pytest_mig.plan.suite import load_catalog, load_suite
 
 BASE = """\
 suite: datacenter

@@ -10,7 +10,7 @@ import pytest
 from pytest_mig.errors import SuiteError
 from pytest_mig.gpu.layouts import resolve_layout
 from pytest_mig.gpu.profiles import get_model
-from pytest_mig.suite import layout_fill, load_suite
+from pytest_mig.plan.suite import layout_fill, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 

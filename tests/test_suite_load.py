@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mig.errors import SuiteError
-from pytest_mig.suite import find_suites, load_catalog, load_suite
+from pytest_mig.plan.suite import find_suites, load_catalog, load_suite
 from pytest_mig.types import RunProfile
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_mig.errors import SuiteError
-from pytest_mig.suite import Suite, load_catalog, load_suite
+from pytest_mig.plan.suite import Suite, load_catalog, load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE_TEXT = (REPO / "suites" / "datacenter" / "suite.yaml").read_text()
-CATALOG_TEXT = (REPO / "pytest_mig" / "data" / "benchmarks.yaml").read_text()
+CATALOG_TEXT = (REPO / "fixtures" / "benchmarks.yaml").read_text()
 # Names that pass some checks, so mutations reach the deeper validation paths.
 PLAUSIBLE = st.sampled_from([
     "Offline", "Server", "MultiStream", "resnet50", "dlrm", "edge", "none", "session",

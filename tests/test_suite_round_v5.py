@@ -9,7 +9,7 @@ from pytest_mig.errors import HarnessError, SuiteError
 from pytest_mig.gpu.planner import fits_memory, memory_gib, smallest_fitting
 from pytest_mig.gpu.profiles import get_model
 from pytest_mig.harness.nvidia import config_ver, nvidia_benchmark
-from pytest_mig.suite import known_rounds, load_catalog, load_suite
+from pytest_mig.plan.suite import known_rounds, load_catalog, load_suite
 from pytest_mig.types import WorkSpec
 
 REPO = Path(__file__).resolve().parent.parent

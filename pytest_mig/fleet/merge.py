@@ -33,7 +33,7 @@ from pytest_mig.report.html import write_index
 from pytest_mig.report.records import failure_record
 
 MERGE_FILE = "merge.json"
-SHARD_FILE = "shard.json"  # fleet/shard_plugin.py writes it
+SHARD_FILE = "shard.json"  # surface/shard_hooks.py writes it
 ALLURE_DIR = "allure-results"
 ALLURE_RUN_FILES = {"environment.properties", "categories.json", "executor.json"}
 

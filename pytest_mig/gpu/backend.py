@@ -12,7 +12,7 @@ from pytest_mig.gpu.nvml import Nvml, error_name
 from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
 CHOICES = ("auto", "nvml", "simulated")
-DEFAULT_SIM_LAYOUT = "hetero-1g"  # data/layouts/pytest-mig.yaml: smallest slices per model
+DEFAULT_SIM_LAYOUT = "hetero-1g"  # fixtures/layouts/pytest-mig.yaml: smallest slices per model
 # nvmlInit errors that mean "no NVIDIA driver here" (auto then simulates).
 NO_DRIVER = (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 

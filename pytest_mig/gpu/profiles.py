@@ -1,4 +1,4 @@
-"""MIG profile tables per GPU model (pytest_mig/data/gpus/<model>.yaml) as typed values.
+"""MIG profile tables per GPU model (fixtures/gpus/<model>.yaml) as typed values.
 
 The simulator answers NVML profile queries from these tables and the planner places
 instances with them; the H100 table equals a real capture (see its `source:`).
@@ -26,7 +26,7 @@ SIM_FIELDS = ("power_idle_w", "power_max_w", "sm_clock_idle_mhz", "sm_clock_max_
 
 
 class ProfileTableError(GpuError):
-    """A GPU profile table (data/gpus/<model>.yaml) is malformed."""
+    """A GPU profile table (fixtures/gpus/<model>.yaml) is malformed."""
 
 
 def default_gpu_dir() -> Path:
@@ -192,7 +192,7 @@ def _profile(path: Path, key: str, raw: Any, memory_slices: int) -> MigProfile:
 
 
 def load_model_file(path: Path | str) -> GpuModel:
-    """Read and validate one data/gpus/<model>.yaml."""
+    """Read and validate one fixtures/gpus/<model>.yaml."""
     path = Path(path)
     try:
         raw = safe_load(path.read_text(encoding="utf-8"))
@@ -240,7 +240,7 @@ def _load_dir(directory: Path) -> dict[str, GpuModel]:
 
 
 def load_models(directory: Path | str | None = None) -> dict[str, GpuModel]:
-    """All tables of a directory (default: data/gpus), keyed by model key."""
+    """All tables of a directory (default: fixtures/gpus), keyed by model key."""
     return dict(_load_dir(Path(directory or default_gpu_dir()).resolve()))
 
 

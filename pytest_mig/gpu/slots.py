@@ -56,7 +56,7 @@ def build_shared_slot(gpu, kind: str, main_profile: str, simulated: bool, gpu_mo
     neighbour load matches the MIG layout it stands in for.
     """
     if gpu.model_key is None:
-        return SlotProblem(f"GPU {gpu.index} ({gpu.name}) has no profile table in data/gpus/; "
+        return SlotProblem(f"GPU {gpu.index} ({gpu.name}) has no profile table in fixtures/gpus/; "
                            f"--partition={kind} needs one to size its partitions")
     model = get_model(gpu.model_key)
     if not model.has_profile(main_profile):

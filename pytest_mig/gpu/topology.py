@@ -12,7 +12,7 @@ class GpuInfo:
     index: int
     name: str  # NVML name, e.g. "NVIDIA H100 80GB HBM3"
     uuid: str  # "GPU-..."
-    model_key: str | None  # data/gpus key, None for a model without a table
+    model_key: str | None  # fixtures/gpus key, None for a model without a table
     pci_device_id: int  # e.g. 0x233010DE
     memory_total: int  # bytes
     mig_current: bool

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pytest_mig.errors import ResultParseError
 from pytest_mig.results.audit import TEST_NAME, parse_audit
-from pytest_mig.results.layout import RUN_DIR, benchmark_matches, effective_scenario, prefer_variant
+from pytest_mig.results.folders import RUN_DIR, benchmark_matches, effective_scenario, prefer_variant
 from pytest_mig.types import BenchmarkResult
 
 LOADGEN_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt")

@@ -3,7 +3,7 @@
 The controller appends at session end (xdist workers never write it), one locked write per
 run, so concurrent runs sharing a reports folder interleave whole lines only. Each line:
 case, run_id, timestamp, gpu_model, backend, metric/value (the headline), p99_ns, latencies_ns,
-accuracy, interference, outcome, duration_s (the case's call time: fleet/shard.py balances
+accuracy, interference, outcome, duration_s (the case's call time: plan/shard.py balances
 shards with it). Baselines for `--mig-compare` are read from here (or from a results.json).
 """
 from __future__ import annotations

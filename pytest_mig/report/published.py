@@ -27,7 +27,7 @@ from pytest_mig.errors import ConfigError, ResultParseError
 from pytest_mig.report.history import HistoryEntry
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.audit import AuditVerdict, parse_audit
-from pytest_mig.results.layout import RunFolder, benchmark_matches, prefer_variant, submission_runs, variant_name
+from pytest_mig.results.folders import RunFolder, benchmark_matches, prefer_variant, submission_runs, variant_name
 from pytest_mig.results.summary import parse_summary
 
 SUMMARY = "mlperf_log_summary.txt"

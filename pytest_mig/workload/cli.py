@@ -93,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
                      help="hold QSL samples in GPU memory, loaded when LoadGen loads them "
                           "(a no-op on the CPU, where samples already live in host memory)")
     p.add_argument("--compile", choices=COMPILE_SETTINGS, default="auto",
-                   help="torch.compile the model: auto (CUDA: the mode pytest_mig/data/compile_modes.yaml "
+                   help="torch.compile the model: auto (CUDA: the mode fixtures/compile_modes.yaml "
                         "names for the benchmark; CPU: off), off, or a mode; a failing compile falls "
                         "back to the uncompiled path")
     p.add_argument("--compile-cache", type=Path,

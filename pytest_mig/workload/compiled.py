@@ -3,7 +3,7 @@
 Rules:
 - A setting is `off`, `auto` or a mode: `default`, `reduce-overhead`, `max-autotune`,
   `max-autotune-no-cudagraphs`; per benchmark through the harness option `compile.<benchmark>`.
-- `auto` on CUDA reads the committed table `pytest_mig/data/compile_modes.yaml` (filled by
+- `auto` on CUDA reads the committed table `fixtures/compile_modes.yaml` (filled by
   `benchmarks/gpu_compile.sh`): the mode that won on the GPU, or `off` where the harness's own
   path won or compile failed. A benchmark the table does not list (a model added later) is `off`
   under `auto`; every model can still be compiled by naming a mode. On the CPU `auto` is `off`

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from pytest_mig.process import Workload, child_env
+from pytest_mig.orchestration.process import Workload, child_env
 from pytest_mig.report.files import REPORT_INCOMPLETE
 from pytest_mig.types import LaunchSpec
 

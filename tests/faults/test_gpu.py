@@ -14,7 +14,7 @@ from .helpers import (BGS, FAULTY, FAULTY_DIR, HEALTHY, assert_clean,
 # Fault injection from inside the run: the faulty case's setup arms a one-shot NVML error.
 INJECT = textwrap.dedent("""
     import pytest
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     LAYOUT = {layout!r}

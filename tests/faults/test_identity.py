@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mig.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER, child_env, markers_of,
-                                reap_dead_runs)
+from pytest_mig.orchestration.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER, child_env,
+                                              markers_of, reap_dead_runs)
 from pytest_mig.report.allure_env import copy_history
 from pytest_mig.report.history import HistoryEntry, append_history
 from pytest_mig.runid import RunKey, new_run_id, write_key
 from pytest_mig.io import UnsafeFile
-from pytest_mig.session import MigSession, Settings
+from pytest_mig.run.state import MigSession, Settings
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 

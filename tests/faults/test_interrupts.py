@@ -76,7 +76,7 @@ def test_hang_under_thread_method_exits_and_the_next_run_reaps_it(project):
 SAME_MACHINE = textwrap.dedent("""
     import shutil
     from pathlib import Path
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
 
     def pytest_configure(config):
         s = config.stash[SESSION_KEY]
@@ -87,7 +87,7 @@ SAME_MACHINE = textwrap.dedent("""
 
 
 EMPTY_GPU = textwrap.dedent("""
-    from pytest_mig.fixtures import SESSION_KEY
+    from pytest_mig.surface.case_fixtures import SESSION_KEY
     from pytest_mig.gpu.sim.simulator import SimulatedNvml
 
     def pytest_configure(config):

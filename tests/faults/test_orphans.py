@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 
-from pytest_mig.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER, WORKLOAD_MARKER,
-                                Workload, child_env, markers_of, reap_orphans, use_run_key)
-from pytest_mig.session import MigSession, Settings
+from pytest_mig.orchestration.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER,
+                                              WORKLOAD_MARKER, Workload, child_env, markers_of,
+                                              reap_orphans, use_run_key)
+from pytest_mig.run.state import MigSession, Settings
 from pytest_mig.types import LaunchSpec
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]

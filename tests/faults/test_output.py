@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from pytest_mig.process import printable
+from pytest_mig.orchestration.process import printable
 
 from .helpers import FAULTY
 

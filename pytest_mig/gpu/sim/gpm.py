@@ -29,7 +29,7 @@ import pynvml
 from pytest_mig.gpu.sim.metrics import wave
 
 RUN_MARKER = "PYTEST_MIG_RUN_ID"  # the run's id in every workload's environment (process.py)
-SIM_MARKER = "PYTEST_MIG_SIMULATED_GPU"  # set for workloads on simulated partitions (hetero.py)
+SIM_MARKER = "PYTEST_MIG_SIMULATED_GPU"  # set on simulated partitions (hetero_run.py)
 SCAN_EVERY_S = 0.05  # /proc is read at most this often per process
 
 # metric id -> (base %, swing %): level = base + swing x wave. Made up, shaped like a busy

@@ -1,7 +1,7 @@
 """An NVML simulator with pynvml's function names, argument shapes, structs and error codes.
 
 `SimulatedNvml` stands in for the `pynvml` module where no driver is present. Answers come
-from the profile tables in data/gpus; the GPU state lives in a JSON file (sim/state.py)
+from the profile tables in fixtures/gpus; the GPU state lives in a JSON file (sim/state.py)
 that every call re-reads under a lock, so all processes of a run see one GPU.
 
 Error semantics follow the NVML reference (nvml.h) and what a real H100 (driver 580, MIG

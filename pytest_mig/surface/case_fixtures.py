@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY  # noqa: F401 (named here too)
-from pytest_mig.session import MigSession
+from pytest_mig.surface.keys import OUTCOME_KEY, SESSION_KEY  # noqa: F401 (named here too)
+from pytest_mig.run.state import MigSession
 from pytest_mig.types import Case
 
 if TYPE_CHECKING:
-    from pytest_mig.case_runner import HeteroRunner
+    from pytest_mig.surface.case_runner import HeteroRunner
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +40,11 @@ def mig_harness(mig_session):
 @pytest.fixture
 def mig_slot(mig_session, mig_case: Case):
     """Lease a whole GPU (xdist-safe) and carve main + background partitions from it."""
-    from pytest_mig.case_runner import leased_slot  # case time only: see the rules
+    from pytest_mig.surface.case_runner import leased_slot  # case time only: see the rules
     yield from leased_slot(mig_session, mig_case)
 
 
 @pytest.fixture
 def hetero(request, mig_session, mig_slot, mig_harness) -> HeteroRunner:
-    from pytest_mig.case_runner import HeteroRunner  # case time only: see the rules
+    from pytest_mig.surface.case_runner import HeteroRunner  # case time only: see the rules
     return HeteroRunner(request, mig_session, mig_slot, mig_harness)

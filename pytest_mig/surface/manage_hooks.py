@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from pytest_mig.collect import uses_suites
+from pytest_mig.surface.collect import uses_suites
 from pytest_mig.errors import MigError
 from pytest_mig.gpu.ownership import Owner
-from pytest_mig.layout_manager import LayoutManager, summarise, summary_lines
+from pytest_mig.run.layout_manager import LayoutManager, summarise, summary_lines
 from pytest_mig.types import Case
 
 
@@ -73,7 +73,7 @@ class ManagePlugin:
             params = getattr(getattr(item, "callspec", None), "params", {})
             case = params.get("mig_case")
             return case if isinstance(case, Case) else None
-        from pytest_mig.ordering import order_cases
+        from pytest_mig.plan.ordering import order_cases
         items[:] = order_cases(items, case_of)
 
     def pytest_sessionfinish(self, session) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from pytest_mig.hetero import env_for, plan_workspecs
-from pytest_mig.process import RUN_MARKER
+from pytest_mig.orchestration.hetero_run import env_for, plan_workspecs
+from pytest_mig.orchestration.process import RUN_MARKER
 
 
 def plan_text(case, slot, harness, test_dir, settings) -> str:

@@ -59,7 +59,7 @@ class BenchmarkInfo:
 
 @dataclass(frozen=True)
 class Catalog:
-    """The benchmark catalogue (data/benchmarks.yaml) plus the GPU model keys."""
+    """The benchmark catalogue (fixtures/benchmarks.yaml) plus the GPU model keys."""
 
     path: Path
     source: str
@@ -67,7 +67,7 @@ class Catalog:
     scenarios: tuple[str, ...]
     benchmarks: dict[str, BenchmarkInfo]
     aliases: dict[str, tuple[str, ...]]
-    # data/gpus/<model>.yaml stem -> MIG profile names found in it (empty: not known).
+    # fixtures/gpus/<model>.yaml stem -> MIG profile names found in it (empty: not known).
     gpu_models: dict[str, frozenset[str]] = field(default_factory=dict)
     round: str = DEFAULT_ROUND
 
@@ -249,7 +249,7 @@ def _profiles_for(info: BenchmarkInfo, gpu: GpuEntry) -> tuple[tuple[str, ...], 
     largest = max(gpu.profiles, key=lambda p: model.profile(p).memory_mb)
     have = model.profile(largest).memory_mb / 1024
     return (largest,), (f"{info.name} needs {info.memory_gib:g} GiB of GPU memory "
-                        f"(data/benchmarks-*.yaml memory_gib); the largest profile listed for "
+                        f"(fixtures/benchmarks-*.yaml memory_gib); the largest profile listed for "
                         f"{gpu.model}, {largest}, has {have:.2f} GiB")
 
 
@@ -329,7 +329,7 @@ def _round_catalog(round_name: str) -> Catalog:
 
 def load_catalog(path: Path | str | None = None, gpus_dir: Path | str | None = None,
                  round_name: str | None = None) -> Catalog:
-    """Load and validate the benchmark catalogue; GPU model keys come from data/gpus.
+    """Load and validate the benchmark catalogue; GPU model keys come from fixtures/gpus.
 
     `round_name` picks a round's catalogue when no path is given (default: v1.1).
     Cached per (file, modification time): a run with many suites or cases parses it once.
@@ -539,7 +539,7 @@ def _scenarios(node: YNode, info: BenchmarkInfo, suite_class: str,
 
 
 def _layouts(node: YNode, suite_path: Path) -> tuple[str, ...]:
-    """`layouts:` of a layout suite: mig-parted names (data/layouts/) or FILE:NAME, a relative
+    """`layouts:` of a layout suite: mig-parted names (fixtures/layouts/) or FILE:NAME, a relative
     FILE taken beside the suite; each must resolve now (file:line error otherwise)."""
     specs: list[str] = []
     for item in node.items(non_empty=True):
@@ -550,7 +550,7 @@ def _layouts(node: YNode, suite_path: Path) -> tuple[str, ...]:
         try:
             cached_layout(spec)
         except LayoutError as exc:
-            raise item.fail(str(exc), fix="name a layout of data/layouts/*.yaml or give "
+            raise item.fail(str(exc), fix="name a layout of fixtures/layouts/*.yaml or give "
                             "FILE:NAME of a mig-parted config") from None
         if spec in specs:
             raise item.fail(f"layout '{item.value}' is listed twice", fix="remove the duplicate")
@@ -568,7 +568,7 @@ def _suite_gpus(node: YNode, catalog: Catalog, layouts: bool = False) -> dict[st
         if known and model not in known:
             raise entry.fail(f"unknown GPU model '{model}'{did_you_mean(model, known)}; "
                              f"allowed: {', '.join(known)}",
-                             fix="use a GPU model key (data/gpus/<model>.yaml)", at_key=True)
+                             fix="use a GPU model key (fixtures/gpus/<model>.yaml)", at_key=True)
         if layouts and entry.is_null:  # a layout suite: the layouts say the instances
             out[model] = GpuEntry(model, (), MAX_MIG_SLOTS)
             continue

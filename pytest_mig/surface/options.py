@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_mig.errors import ConfigError, did_you_mean
-from pytest_mig.settings import (BACKENDS, BACKGROUND_LIFETIMES, CPU_PINNING,
-                                 DEFAULT_SAMPLE_INTERVAL_S, HARNESS_NAMES, MAX_DURATION_MS,
-                                 MAX_SECONDS, MAX_SIM_GPUS, PARTITIONS, Settings)
+from pytest_mig.run.settings import (BACKENDS, BACKGROUND_LIFETIMES, CPU_PINNING,
+                                     DEFAULT_SAMPLE_INTERVAL_S, HARNESS_NAMES, MAX_DURATION_MS,
+                                     MAX_SECONDS, MAX_SIM_GPUS, PARTITIONS, Settings)
 
 GROUP = ("mig", "pytest-mig: heterogeneous MIG benchmarking")
 NVIDIA_GROUP = ("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
@@ -52,7 +52,7 @@ def add_gpu_options(g) -> None:
                 help="GPU access: auto (real NVML if a driver is present, else simulated), "
                      "nvml, simulated. Default: auto")
     g.addoption("--mig-sim-gpu", default=Settings.sim_gpu,
-                help="GPU model the simulator presents (data/gpus/<model>.yaml)")
+                help="GPU model the simulator presents (fixtures/gpus/<model>.yaml)")
     g.addoption("--mig-data", default=None, type=parse_data_dir, metavar="DIR",
                 help="folder overriding the packaged data (gpus/, layouts/, benchmarks.yaml; "
                      "what it lacks comes from the package); same as $PYTEST_MIG_DATA")
@@ -129,7 +129,7 @@ def add_manage_options(g) -> None:
                      "the instances this run created at the end; never changes MIG mode")
     g.addoption("--mig-layout", default=None, metavar="FILE:NAME",
                 help="MIG layout for every case, in mig-parted's format: FILE:NAME, or NAME "
-                     "from data/layouts/ (default: the case's profile + background fill)")
+                     "from fixtures/layouts/ (default: the case's profile + background fill)")
 
 
 def add_report_options(g) -> None:
@@ -279,7 +279,7 @@ def parse_sample_interval(text: str) -> float:
 
 
 # The next three parse with their layer's own code, loaded only when the option is given:
-# report.compare and fleet.shard (with report.history) would add about 30 ms to every start-up.
+# report.compare and plan.shard (with report.history) would add about 30 ms to every start-up.
 
 def parse_compare(text: str):
     """--mig-compare: a CompareSpec (a path is taken relative to the invocation folder);
@@ -298,7 +298,7 @@ def parse_compare_fail(text: str) -> dict[str, float]:
 
 def parse_shard(text: str):
     """--mig-shard: a ShardSpec."""
-    from pytest_mig.fleet.shard import ShardSpec
+    from pytest_mig.plan.shard import ShardSpec
     return _typed(lambda: ShardSpec.parse(text))
 
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_mig.errors import SuiteError
-from pytest_mig.session import MigSession
+from pytest_mig.run.state import MigSession
 
 
 def uses_suites(config) -> bool:

@@ -1,8 +1,8 @@
-"""`--mig-shard=I/N`: run one shard of the collected cases (fleet/shard.py plans the split).
+"""`--mig-shard=I/N`: run one shard of the collected cases (plan/shard.py plans the split).
 
 Rules:
 - A thin hook object: options.py declares --mig-shard and --mig-shard-durations, plugin.py
-  registers a ShardPlugin when --mig-shard is given; the plan itself is fleet/shard.py's.
+  registers a ShardPlugin when --mig-shard is given; the plan itself is plan/shard.py's.
 - The whole plan is computed after every other collection filter (-k, -m: trylast), from
   the durations file as it is when collection starts. Shards must read a durations file no
   shard writes to: each shard reports into its own --mig-reports folder and the merge job
@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from pytest_mig.collect import suite_path_for
+from pytest_mig.surface.collect import suite_path_for
 from pytest_mig.errors import MigError
-from pytest_mig.fleet.shard import (SHARD_MARK, ShardSpec, measured_durations, plan_shards,
-                                     shard_items)
+from pytest_mig.plan.shard import (SHARD_MARK, ShardSpec, measured_durations, plan_shards,
+                                   shard_items)
 from pytest_mig.io import write_json_atomic
-from pytest_mig.ordering import case_layout
+from pytest_mig.plan.ordering import case_layout
 from pytest_mig.report.history import HISTORY_NAME, read_history
 from pytest_mig.types import Case
 

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pytest_mig.health import describe_exit, ended_by, stop_problem
-from pytest_mig.hetero import await_ready, env_for, place
-from pytest_mig.process import Workload
+from pytest_mig.orchestration.health import describe_exit, ended_by, stop_problem
+from pytest_mig.orchestration.hetero_run import await_ready, env_for, place
+from pytest_mig.orchestration.process import Workload
 from pytest_mig.types import (PERFORMANCE, Case, Finished, HealthReport, Partition, Slot,
                               WorkloadHealth, WorkSpec)
 

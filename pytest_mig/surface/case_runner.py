@@ -2,10 +2,11 @@
 main with its backgrounds (`hetero.run`), record its properties and progress.
 
 Rules:
-- fixtures.py declares the fixtures and imports this module only when a case runs: a pytest
+- case_fixtures.py declares the fixtures and imports this module only when a case runs: a pytest
   start-up and a collection never load it, nor the orchestration, GPU slot, Allure and
   timeline modules it imports (benchmarks/startup.py measures what that saves).
-- Orchestration happens in hetero.py; this module turns pytest's request into its inputs
+- Orchestration happens in orchestration/hetero_run.py; this module turns pytest's request
+  into its inputs
   and its outcome into pytest's (skips, warnings, properties, report sections).
 """
 from __future__ import annotations
@@ -17,17 +18,17 @@ from dataclasses import replace
 
 import pytest
 
-from pytest_mig import hetero as hetero_mod
-from pytest_mig.dryrun import plan_text
+from pytest_mig.orchestration import hetero_run as hetero_mod
+from pytest_mig.orchestration.dryrun import plan_text
 from pytest_mig.gpu import affinity, leases
 from pytest_mig.gpu.slots import SlotProblem, build_layout_slot, build_shared_slot, build_slot
-from pytest_mig.keys import OUTCOME_KEY
+from pytest_mig.surface.keys import OUTCOME_KEY
 from pytest_mig.report import allure_report
 from pytest_mig.report.junit import case_properties
 from pytest_mig.report.records import outcome_record
 from pytest_mig.report.timeline import case_timeline
-from pytest_mig.session import MigSession
-from pytest_mig.suite import background_cut, layout_fill, resolve_background
+from pytest_mig.run.state import MigSession
+from pytest_mig.plan.suite import background_cut, layout_fill, resolve_background
 from pytest_mig.types import Case, Slot
 
 

@@ -1,5 +1,5 @@
-"""The stash keys of the pytest surface: where plugin.py, fixtures.py and the hook objects
-(report/hooks.py, manage_plugin.py, fleet/shard_plugin.py) find the run's state.
+"""The stash keys of the pytest surface: where plugin.py, case_fixtures.py and the hook objects
+(surface/report_hooks.py, manage_hooks.py, surface/shard_hooks.py) find the run's state.
 
 Rules: keys only, no logic; the values' types are named for checkers, never imported here,
 so any surface module may import this one without pulling orchestration in.
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_mig.hetero import HeteroOutcome
-    from pytest_mig.session import MigSession
+    from pytest_mig.orchestration.hetero_run import HeteroOutcome
+    from pytest_mig.run.state import MigSession
 
 SESSION_KEY = pytest.StashKey["MigSession"]()  # config.stash: the run (settings, run dir, GPUs)
 OUTCOME_KEY = pytest.StashKey["HeteroOutcome"]()  # item.stash: the case's outcome until recorded

@@ -20,7 +20,7 @@ import pytest
 
 from pytest_mig.errors import ConfigError, MigError
 from pytest_mig.io import write_json_atomic
-from pytest_mig.keys import OUTCOME_KEY, SESSION_KEY
+from pytest_mig.surface.keys import OUTCOME_KEY, SESSION_KEY
 from pytest_mig.report import allure_env, junit
 from pytest_mig.report.allure_env import history_source
 from pytest_mig.report.files import REPORT_INCOMPLETE, write_problem

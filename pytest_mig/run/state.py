@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_mig.errors import ConfigError
 from pytest_mig.gpu.probe import nvml_library_loads
-from pytest_mig.process import RUN_MARKER, reap_orphans, sweep_escaped
+from pytest_mig.orchestration.process import RUN_MARKER, reap_orphans, sweep_escaped
 from pytest_mig.runid import is_real_dir, make_run_dir, new_key, new_run_id  # noqa: F401
 # Settings moved to settings.py; named here too for callers that build a session with them.
-from pytest_mig.settings import Settings, check_conflicts  # noqa: F401
+from pytest_mig.run.settings import Settings, check_conflicts  # noqa: F401
 from pytest_mig.types import Case
 
 if TYPE_CHECKING:
     from pytest_mig.gpu.slots import SlotProblem
-    from pytest_mig.hetero import DurationEstimator
+    from pytest_mig.orchestration.hetero_run import DurationEstimator
 
 
 @runtime_checkable
 class LayoutPreparer(Protocol):
-    """The seam between a case's slot (fixtures.py) and the run's MIG layouts: given the
+    """The seam between a case's slot (case_fixtures.py) and the run's MIG layouts: given the
     leased GPU, reach the case's layout or say why the case is skipped. Implemented by
-    layout_manager.LayoutManager; `MigSession.manager` holds it (set by manage_plugin.py)."""
+    layout_manager.LayoutManager; `MigSession.manager` holds it (set by manage_hooks.py)."""
 
     def prepare(self, index: int, case: Case) -> SlotProblem | None: ...
 
@@ -66,7 +66,7 @@ class MigSession:
         # pool started (case id -> HeteroOutcome holding them); test names already tried.
         self.baselines: dict[str, Any] = {}
         self.baselines_done: set[str] = set()
-        self.manager: LayoutPreparer | None = None  # each case's MIG layout (manage_plugin.py)
+        self.manager: LayoutPreparer | None = None  # each case's MIG layout (manage_hooks.py)
         # Called once, when the backend opens in this process (plugin.py writes run.json).
         self.on_backend_open: Callable[[MigSession], None] | None = None
         self.write_errors: list[str] = []  # report files that could not be written (one line)
@@ -74,9 +74,10 @@ class MigSession:
     @property
     def durations(self) -> DurationEstimator:
         """How long this process's main runs took (sizes backgrounds); made at the first case:
-        hetero.py (orchestration, harnesses, result parsers) is not needed to collect."""
+        orchestration/hetero_run.py (orchestration, harnesses, result parsers) is not needed to
+        collect."""
         if self._durations is None:
-            from pytest_mig.hetero import DurationEstimator
+            from pytest_mig.orchestration.hetero_run import DurationEstimator
             self._durations = DurationEstimator()
         return self._durations
 
@@ -153,7 +154,7 @@ class MigSession:
     def suite(self, path: Path):
         path = path.resolve()
         if path not in self.suites:
-            from pytest_mig.suite import load_suite
+            from pytest_mig.plan.suite import load_suite
             self.suites[path] = load_suite(path)
         return self.suites[path]
 
@@ -180,7 +181,7 @@ class MigSession:
 
     def background_pool(self):
         if self.pool is None:
-            from pytest_mig.background import BackgroundPool
+            from pytest_mig.orchestration.background import BackgroundPool
             self.pool = BackgroundPool(self.ensure_run_dir() / "session-backgrounds")
         return self.pool
 

@@ -2,9 +2,9 @@
 the events a process saw, and the run's instances removed at its end. No pytest.
 
 Rules:
-- One `LayoutManager` per process (the xdist controller or a worker); manage_plugin.py (the
+- One `LayoutManager` per process (the xdist controller or a worker); manage_hooks.py (the
   pytest surface) builds it and puts it in `MigSession.manager`, the typed slot
-  (`session.LayoutPreparer`) through which fixtures.py's slot reaches it.
+  (`state.LayoutPreparer`) through which case_fixtures.py's slot reaches it.
 - It destroys only instances this run created (gpu/ownership.py), under the GPU's lease.
 - Each process writes its events to mig-manage/<worker>.json; the controller merges them
   into mig-manage.json (`summarise`).
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pytest_mig.gpu.layouts import Layout
     from pytest_mig.gpu.manage import CleanupReport
     from pytest_mig.gpu.slots import SlotProblem
-    from pytest_mig.session import MigSession
+    from pytest_mig.run.state import MigSession
 
 # The GPU-management modules (gpu.manage, planner, slots, leases) load where they are used:
 # a run needs them only when a case runs, and they would add about 0.1 s to every start-up

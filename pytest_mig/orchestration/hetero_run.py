@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pytest_mig.harness.base import Harness
-from pytest_mig.health import check_health
-from pytest_mig.process import Workload, child_env
+from pytest_mig.orchestration.health import check_health
+from pytest_mig.orchestration.process import Workload, child_env
 from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
 from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
 from pytest_mig.results.window import window_in_dir

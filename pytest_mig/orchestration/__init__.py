@@ -1,0 +1,1 @@
+"""Running one case: the main and its backgrounds as child processes, their health, the dry run."""

@@ -1,0 +1,1 @@
+"""The pytest surface below the entry point: the hook objects, the case runner, the options."""
