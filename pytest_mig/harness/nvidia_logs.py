@@ -5,7 +5,7 @@ NVIDIA writes LoadGen logs to `<log_dir>/<system id>/<benchmark>/<scenario>/`, w
 carries the submission name (`bert-99`, `dlrm-99.9`). Audits leave `verify_*.txt` verdicts
 in `TESTnn` folders beside them (or under `build/compliance_logs`). The submission layout
 (`results/<system>/<benchmark>/<scenario>/performance/run_N/`) is found too, and when
-`bert-99` and `bert-99.9` both hold logs the wanted variant comes first (results/layout.py).
+`bert-99` and `bert-99.9` both hold logs the wanted variant comes first (results/folders.py).
 """
 from __future__ import annotations
 
