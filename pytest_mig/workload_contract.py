@@ -25,3 +25,7 @@ PATH_RECORD = "harness_path.json"
 # process holds; end of file on it means that process is gone (even SIGKILLed), and the child
 # stops itself instead of outliving its run. Its number travels in this variable.
 LIFELINE_ENV = "PYTEST_MIG_LIFELINE_FD"
+
+# The partition a workload runs on, "<kind>:<profile>" (kind mig, mps or none): the LLM credits
+# its decode with that slice's share of the GPU's memory bandwidth (workload/roofline.py).
+SLICE_ENV = "PYTEST_MIG_SLICE"

@@ -213,3 +213,17 @@ def test_the_decode_batch_grows_with_the_memory_left():
     large = serving.kv_slots(120 * 2 ** 30, slot)
     assert 1 <= small < large <= serving.MAX_SLOTS
     assert serving.kv_slots(2 ** 20, slot) == 1  # at least one sequence
+
+
+def test_the_roofline_credits_a_slice_with_its_profiles_share_of_the_bandwidth():
+    from pytest_mig.workload import roofline
+    from pytest_mig.workload_contract import SLICE_ENV
+
+    whole = roofline.slice_bandwidth("NVIDIA H200", {})
+    assert whole is not None and whole.gbs == 4800
+    share = roofline.slice_bandwidth("NVIDIA H200", {SLICE_ENV: "mps:1g.18gb"})
+    assert share is not None and share.gbs == 600 and "1/8" in share.what
+    assert roofline.slice_bandwidth("NVIDIA H200 MIG 3g.71gb", {SLICE_ENV: "mig:3g.71gb"}).gbs == 2400
+    assert roofline.slice_bandwidth("NVIDIA H100 80GB HBM3", {SLICE_ENV: "none:1g.10gb"}).gbs == 3350
+    assert roofline.slice_bandwidth("Some Other GPU", {}) is None
+    assert roofline.fraction(300.0, share) == 0.5 and roofline.fraction(300.0, None) is None

@@ -102,6 +102,7 @@ class GpuModel:
     # NVML answers known to be wrong on this model, where the table wins: "instance_count"
     # (the A30's profile info; NVIDIA/mig-parted hard-codes the A30 profiles for it).
     nvml_quirks: tuple[str, ...] = ()
+    memory_bandwidth_gbs: float | None = None  # peak HBM GB/s (the LLM's decode roofline)
 
     def profile(self, name: str) -> MigProfile:
         """The profile called `name`; GpuError with did-you-mean when there is none."""
@@ -198,7 +199,7 @@ def load_model_file(path: Path | str) -> GpuModel:
         raw = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ProfileTableError(f"{path}: cannot read GPU profile table: {exc}") from exc
-    d = _mapping(path, "", raw, MODEL_FIELDS, ("sim", "nvml_quirks"))
+    d = _mapping(path, "", raw, MODEL_FIELDS, ("sim", "nvml_quirks", "memory_bandwidth_gbs"))
     if d["model"] != path.stem:
         raise _fail(path, "model", f"'{d['model']}' must equal the file name '{path.stem}'")
     for k in ("source", "nvml_name"):
@@ -227,9 +228,14 @@ def load_model_file(path: Path | str) -> GpuModel:
     if not isinstance(quirks, list) or not set(quirks) <= set(NVML_QUIRKS):
         raise _fail(path, "nvml_quirks", f"expected a list of {', '.join(NVML_QUIRKS)}, got "
                     f"{quirks!r}")
+    bandwidth = d.get("memory_bandwidth_gbs")
+    if bandwidth is not None:
+        bandwidth = _number(path, "memory_bandwidth_gbs", bandwidth)
+        if bandwidth <= 0:
+            raise _fail(path, "memory_bandwidth_gbs", f"expected a positive number of GB/s, got {bandwidth}")
     return GpuModel(key=path.stem, nvml_name=d["nvml_name"].strip(), profiles=profiles,
                     source=" ".join(d["source"].split()), sim=sim, path=path,
-                    nvml_quirks=tuple(quirks), **nums)
+                    nvml_quirks=tuple(quirks), memory_bandwidth_gbs=bandwidth, **nums)
 
 
 @functools.lru_cache(maxsize=8)

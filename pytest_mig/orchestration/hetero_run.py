@@ -24,6 +24,7 @@ from pytest_mig.orchestration.process import Workload, child_env
 from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
 from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
 from pytest_mig.results.window import window_in_dir
+from pytest_mig.workload_contract import SLICE_ENV
 from pytest_mig.types import (ACCURACY, PERFORMANCE, BenchmarkResult, Case, Finished,
                               HealthReport, Partition, Slot, WorkSpec)
 
@@ -209,7 +210,8 @@ def plan_workspecs(case: Case, slot: Slot, test_dir: Path,
 def env_for(partition: Partition, run_id: str) -> dict[str, str]:
     """The environment of a workload pinned to `partition` in run `run_id` (the run's marker,
     the partition's device and variables, the simulated-GPU flag where it applies)."""
-    extra = {"CUDA_VISIBLE_DEVICES": partition.device_id, **partition.env}
+    extra = {"CUDA_VISIBLE_DEVICES": partition.device_id, **partition.env,
+             SLICE_ENV: f"{partition.kind}:{partition.profile}"}
     if partition.simulated:
         extra["PYTEST_MIG_SIMULATED_GPU"] = "1"
     return child_env(extra, run_id)
@@ -323,6 +325,8 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
         raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
                               f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")
     out.result = harness.collect(main_work, out.main, main_work.log_dir)
+    if out.result.harness_path.get("decode_line"):  # the LLM's decode and its roofline figure
+        say(f"main {out.result.harness_path['decode_line']}")
 
 
 def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: HeteroOutcome,

@@ -33,7 +33,7 @@ import torch
 from pytest_mig.io import write_atomic
 from pytest_mig.workload_contract import PATH_RECORD
 
-from . import scoring, serving, sut
+from . import roofline, scoring, serving, sut
 from .batching import BatchWorker
 from .models import FAMILIES, build, canonical_benchmark, resolve_device
 from .models.llama import Llama, fp8_gemm_on, prompt_of
@@ -201,9 +201,16 @@ def prefill_budget(model: Llama, device: torch.device) -> int:
     return model.cfg.prompt_max * (1 if device.type == "cuda" else 2)
 
 
-def roofline(stats: serving.DecodeStats, weight_bytes: int) -> dict[str, Any]:
-    """The decode figures of a run (bytes read per step / step time), for PATH_RECORD."""
-    return {"weight_bytes": weight_bytes, **stats.record()}
+def decode_figures(stats: serving.DecodeStats, weight_bytes: int, device: torch.device) -> dict[str, Any]:
+    """The decode figures of a run (bytes read per step / step time, and that as a fraction of
+    the slice's memory bandwidth where the GPU table knows it), for PATH_RECORD."""
+    figures: dict[str, Any] = {"weight_bytes": weight_bytes, **stats.record()}
+    if device.type == "cuda":
+        bandwidth = roofline.slice_bandwidth(torch.cuda.get_device_name(device))
+        figures["slice_bandwidth_gbs"] = bandwidth.gbs if bandwidth else None
+        figures["slice_bandwidth"] = bandwidth.what if bandwidth else "no bandwidth in the GPU table"
+        figures["roofline_fraction"] = roofline.fraction(figures["decode_gbytes_per_s"], bandwidth)
+    return figures
 
 
 def write_record(log_dir: Path, record: dict[str, Any]) -> None:
@@ -261,10 +268,11 @@ def run(cfg):
     tokens_sut.stop()
     lg.DestroyQSL(qsl)
     lg.DestroySUT(lg_sut)
-    record.update(roofline(engine.stats, engine.weight_bytes))
+    record.update(decode_figures(engine.stats, engine.weight_bytes, device))
+    record["decode_line"] = decode_line(record)
     write_record(log_dir, record)
     sut.say(f"test finished in {test_s:.2f}s; logs in {log_dir}")
-    sut.say(decode_line(record))
+    sut.say(record["decode_line"])
     outcome = sut.RunOutcome(log_dir=log_dir, settings=shown, test_s=test_s,
                              files={"summary": log_dir / "mlperf_log_summary.txt",
                                     "detail": log_dir / "mlperf_log_detail.txt",
@@ -284,10 +292,13 @@ def decode_line(record: dict[str, Any]) -> str:
     """One line: the timed run's decode step, batch and bytes read per second."""
     if not record.get("decode_steps"):
         return "decode: no decode step in the timed run"
+    share = record.get("roofline_fraction")
+    roof = (f" = {100 * share:.1f}% of the slice's {record['slice_bandwidth_gbs']:g} GB/s "
+            f"({record['slice_bandwidth']})") if share is not None else ""
     return (f"decode: {record['decode_steps']} steps, {record['decode_step_ms']:.2f} ms/step at batch "
             f"{record['decode_batch']} (mean {record['decode_mean_batch']} decoding), "
-            f"{record['decode_bytes_per_step'] / 1e9:.2f} GB read/step = {record['decode_gbytes_per_s']:.1f} GB/s; "
-            f"prefill {record['prefill_tokens_per_s']:.0f} tokens/s")
+            f"{record['decode_bytes_per_step'] / 1e9:.2f} GB read/step, {record['decode_gbytes_per_s']:.1f} GB/s"
+            f"{roof}; prefill {record['prefill_tokens_per_s']:.0f} tokens/s")
 
 
 def evaluate(benchmark: str, log_dir: Path, model: Llama, loader, batch: int) -> scoring.AccuracyResult:
