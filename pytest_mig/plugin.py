@@ -31,8 +31,10 @@ from pytest_mig.io import write_json_atomic
 from pytest_mig.surface.keys import OUTCOME_KEY, PRIOR_RUN_MARKER_KEY, SESSION_KEY
 from pytest_mig.surface.manage_hooks import ManagePlugin
 from pytest_mig.surface.options import add_options
-from pytest_mig.orchestration.process import (RUN_MARKER, install_sigterm_handler, interruption,
-                                              pass_env, reap_dead_runs, stop_all, use_run_key)
+from pytest_mig.orchestration.process import (RUN_MARKER, announce_with,
+                                              install_sigterm_handler, interruption, pass_env,
+                                              reap_dead_runs, stop_all,
+                                              uninstall_signal_handlers, use_run_key)
 from pytest_mig.report.header import SIMULATED_BANNER, header_lines, run_header
 from pytest_mig.surface.report_hooks import ReportPlugin, write_failed
 from pytest_mig.report.records import (collect_results, failure_record, outcome_record,
@@ -127,11 +129,20 @@ def pytest_configure(config) -> None:
     if mig_run:
         mig.on_backend_open = lambda opened: _write_run_json(config, opened)
         install_sigterm_handler()
+        announce_with(lambda line: _say(config, line))
         if worker is None:
             for pid, run in reap_dead_runs(mig.reports_root, mig.run_id):
                 config.issue_config_time_warning(pytest.PytestWarning(
                     f"pytest-mig: killed leftover workload pid {pid} of dead run {run}"),
                     stacklevel=2)
+
+
+def _say(config, line: str) -> None:
+    """A line on the terminal now, whatever the capture (what a stop is waiting for)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None or hasattr(config, "workerinput"):
+        raise OSError("no terminal")  # process.announce falls back to stderr
+    tr.write_line(line, yellow=True)
 
 
 def _register_hook_objects(config, mig: MigSession) -> None:
@@ -311,6 +322,7 @@ def pytest_timeout_set_timer(item, settings):
 
     def fire():
         stop_all(grace=1.0)
+        _reports_before_exit(item, settings.timeout)
         pytest_timeout.timeout_timer(item, settings)
 
     timer = threading.Timer(settings.timeout, fire)
@@ -325,7 +337,48 @@ def pytest_timeout_set_timer(item, settings):
     return True
 
 
+def _reports_before_exit(item, timeout: float) -> None:
+    """pytest-timeout's thread method is about to os._exit (no finally, no hook runs): the
+    case's record, results.json and the summary page are written now."""
+    config = item.config
+    mig = config.stash.get(SESSION_KEY, None)
+    if mig is None or not mig.run_dir.exists():
+        return
+    message = (f"Failed: Timeout (>{timeout}s) from pytest-timeout (thread method: pytest exits "
+               "at once; pytest-mig stopped the workloads and wrote the reports first)")
+    out = item.stash.get(OUTCOME_KEY, None)
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")
+    try:
+        if out is not None:
+            write_record(out.test_dir, outcome_record(out, "failed", message, item.nodeid))
+        elif case is not None:
+            test_dir = mig.test_dir(item.name)
+            write_record(test_dir, failure_record(item.nodeid, "failed", message, case, test_dir))
+        if hasattr(config, "workerinput"):
+            return  # the controller records the crashed worker's case and writes the rest
+        mig.stop_session_backgrounds(interrupted="the thread-method timeout")
+        path = collect_results(mig.run_dir, run_header(mig))
+        report = config.pluginmanager.get_plugin("mig-report")
+        if report is not None:
+            report._finish(item.session)
+        _say_or_print(config, f"pytest-mig: results in {path} (written before the timeout's "
+                              "exit)")
+    except (OSError, MigError) as exc:
+        _say_or_print(config, f"pytest-mig: reports NOT written before the thread-method "
+                              f"timeout's exit: {exc}")
+
+
+def _say_or_print(config, line: str) -> None:
+    try:
+        _say(config, line)
+    except Exception:  # noqa: BLE001 - any terminal trouble: stderr
+        import sys
+        print(line, file=sys.stderr, flush=True)
+
+
 def pytest_unconfigure(config) -> None:
+    uninstall_signal_handlers()
+    announce_with(None)
     mig = config.stash.get(SESSION_KEY, None)
     if mig is not None:  # MPS daemons stop on every path, failures and Ctrl-C included
         mig.close(launched=not config.option.collectonly)

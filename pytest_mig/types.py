@@ -117,6 +117,8 @@ class Finished:
     log_path: Path
     stopped_by_us: bool = False  # alive when pytest-mig signalled it (process.py decides)
     stop_signalled_at: float | None = None
+    stuck: str = ""  # it would not die after SIGKILL (its /proc state) and was abandoned
+    log_error: str = ""  # its log could not be written in full (disk full, file-size limit)
 
 
 @dataclass

@@ -3,6 +3,9 @@
 - `mini` / `mini_project`: a pytester project holding a sample suite from tests/data/suites/
   (suites/suite.yaml + suites/test_<suite>.py), the fake workload's script, a run helper
   (`run`, `args`, `popen`) and what a run left (run folders, results.json, records).
+- `freezer`: freeze(pid) puts a process in a frozen cgroup (v1 freezer, else cgroup v2), as
+  a process stuck in the GPU driver is: SIGKILL waits until it is thawed (at teardown, when
+  every frozen process is killed). Skips, saying why, where no writable freezer exists.
 - Leftover scanning: `leftovers()` lists live processes carrying one of the project's run
   markers (PYTEST_MIG_RUN_ID) or in a process group recorded by a workload's pid file;
   `live_pids()` for a single pid. Both read /proc.
@@ -223,3 +226,59 @@ def mini_project(pytester: pytest.Pytester,
 def mini(mini_project: Callable[..., MiniProject]) -> MiniProject:
     """The mini suite (resnet50 Offline, bert Offline and Server; three backgrounds)."""
     return mini_project()
+
+
+class Freezer:
+    """Processes frozen in a cgroup of their own (see the module docstring: `freezer`)."""
+
+    V1 = Path("/sys/fs/cgroup/freezer")
+    V2 = Path("/sys/fs/cgroup/unified")
+
+    def __init__(self, name: str) -> None:
+        self.dir: Path | None = None
+        for root, state in ((self.V1, "freezer.state"), (self.V2, "cgroup.freeze"),
+                            (Path("/sys/fs/cgroup"), "cgroup.freeze")):
+            if not (root / state).exists() and not (root / "cgroup.procs").exists():
+                continue
+            try:
+                (root / name).mkdir()
+            except OSError:
+                continue
+            if (root / name / state).exists():
+                self.dir, self.state = root / name, state
+                break
+            (root / name).rmdir()
+        self.pids: list[int] = []
+
+    def freeze(self, pid: int) -> None:
+        assert self.dir is not None
+        (self.dir / "cgroup.procs").write_text(str(pid))
+        self.pids.append(pid)
+        (self.dir / self.state).write_text("FROZEN" if self.state == "freezer.state" else "1")
+
+    def thaw_and_kill(self) -> None:
+        if self.dir is None:
+            return
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        (self.dir / self.state).write_text("THAWED" if self.state == "freezer.state" else "0")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                self.dir.rmdir()
+                return
+            except OSError:  # still holds a dying process
+                time.sleep(0.05)
+
+
+@pytest.fixture
+def freezer(request: pytest.FixtureRequest) -> Iterator[Freezer]:
+    """freezer.freeze(pid): the process is frozen until teardown (then killed)."""
+    f = Freezer(f"pytest-mig-test-{os.getpid()}-{time.monotonic_ns()}")
+    if f.dir is None:
+        pytest.skip("no writable cgroup freezer here (needs root and a freezer hierarchy)")
+    yield f
+    f.thaw_and_kill()

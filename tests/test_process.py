@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,7 +10,8 @@ import time
 import pytest
 
 from pytest_mig.errors import HarnessError
-from pytest_mig.orchestration.process import RUN_MARKER, Workload, child_env, stop_all
+from pytest_mig.orchestration.process import (RUN_MARKER, Workload, child_env, process_state,
+                                              stop_all, stop_workloads)
 from pytest_mig.types import LaunchSpec
 
 READY = r"running actual test\.\s*$"
@@ -82,6 +84,63 @@ def test_ignores_sigterm_gets_killed(tmp_path):
     assert w.wait_ready(20)
     code = w.stop(grace=0.5)
     assert code == -9
+
+
+IGNORES_SIGTERM = ("import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                   "print('Starting running actual test.', flush=True)\ntime.sleep(60)")
+
+
+def test_many_stops_share_one_grace(tmp_path):
+    # Three workloads slow to honour SIGTERM: signalled at once, one grace, not one each.
+    ws = [Workload(f"w{i}", spec(tmp_path, IGNORES_SIGTERM, f"w{i}")).start() for i in range(3)]
+    assert all(w.wait_ready(20) for w in ws)
+    said: list[str] = []
+    t0 = time.monotonic()
+    assert stop_workloads(ws, grace=2.0, say=said.append) == []
+    took = time.monotonic() - t0
+    assert took < 4.5, f"{took:.1f} s: the grace was not shared"
+    assert [w.returncode for w in ws] == [-9, -9, -9]
+    assert all(w.stopped_by_us for w in ws)
+    # What it waited for was said, naming each.
+    assert any("waiting up to" in line and "w0 (pid" in line and "w2 (pid" in line
+               for line in said), said
+
+
+def test_a_frozen_workload_is_named_and_abandoned_in_bounded_time(tmp_path, freezer):
+    # A process frozen by a cgroup freezer (as one stuck in the GPU driver after an Xid)
+    # ignores SIGKILL until thawed: the stop gives up on it and says why; the other stops.
+    frozen = Workload("frozen", spec(tmp_path, IGNORES_SIGTERM, "frozen")).start()
+    other = Workload("other", spec(tmp_path, IGNORES_SIGTERM, "other")).start()
+    assert frozen.wait_ready(20) and other.wait_ready(20)
+    freezer.freeze(frozen.pid)
+    said: list[str] = []
+    t0 = time.monotonic()
+    stuck = stop_workloads([frozen, other], grace=0.5, kill_wait=1.0, say=said.append)
+    assert time.monotonic() - t0 < 5
+    assert stuck == [frozen] and other.returncode == -9
+    assert frozen.returncode is None and frozen.finished().exit_code is None
+    assert "D: stuck in the kernel or driver" in frozen.stuck, frozen.stuck
+    assert "frozen by the cgroup freezer" in frozen.stuck and "abandoned" in frozen.stuck
+    assert any("workload frozen:" in line and "abandoned" in line for line in said), said
+    assert frozen.finished().stuck == frozen.stuck
+    # Abandoned: no later stop waits for it again.
+    t0 = time.monotonic()
+    stop_all(grace=0.5)
+    assert time.monotonic() - t0 < 3
+
+
+def test_process_state_in_words(tmp_path):
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.kill(p.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not process_state(p.pid).startswith("T") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process_state(p.pid).startswith("T: stopped")
+    finally:
+        p.kill()
+        p.wait()
+    assert process_state(p.pid) == "gone"
 
 
 def test_stop_all_reaps_registered(tmp_path):

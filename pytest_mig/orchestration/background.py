@@ -8,6 +8,11 @@ neighbour) is recorded `stopped by pytest-mig`; it is healthy when its end answe
 One that had ended before it was stopped is unhealthy and says how it ended. When the run
 itself was interrupted (pytest got SIGTERM/SIGINT/SIGHUP), a background found dead at the
 stop is reported as ended during the interruption, not as a crash of its own.
+
+Stops are bounded (process.stop_workloads): every background being stopped gets SIGTERM at
+once and they share one grace (INTERRUPTED_GRACE_S when the run was interrupted: a
+supervisor's SIGKILL follows its SIGTERM within seconds); one that will not die is reported
+with its state and abandoned.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from pathlib import Path
 
 from pytest_mig.orchestration.health import describe_exit, ended_by, stop_problem
 from pytest_mig.orchestration.hetero_run import await_ready, env_for, place
-from pytest_mig.orchestration.process import Workload
+from pytest_mig.orchestration.process import INTERRUPTED_GRACE_S, Workload, stop_workloads
 from pytest_mig.types import (PERFORMANCE, Case, Finished, HealthReport, Partition, Slot,
                               WorkloadHealth, WorkSpec)
 
@@ -130,8 +135,13 @@ class BackgroundPool:
         `why` names the occasion in messages; `interrupted` names the signal that interrupted
         the run, if any (a background found dead then ended with the run, not on its own).
         """
-        for r in self.running.pop(gpu, []):
-            r.workload.stop(grace=self.stop_grace_s)
+        self._stop({gpu: self.running.pop(gpu, [])}, why, interrupted)
+
+    def _stop(self, by_gpu: dict[str, list[_Running]], why: str, interrupted: str) -> None:
+        every = [r for runs in by_gpu.values() for r in runs]
+        grace = min(self.stop_grace_s, INTERRUPTED_GRACE_S) if interrupted else self.stop_grace_s
+        stop_workloads([r.workload for r in every], grace=grace)
+        for r in every:
             f = r.workload.finished()
             problems = []
             if not f.stopped_by_us:
@@ -150,7 +160,8 @@ class BackgroundPool:
                 ready_at=f.ready_at, ended_at=f.ended_at, exit_code=f.exit_code, margin_s=None,
                 healthy=not problems, problems=problems, log_path=f.log_path,
                 ended_by=ended_by(f)))
-        self.key.pop(gpu, None)
+        for gpu in by_gpu:
+            self.key.pop(gpu, None)
 
     def pause_gpu(self, gpu: str, say) -> int:
         """Stop one GPU's backgrounds so a main can run with no neighbour (isolated baseline);
@@ -163,7 +174,8 @@ class BackgroundPool:
         return count
 
     def stop_all(self, interrupted: str = "") -> HealthReport:
-        for gpu in list(self.running):
-            self.stop_gpu(gpu, interrupted=interrupted)
+        """Every GPU's backgrounds at once, with one shared grace."""
+        by_gpu = {gpu: self.running.pop(gpu) for gpu in list(self.running)}
+        self._stop(by_gpu, "session end", interrupted)
         return HealthReport(list(self.finals))
 

@@ -50,7 +50,7 @@ def stop_problem(f: Finished, must_exit_zero: bool) -> str | None:
     if code == 0:
         return None
     if code is None:
-        return "still running after it was stopped"
+        return f.stuck or "still running after it was stopped"
     if code < 0 and -code not in STOP_SIGNALS:
         return f"crashed while being stopped ({describe_exit(code)})"
     if must_exit_zero:
@@ -84,7 +84,7 @@ def check_one(benchmark: str, bg: Finished, main: Finished, end_buffer_s: float)
             problems.append(f"ended only {margin:.2f} s after the main (end_time_buffer_min is "
                             f"{end_buffer_s:g} s)")
     if bg.exit_code is None:
-        problems.append("still running: no exit code")
+        problems.append(bg.stuck or "still running: no exit code")
     elif crashed and not (margin is not None and margin < 0):
         problems.append(f"exited with code {bg.exit_code}" if bg.exit_code > 0
                         else describe_exit(bg.exit_code))

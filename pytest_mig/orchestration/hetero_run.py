@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pytest_mig.harness.base import Harness
 from pytest_mig.orchestration.health import check_health
-from pytest_mig.orchestration.process import Workload, child_env
+from pytest_mig.orchestration.process import Workload, child_env, stop_workloads
 from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
 from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
 from pytest_mig.results.window import window_in_dir
@@ -279,9 +279,8 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
         return out
     finally:
         # Every path (pass, failure, error, Ctrl-C): no per-test child survives the case.
-        if pool is None:
-            for _, w in bgs:
-                w.stop(grace=settings.stop_grace_s)
+        if pool is None:  # all at once, one shared grace, bounded (process.stop_workloads)
+            stop_workloads([w for _, w in bgs], grace=settings.stop_grace_s)
         if not out.backgrounds:
             out.backgrounds = [w.finished() for _, w in bgs]
 
@@ -296,8 +295,7 @@ def _start_backgrounds(bg_plan, harness: Harness, log_dir: Path, settings: Heter
             out.commands[work.name] = list(spec.argv)
             bgs.append((work, Workload(work.name, spec).start()))
     except BaseException:
-        for _, w in bgs:
-            w.stop(grace=settings.stop_grace_s)
+        stop_workloads([w for _, w in bgs], grace=settings.stop_grace_s)
         raise
     out.phases["backgrounds_started"] = time.time()
     return bgs
@@ -320,7 +318,8 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
     out.main = main.finished()
     if code is None:
         raise WorkloadFailure(f"main did not finish within {settings.main_timeout_s:.0f} s; "
-                              f"stopped. log: {spec.log_path}")
+                              + (f"{main.stuck}" if main.stuck else "stopped")
+                              + f". log: {spec.log_path}")
     if code != 0:
         raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
                               f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")

@@ -12,6 +12,12 @@ answers) whether the child has already exited; only a child alive at that instan
 signalled and counted as `stopped_by_us`. Until the child is reaped its pid cannot be reused,
 so the signal can never reach another process. Nothing else calls Popen.poll()/wait().
 
+Stops are bounded (stop_workloads): SIGTERM goes to every workload at once, they share one
+grace, then SIGKILL goes to every group, and the wait after it is bounded (KILL_WAIT_S). A
+process that still will not die (frozen by a cgroup freezer, stuck in the GPU driver: state
+D) is named with its state from /proc (process_state) and abandoned, so the reports are
+still written; it stays out of the sweeps. What a stop waits for is said (`announce`).
+
 Each child also gets a lifeline: the read end of a pipe whose write end only this process
 holds, until the child is reaped. If this process dies without stopping it (SIGKILL, a lost
 xdist worker), the child reads end of file there; the built-in workload then stops itself
@@ -52,7 +58,11 @@ INHERITED_ENV = (
     "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "PYTEST_MIG_DATA",
 )
 
+KILL_WAIT_S = 5.0  # after SIGKILL: how long a process may take to go before it is abandoned
+ANNOUNCE_AFTER_S = 1.0  # a stop still waiting after this long says what it waits for
+
 _live: set["Workload"] = set()
+_abandoned: set[str] = set()  # markers of workloads that would not die (kept out of sweeps)
 _live_lock = threading.Lock()
 _run_key: list[str] = []  # this process's run key (set once at configure), see use_run_key
 _serial = itertools.count(1)
@@ -107,6 +117,7 @@ class Workload:
         self._reaped_event = threading.Event()
         self.tail: deque[str] = deque(maxlen=40)
         self.log_error: str | None = None  # the log could not be written (disk full)
+        self.stuck: str = ""  # would not die after SIGKILL: its state, then abandoned
         self.proc: subprocess.Popen[bytes] | None = None
         self._lifeline = -1  # write end of the child's lifeline pipe, open while it lives
         self._reader: threading.Thread | None = None
@@ -268,23 +279,33 @@ class Workload:
         return info is not None
 
     def stop(self, grace: float = 5.0) -> int | None:
-        """SIGTERM the whole group, then SIGKILL after `grace`; always reaps.
+        """SIGTERM the whole group, then SIGKILL after `grace`; reaps, or abandons a process
+        that will not die (see stop_workloads). The exit code, None when abandoned.
 
         Only a child still alive when stop() decides is signalled and marked
         `stopped_by_us`; one that had already exited keeps its own exit as its story.
         """
+        stop_workloads([self], grace)
+        return self.returncode if self._reaped_event.is_set() else None
+
+    def signal_stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the group if the child is alive now (it is then `stopped_by_us`)."""
         if self.proc is None:
-            return None
+            return
         with self._state:
             if not self._exited_now():
-                self.stopped_by_us = True
-                self.stop_signalled_at = time.time()
-                _signal_group(self.proc.pid, signal.SIGTERM)
-        self._reaped_event.wait(timeout=grace)
-        # Grandchildren may outlive the leader: the group goes in every case.
-        _signal_group(self.proc.pid, signal.SIGKILL)
-        self._reaped_event.wait()
-        return self._reaped(self.returncode)
+                if not self.stopped_by_us:
+                    self.stopped_by_us = True
+                    self.stop_signalled_at = time.time()
+                _signal_group(self.proc.pid, sig)
+
+    def _abandon(self) -> None:
+        assert self.proc is not None
+        self.stuck = (f"pid {self.proc.pid} would not die {KILL_WAIT_S:g} s after SIGKILL "
+                      f"({process_state(self.proc.pid)}); abandoned")
+        with _live_lock:
+            _live.discard(self)
+            _abandoned.add(self.marker)
 
     def _reaped(self, code: int) -> int:
         """Bookkeeping once the child is reaped: end time, drained output, unregistered."""
@@ -304,7 +325,8 @@ class Workload:
         return Finished(name=self.name, started_at=self.started_at, ready_at=self.ready_at,
                         ended_at=self.ended_at if code is not None else None, exit_code=code,
                         log_path=self.spec.log_path, stopped_by_us=self.stopped_by_us,
-                        stop_signalled_at=self.stop_signalled_at)
+                        stop_signalled_at=self.stop_signalled_at, stuck=self.stuck,
+                        log_error=self.log_error or "")
 
     def tail_text(self, lines: int = 15) -> str:
         return "\n".join(list(self.tail)[-lines:])
@@ -328,13 +350,149 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def _stderr_line(line: str) -> None:
+    import sys
+    try:
+        print(line, file=sys.__stderr__, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+_announcer = [_stderr_line]
+
+
+def announce_with(say) -> None:
+    """Where stops say what they wait for (the terminal reporter's write_line; stderr)."""
+    _announcer[:] = [say or _stderr_line]
+
+
+def announce(line: str) -> None:
+    try:
+        _announcer[0](line)
+    except Exception:  # noqa: BLE001 - a closed terminal must not stop a stop
+        _stderr_line(line)
+
+
+def _names(ws: list["Workload"]) -> str:
+    return ", ".join(f"{w.name} (pid {w.pid})" for w in ws)
+
+
+def stop_workloads(workloads: list["Workload"], grace: float, kill_wait: float = KILL_WAIT_S,
+                   say=None) -> list["Workload"]:
+    """Stop many workloads in bounded time: SIGTERM to all at once, one shared `grace`,
+    SIGKILL to every group, at most `kill_wait` more. Returns those that would not die
+    (each `stuck` says its state); they are abandoned, the rest are reaped."""
+    say = say or announce
+    ws = [w for w in workloads if w.proc is not None]
+    for w in ws:
+        w.signal_stop(signal.SIGTERM)
+    start = time.monotonic()
+
+    def wait_all(pending: list[Workload], until: float, what: str) -> list[Workload]:
+        told = False
+        while True:
+            pending = [w for w in pending if not w._reaped_event.is_set()]
+            now = time.monotonic()
+            if not pending or now >= until:
+                return pending
+            if not told and now - start >= ANNOUNCE_AFTER_S:
+                told = True
+                say(f"pytest-mig: waiting up to {until - now:.0f} s for {len(pending)} "
+                    f"workload(s) to stop after {what}: {_names(pending)}")
+            pending[0]._reaped_event.wait(
+                until - now if told else min(until - now, start + ANNOUNCE_AFTER_S - now))
+
+    pending = wait_all(ws, start + grace, "SIGTERM")
+    for w in ws:  # grandchildren may outlive the leader: every group goes
+        _signal_group(w.proc.pid, signal.SIGKILL)
+    pending = wait_all(pending, time.monotonic() + kill_wait, "SIGKILL")
+    for w in ws:
+        if w._reaped_event.is_set():
+            w._reaped(w.returncode)
+    for w in pending:
+        w._abandon()
+        say(f"pytest-mig: workload {w.name}: {w.stuck}; it may hold its GPU slice until "
+            "it is freed (thaw its cgroup, or reset the GPU), then kill it")
+    return pending
+
+
 def stop_all(grace: float = 2.0) -> int:
-    """Stop every workload still registered; returns how many were running."""
+    """Stop every workload still registered (bounded); returns how many were running."""
     with _live_lock:
         live = list(_live)
-    for w in live:
-        w.stop(grace=grace)
+    stop_workloads(live, grace)
     return len(live)
+
+
+def signal_all(sig: int) -> int:
+    """`sig` to every registered workload's group now (for signal handlers: no lock waited
+    for); returns how many were signalled."""
+    try:
+        live = list(_live)
+    except RuntimeError:  # changed size under us: another thread is registering
+        return 0
+    for w in live:
+        if w.proc is None:
+            continue
+        if w._state.acquire(blocking=False):
+            try:
+                if not w._exited_now():
+                    if not w.stopped_by_us:
+                        w.stopped_by_us = True
+                        w.stop_signalled_at = time.time()
+                    _signal_group(w.proc.pid, sig)
+            finally:
+                w._state.release()
+        else:  # the main thread is deciding a stop of this one right now
+            _signal_group(w.proc.pid, sig)
+    return len(live)
+
+
+_STATE_WORDS = {
+    "D": "D: stuck in the kernel or driver (uninterruptible sleep)",
+    "T": "T: stopped (SIGSTOP or a job-control signal)",
+    "t": "t: stopped by a debugger (ptrace)",
+    "Z": "Z: a zombie, exited but not reaped",
+    "X": "X: dead",
+    "R": "R: running", "S": "S: sleeping", "I": "I: idle",
+}
+
+
+def process_state(pid: int) -> str:
+    """A process's state from /proc, in words (`D: stuck in the kernel or driver ...`), with
+    the cgroup freezer that froze it where one did."""
+    st = _stat(pid)
+    if st is None:
+        return "gone"
+    words = _STATE_WORDS.get(st[0], st[0])
+    frozen = _frozen_by(pid)
+    return f"{words}; frozen by the cgroup freezer {frozen}" if frozen else words
+
+
+def _frozen_by(pid: int) -> str:
+    """The freezer cgroup holding `pid` frozen (v1 freezer.state or v2 cgroup.freeze), or ''."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "freezer" in controllers.split(","):
+            state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
+            try:
+                if state.read_text().strip() in ("FROZEN", "FREEZING"):
+                    return str(state.parent)
+            except OSError:
+                pass
+        elif controllers == "":
+            for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+                freeze = root / path.lstrip("/") / "cgroup.freeze"
+                try:
+                    if freeze.read_text().strip() == "1":
+                        return str(freeze.parent)
+                except OSError:
+                    continue
+    return ""
 
 
 def markers_of(pid: int) -> dict[str, str]:
@@ -507,7 +665,7 @@ def sweep_escaped(current_run: str, key: str, spawner: int | None) -> list[str]:
     live workload: what a stopped workload left behind (a setsid'd grandchild ignoring
     SIGTERM). Returns a description of each killed process."""
     with _live_lock:
-        live = {w.marker for w in _live}
+        live = {w.marker for w in _live} | _abandoned
     victims = [m for m in keyed_processes()
                if m.run == current_run and secrets.compare_digest(m.key, key)
                and (spawner is None or m.markers.get(SPAWNER_MARKER) == str(spawner))
@@ -516,6 +674,8 @@ def sweep_escaped(current_run: str, key: str, spawner: int | None) -> list[str]:
 
 
 received_signal: int | None = None  # the signal that interrupted this run, if any
+_signals_seen = [0]
+_prior_handlers: dict[int, object] = {}
 
 
 def interruption() -> str:
@@ -523,19 +683,66 @@ def interruption() -> str:
     return signal.Signals(received_signal).name if received_signal else ""
 
 
-def _on_sigterm(signum, frame) -> None:
-    # SIGTERM (a CI job cancelled, `kill`) must unwind like Ctrl-C so every finally runs
-    # and every workload group is stopped; the default action would orphan them.
+def _on_signal(signum, frame) -> None:
+    """SIGTERM, SIGHUP and SIGINT (a CI job cancelled, `kill`, Ctrl-C): the first tells every
+    workload to stop at once (a supervisor's SIGKILL may follow within seconds: `docker stop`,
+    Slurm, Kubernetes) and unwinds like Ctrl-C so every finally runs and the reports are
+    written. A second one during that cleanup kills every workload group and lets the
+    cleanup finish (no second traceback); a third gives up on the cleanup."""
     global received_signal
-    received_signal = signum
-    raise KeyboardInterrupt(f"pytest-mig: received signal {signum}")
+    _signals_seen[0] += 1
+    name = signal.Signals(signum).name
+    if _signals_seen[0] == 1:
+        received_signal = signum
+        signal_all(signal.SIGTERM)
+        _escalate.set()  # SIGKILL for what is left after INTERRUPTED_GRACE_S, wherever we are
+        raise KeyboardInterrupt(f"pytest-mig: received signal {signum}")
+    if _signals_seen[0] == 2:
+        signal_all(signal.SIGKILL)
+        _stderr_line(f"pytest-mig: {name} again during cleanup: every workload killed; "
+                     "finishing the reports (send it once more to give up on them)")
+        return
+    raise KeyboardInterrupt(f"pytest-mig: received signal {signum} a third time")
+
+
+INTERRUPTED_GRACE_S = 4.0  # docker stop, Slurm and CI cancels SIGKILL 10 s after SIGTERM
+_escalate = threading.Event()  # set by the first signal only (no lock of anyone else's)
+
+
+def _escalator() -> None:
+    """Started before any signal: once the first one came, every workload group still there
+    INTERRUPTED_GRACE_S later gets SIGKILL, however long pytest's own unwinding takes."""
+    _escalate.wait()
+    time.sleep(INTERRUPTED_GRACE_S)
+    if received_signal is not None:
+        signal_all(signal.SIGKILL)
 
 
 def install_sigterm_handler() -> None:
-    """SIGTERM and SIGHUP (a closed terminal or ssh session) unwind like Ctrl-C."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        signal.signal(signal.SIGHUP, _on_sigterm)
+    """SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGINT, where Python's own
+    handler has it, go to _on_signal; uninstall_signal_handlers puts the prior ones back."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    global received_signal
+    received_signal, _signals_seen[0] = None, 0
+    if not any(t.name == "pytest-mig-escalator" for t in threading.enumerate()):
+        _escalate.clear()
+        threading.Thread(target=_escalator, name="pytest-mig-escalator", daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        prior = signal.getsignal(sig)
+        if sig == signal.SIGINT and prior is not signal.default_int_handler:
+            continue  # an xdist worker ignores SIGINT; someone else's handler stays
+        _prior_handlers.setdefault(sig, prior)
+        signal.signal(sig, _on_signal)
+
+
+def uninstall_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, prior in list(_prior_handlers.items()):
+        if signal.getsignal(sig) is _on_signal:
+            signal.signal(sig, prior)
+        del _prior_handlers[sig]
 
 
 atexit.register(stop_all)

@@ -273,8 +273,9 @@ class MetricsSampler:
             self._poll_phases()
             self._sample()
 
-    def stop(self, phases: Mapping[str, float] | None = None) -> Path:
-        """Stop sampling, add any phases not marked yet, close the CSV and draw the PNG chart."""
+    def stop(self, phases: Mapping[str, float] | None = None, draw: bool = True) -> Path:
+        """Stop sampling, add any phases not marked yet, close the CSV and draw the PNG chart
+        (not when `draw` is off: an interrupted run has seconds to write its reports)."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=max(5.0, self.interval_s * 5))
@@ -288,8 +289,11 @@ class MetricsSampler:
                 self._fh.close()
                 self._fh = None
         try:
-            drawn = write_timeline_png(read_timeline(self.out_csv), self.png_path)
-            note = None if drawn else f"# note: chart not drawn: {MISSING}\n"
+            if not draw:
+                note = "# note: chart not drawn: the run was interrupted (the data is above)\n"
+            else:
+                drawn = write_timeline_png(read_timeline(self.out_csv), self.png_path)
+                note = None if drawn else f"# note: chart not drawn: {MISSING}\n"
         except (OSError, ValueError) as exc:
             note = f"# error: chart not drawn: {exc}\n"
         if note:
@@ -330,10 +334,14 @@ def case_timeline(config: Any, session: Any, slot: Any, out: Any,
                              Path(out.test_dir) / CSV_NAME, phases=out.phases, progress=progress,
                              expected_main_s=expected, gpu_label=slot.gpu_model, gpm=gpm)
     sampler.start()
+    interrupted = False
     try:
         yield sampler
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: a supervisor's SIGKILL may be seconds away
+        interrupted = True
+        raise
     finally:
-        sampler.stop(out.phases)
+        sampler.stop(out.phases, draw=not interrupted)
         if gpm is not None:
             gpm.close()
         try:

@@ -210,7 +210,12 @@ class ReportPlugin:
                     self.written.append(f"history: {n} line(s) appended to {self.history_path}")
             except MigError as exc:  # a symlink or FIFO planted as history.jsonl
                 self.written.append(f"history NOT written: {exc}")
-            self._trend({r["case"] for r in records})
+            if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+                # A supervisor's SIGKILL may be seconds away: the data first, no picture.
+                self.written.append("trend not drawn: the run was interrupted (the data is in "
+                                    f"{self.history_path})")
+            else:
+                self._trend({r["case"] for r in records})
         by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for c in self.comparisons:
             by_case[c.case].append(c.to_dict())

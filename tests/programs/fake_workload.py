@@ -4,6 +4,7 @@ Behaviours: valid | invalid (LoadGen INVALID summary) | crash_before_ready |
 crash_after_ready (exits 3 a moment after its ready line) | never_ready | exit_nonzero
 (finishes its duration, exits 4) | no_summary | early (finishes 0.1 s after ready) |
 die_on_sigterm (keeps the default SIGTERM action; others exit 0 when stopped) |
+ignore_sigterm (ignores SIGTERM, as a workload slow to honour it: only SIGKILL ends it) |
 crash_during_main (a background exiting 3 once the main has started) | crash_after_main
 (a background exiting 3 once the main has written its summary) | hang (ready, then sleeps) |
 corrupt_summary (a summary cut short and garbled) | gpu_lost (makes the simulated GPU answer
@@ -118,7 +119,9 @@ def main() -> int:
         time.sleep(0.3)
         print("[fake] segmentation fault (simulated)", flush=True)
         return 3
-    if how != "die_on_sigterm":
+    if how == "ignore_sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif how != "die_on_sigterm":
         # Stopped in its timed phase (session backgrounds): end cleanly, exit 0.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if how in ("crash_during_main", "crash_after_main"):
