@@ -8,7 +8,10 @@ imports, build, calibration, LoadGen test, accuracy scoring) and writes one JSON
 - wall time of the whole run and of each case (backgrounds ready -> main end);
 - for each main: its phases from its log; for each background: CPU seconds used during the run;
 - CPU seconds by role (pytest itself, mains, backgrounds) and the machine's load average, so a
-  run on a shared machine can be read for what it is.
+  run on a shared machine can be read for what it is;
+- plans against what happened: each main's and each per-test background's own plan (written by
+  the child at its ready line: ready_s + planned LoadGen test + planned scoring) beside its launch
+  to exit time, and the precision each main ran (`precision=auto`: the CPU's native one).
 
     python benchmarks/first_run_profile.py --json benchmarks/results/first_run_profile.json
     python benchmarks/first_run_profile.py -- suites/datacenter -k "ssd and Offline" -v
@@ -93,8 +96,8 @@ class Sampler(threading.Thread):
                     argv = _cmdline(child)
                     entry = self.seen[child] = {
                         "pid": child, "argv": argv, "first_seen_s": round(time.time() - t0, 2),
-                        "role": "background" if "--until-stopped" in argv or "--cpu-priority" in argv
-                        else "main"}
+                        "role": "background" if ("--until-stopped" in argv or "--cpu-priority" in argv
+                                             or "--cpu-duty" in argv) else "main"}
                     if "--benchmark" in argv:
                         entry["benchmark"] = argv[argv.index("--benchmark") + 1]
                     if "--log-dir" in argv:
@@ -127,6 +130,27 @@ def _log_phases(log_dir: str | None) -> dict[str, float]:
     return out
 
 
+def _record(log_dir: str | None) -> dict:
+    """The child's PATH_RECORD (harness_path.json: precision, plan, what the phases took)."""
+    try:
+        return json.loads((Path(log_dir) / "harness_path.json").read_text()) if log_dir else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _planned(record: dict) -> float | None:
+    try:
+        return (float(record["ready_s"]) + float(record["planned_test_s"])
+                + float(record.get("planned_accuracy_s") or 0.0))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _off(actual: float | None, planned: float | None) -> float | None:
+    """actual / planned - 1 (0.2: 20 % longer than planned)."""
+    return round(actual / planned - 1.0, 3) if actual and planned else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="write the profile here")
@@ -156,15 +180,33 @@ def main() -> int:
     for t in results.get("tests", []):
         ph = t.get("phases") or {}
         start = ph.get("backgrounds_ready") or ph.get("main_start")
+        record = (t.get("result") or {}).get("harness_path") or {}
+        main_s = round(ph["main_end"] - ph["main_start"], 2) if ph.get("main_start") and ph.get("main_end") else None
+        planned = _planned(record)
         cases.append({"case": t.get("case"),
                       "outcome": t.get("outcome"),
                       "case_s": round(ph["main_end"] - start, 2) if start and ph.get("main_end") else None,
                       "wait_for_backgrounds_s": round(ph["backgrounds_ready"] - ph["backgrounds_started"], 2)
-                      if ph.get("backgrounds_started") and ph.get("backgrounds_ready") else 0.0})
+                      if ph.get("backgrounds_started") and ph.get("backgrounds_ready") else 0.0,
+                      "precision": record.get("precision"),
+                      "main_s": main_s, "main_planned_s": round(planned, 2) if planned else None,
+                      "main_off_plan": _off(main_s, planned),
+                      "test_s": record.get("test_s"), "test_planned_s": record.get("planned_test_s"),
+                      "test_off_plan": _off(record.get("test_s"), record.get("planned_test_s"))})
     procs = []
     for p in sampler.seen.values():
-        procs.append({k: p.get(k) for k in ("role", "benchmark", "nice", "cpu_s", "first_seen_s",
-                                             "last_seen_s")} | {"phases": _log_phases(p.get("log_dir"))})
+        entry = {k: p.get(k) for k in ("role", "benchmark", "nice", "cpu_s", "first_seen_s",
+                                        "last_seen_s")} | {"phases": _log_phases(p.get("log_dir"))}
+        if p["role"] == "background" and "--until-stopped" not in p.get("argv", []):  # per-test
+            record = _record(p.get("log_dir"))
+            planned = _planned(record)
+            seen = (p["last_seen_s"] - p["first_seen_s"]) if p.get("last_seen_s") is not None else None
+            entry.update(per_test=True, run_s_sampled=round(seen, 2) if seen is not None else None,
+                         run_planned_s=round(planned, 2) if planned else None,
+                         run_off_plan=_off(seen, planned), test_s=record.get("test_s"),
+                         test_planned_s=record.get("planned_test_s"),
+                         test_off_plan=_off(record.get("test_s"), record.get("planned_test_s")))
+        procs.append(entry)
     by_role: dict[str, float] = {}
     for p in procs:
         by_role[p["role"]] = round(by_role.get(p["role"], 0.0) + (p["cpu_s"] or 0.0), 2)
@@ -175,6 +217,14 @@ def main() -> int:
             for k, v in p["phases"].items():
                 main_phase_sums[k] = round(main_phase_sums.get(k, 0.0) + v, 2)
     tail = [line for line in output.splitlines() if line.startswith(("=", "pytest-mig:"))][-4:]
+    header = [line for line in output.splitlines() if line.startswith("pytest-mig: CPU precision")][:1]
+    per_test = [p for p in procs if p.get("per_test")]
+    worst = {"mains_main_s": max((abs(c["main_off_plan"]) for c in cases if c["main_off_plan"] is not None),
+                                 default=None),
+             "mains_test_s": max((abs(c["test_off_plan"]) for c in cases if c["test_off_plan"] is not None),
+                                 default=None),
+             "per_test_backgrounds_run_s": max((abs(p["run_off_plan"]) for p in per_test
+                                                if p["run_off_plan"] is not None), default=None)}
     out = {
         "command": " ".join(["pytest", *cmd[3:]]),
         "exit_code": code, "wall_s": round(wall, 1), "cpu_s_all_processes": round(total_cpu, 1),
@@ -184,6 +234,8 @@ def main() -> int:
                     "load_avg_1min_median": sorted(sampler.load)[len(sampler.load) // 2] if sampler.load else None,
                     "cpu": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                                  if ln.startswith("model name")), platform.processor())},
+        "cpu_precision_header": header[0] if header else None,
+        "largest_off_plan": worst,
         "cpu_s_by_role": by_role,
         "main_phase_seconds_summed": main_phase_sums,
         "cases": cases,

@@ -114,7 +114,7 @@ def test_latency_scenarios_are_valid(tmp_path, benchmark, scenario):
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
 def test_fp32_accuracy_scores_the_reference_and_writes_real_format(tmp_path, benchmark):
     run = harness(tmp_path, "--benchmark", benchmark, "--scenario", "Offline", "--mode", "accuracy",
-                  "--min-duration-ms", "0", "--sample-count", "64")
+                  "--min-duration-ms", "0", "--sample-count", "64", "--precision", "fp32")
     assert run.returncode == 0, explain(run)
     line, hash_line = (tmp_path / "accuracy.txt").read_text().splitlines()
     assert re.fullmatch(ACCURACY_LINES[benchmark], line), line
@@ -124,6 +124,19 @@ def test_fp32_accuracy_scores_the_reference_and_writes_real_format(tmp_path, ben
     result = run.accuracy()
     assert result["benchmark"] == benchmark and result["reference"] == 100.0
     assert result["value"] >= 99.9, line
+
+
+def test_auto_precision_is_the_cpus_native_one_said_and_recorded(tmp_path):
+    from pytest_mig import cpu_native
+
+    run = harness(tmp_path, "--benchmark", "dlrm", "--scenario", "Offline", "--mode", "performance",
+                  "--min-duration-ms", "0", "--device", "cpu")  # no --precision: auto
+    assert run.returncode == 0, explain(run)
+    want, why = cpu_native.resolve("auto", "cpu", "dlrm")
+    assert f"[pytest-mig loadgen] precision {want}: {why}" in run.lines
+    assert any(f" precision={want} device=cpu" in line for line in run.lines)
+    record = json.loads((tmp_path / "harness_path.json").read_text())
+    assert (record["precision"], record["precision_reason"]) == (want, why)
 
 
 def test_int4_resnet50_falls_below_99_percent(tmp_path):

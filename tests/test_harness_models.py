@@ -145,9 +145,9 @@ def _config(scenario: str, **kw) -> sut.RunConfig:
 CAL = sut.Calibration(latency_s=0.002, batch_size=8, batch_s=0.010, best_batch_s=0.008)  # 500/s, peak 1000/s
 
 
-def test_settings_offline_ask_for_more_than_calibrated_rate():
+def test_settings_offline_ask_for_the_best_case_rate():
     ts, shown = sut.test_settings(_config("Offline"), CAL)
-    assert ts.offline_expected_qps == pytest.approx(2000.0)
+    assert ts.offline_expected_qps == pytest.approx(1000.0)  # peak: LoadGen adds its 1.1 slack
     assert shown["min_query_count"] == 1
     ts, _ = sut.test_settings(_config("Offline", target_qps=123.0), CAL)
     assert ts.offline_expected_qps == pytest.approx(123.0)
@@ -189,7 +189,8 @@ def test_cli_choices_match_the_registry():
     from pytest_mig.workload.models import PRECISIONS, SIZES
 
     assert cli.BENCHMARK_NAMES == BENCHMARKS
-    assert (cli.PRECISIONS, cli.SIZES, cli.SCENARIOS) == (PRECISIONS, SIZES, sut.SCENARIOS)
+    # the child also takes "auto", which it resolves to one of the models' precisions (cpu_native.py)
+    assert (cli.PRECISIONS, cli.SIZES, cli.SCENARIOS) == (("auto", *PRECISIONS), SIZES, sut.SCENARIOS)
 
 
 def test_builtin_options_per_benchmark_and_cli_precedence(tmp_path):
@@ -234,7 +235,10 @@ def test_paced_calibration_scales_every_rate_by_the_duty():
     assert paced.batch_qps == pytest.approx(CAL.batch_qps * 0.1)
     assert paced.peak_qps == pytest.approx(CAL.peak_qps * 0.1)
     ts, _ = sut.test_settings(_config("Offline"), paced)  # Offline query sized for the paced rate
-    assert ts.offline_expected_qps == pytest.approx(200.0)
+    assert ts.offline_expected_qps == pytest.approx(100.0)
+    # A paced background expects its paced median rate: its test lasts its plan, 1.1x min duration.
+    ts, _ = sut.test_settings(_config("Offline"), paced, paced=True)
+    assert ts.offline_expected_qps == pytest.approx(80.0)
 
 
 def test_cpu_duty_must_be_a_fraction():

@@ -140,6 +140,21 @@ def test_progress_reports_main_elapsed_against_expected(tmp_path: Path):
     assert len(said) == count  # quiet once the main has ended
 
 
+def test_progress_uses_the_mains_own_plan_once_written(tmp_path: Path):
+    said: list[str] = []
+    phases = {"main_start": time.time() - 3.0}
+    plan = tmp_path / "harness_path.json"
+    s = MetricsSampler(FakeNvml(), 0, [], 0.02, tmp_path / CSV_NAME, phases=phases,
+                       progress=said.append, expected_main_s=40, progress_every_s=0.05,
+                       plan_file=plan).start()
+    assert until(lambda: len(said) >= 1)
+    plan.write_text('{"ready_s": 4.5, "planned_test_s": 11.0, "planned_accuracy_s": null}')
+    assert until(lambda: said[-1].endswith(" s / planned 16 s"))
+    phases["main_end"] = time.time()
+    s.stop()
+    assert said[0].endswith(" s / expected 40 s")  # before the plan: the estimator's figure
+
+
 def test_simulator_values_are_labelled_simulated(tmp_path: Path, monkeypatch):
     from pytest_mig.gpu.backend import open_simulated
     monkeypatch.setenv("PYTEST_MIG_RUN_ID", "timeline-test")

@@ -55,7 +55,7 @@ def test_datacenter_fields(datacenter):
     assert datacenter.modes == ("performance", "accuracy")
     assert datacenter.background.spec == "datacenter"
     assert datacenter.background.lifetime == "session"
-    assert datacenter.harness == {"size": "tiny", "precision": "fp16", "precision.rnnt": "fp32"}
+    assert datacenter.harness == {"size": "tiny", "precision": "auto", "precision.rnnt": "fp32"}
     assert datacenter.default_run_profile == "smoke"
     assert datacenter.run_profiles["smoke"] == RunProfile(
         "smoke", min_duration_ms=1000, min_query_count=64, start_time_buffer_s=60.0,
@@ -96,7 +96,7 @@ def test_case_fields(datacenter):
         "f1", 90.874, 0.99)
     assert case.run_profile.name == "nightly"
     assert case.run_profile.min_duration_ms == 60000
-    assert dict(case.harness_options) == {"size": "tiny", "precision": "fp16",
+    assert dict(case.harness_options) == {"size": "tiny", "precision": "auto",
                                           "precision.rnnt": "fp32"}
     assert case.skip_reason is None
 

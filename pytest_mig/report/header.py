@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from pytest_mig import cpu_native
 from pytest_mig.io import write_json_atomic
 from pytest_mig.redact import mask_options
 from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
@@ -30,6 +31,12 @@ def header_lines(session) -> list[str]:
         if fraction < 1:
             lines.append(f"pytest-mig: backgrounds on the CPU are a paced load (each computes at "
                          f"most {fraction:.0%} of the time): on a CPU they can only contend for cores")
+    chosen = cpu_precision(session)
+    if chosen is not None:
+        named = s.harness_options.get("precision")
+        lines.append(f"pytest-mig: CPU precision: {chosen['precision']} ({chosen['reason']})"
+                     + (f"; --mig-harness-opt precision={named} overrides it" if named and named != "auto"
+                        else "; a suite's `precision` overrides it"))
     lines.append(f"pytest-mig: run {session.run_id} -> {session.run_dir}; harness {s.harness}"
                  + (f" {mask_options(s.harness_options)}" if s.harness_options else "")
                  + (f"; run profile {s.run_profile}" if s.run_profile else ""))
@@ -41,18 +48,30 @@ def header_lines(session) -> list[str]:
     return lines
 
 
+def _builtin_on_cpu(session) -> bool:
+    """The built-in harness runs its workloads on the CPU (simulated GPU, or device=cpu)."""
+    if session.settings.harness != "loadgen":
+        return False
+    return (session.topology().backend == "simulated"
+            or session.settings.harness_options.get("device") == "cpu")
+
+
 def background_cpu_duty(session) -> str | None:
     """The built-in harness's background busy fraction on the CPU.
 
     None where no pacing applies: another harness, or the built-in harness on a GPU (the
     workload paces only a CPU device; on a GPU its backgrounds run flat out)."""
-    if session.settings.harness != "loadgen":
-        return None
-    on_cpu = (session.topology().backend == "simulated"
-              or session.settings.harness_options.get("device") == "cpu")
-    if not on_cpu:
+    if not _builtin_on_cpu(session):
         return None
     return session.settings.harness_options.get("background_cpu_duty") or BACKGROUND_CPU_DUTY
+
+
+def cpu_precision(session) -> dict[str, Any] | None:
+    """What `precision=auto` runs on this CPU and why (cpu_native.py: the workload child makes
+    the same choice); None where the built-in harness does not run on the CPU."""
+    if not _builtin_on_cpu(session):
+        return None
+    return cpu_native.probe().as_record()
 
 
 def run_header(session) -> dict[str, Any]:
@@ -74,6 +93,7 @@ def run_header(session) -> dict[str, Any]:
         "harness_options": mask_options(session.settings.harness_options),
         "passed_env": list(session.settings.pass_env),  # names only, never values
         "background_cpu_duty": background_cpu_duty(session),
+        "cpu_precision": cpu_precision(session),
         "run_profile": session.settings.run_profile,
         "python": platform.python_version(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -7,6 +7,7 @@ NVML reports no utilisation for MIG devices (nor for a GPU in MIG mode): those c
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 import time
@@ -18,6 +19,7 @@ from pytest_mig.errors import MigError
 from pytest_mig.gpu.gpm import GpmReader
 from pytest_mig.report.plot_timeline import write_timeline_png
 from pytest_mig.report.plotting import MISSING
+from pytest_mig.workload_contract import PATH_RECORD, planned_run_s
 
 NA = "n/a"
 MIB = 1024 * 1024
@@ -130,14 +132,16 @@ class MetricsSampler:
 
     `mig_uuids`: {label: "MIG-..."} or a list of MIG UUIDs (labelled mig0, mig1, ...).
     `phases`: a dict filled live by the run (HeteroOutcome.phases); new keys become marks.
-    `progress`: called with "main running 12 s / expected 40 s" every `progress_every_s`.
+    `progress`: called with "main running 12 s / expected 40 s" every `progress_every_s`;
+    once the main has written its plan to `plan_file` (the built-in harness's PATH_RECORD, at
+    its ready line: calibrated at its precision under the load present) "/ planned 17 s" instead.
     """
 
     def __init__(self, nvml: Any, gpu_index: int, mig_uuids: Mapping[str, str] | Sequence[str],
                  interval_s: float, out_csv: Path, *, phases: Mapping[str, float] | None = None,
                  progress: Callable[[str], None] | None = None,
                  expected_main_s: float | None = None, progress_every_s: float = 10.0,
-                 gpu_label: str = "", gpm: Any = None) -> None:
+                 gpu_label: str = "", gpm: Any = None, plan_file: Path | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.nvml, self.gpu_index, self.interval_s = nvml, gpu_index, interval_s
@@ -147,6 +151,7 @@ class MetricsSampler:
         self.phases = phases
         self.progress, self.expected_main_s = progress, expected_main_s
         self.progress_every_s = progress_every_s
+        self.plan_file, self.planned_main_s = plan_file, None
         self.gpu_label = gpu_label
         self.gpm = gpm  # gpu/gpm.py GpmReader: per-slice activity columns, when supported
         self.marks: dict[str, float] = {}
@@ -260,9 +265,19 @@ class MetricsSampler:
         elapsed = time.time() - self.marks["main_start"]
         if elapsed < self.progress_every_s * 0.5:
             return  # the run itself just said "main running"
-        expected = (f" / expected {self.expected_main_s:.0f} s"
-                    if self.expected_main_s else "")
+        planned = self._planned()
+        expected = (f" / planned {planned:.0f} s" if planned is not None else
+                    f" / expected {self.expected_main_s:.0f} s" if self.expected_main_s else "")
         self.progress(f"main running {elapsed:.0f} s{expected}")
+
+    def _planned(self) -> float | None:
+        """The main's own plan, read once it is there (a torn or absent file: not yet)."""
+        if self.planned_main_s is None and self.plan_file is not None:
+            try:
+                self.planned_main_s = planned_run_s(json.loads(self.plan_file.read_text()))
+            except (OSError, ValueError):
+                pass
+        return self.planned_main_s
 
     def _loop(self) -> None:
         next_at = time.monotonic() + self.interval_s
@@ -332,7 +347,8 @@ def case_timeline(config: Any, session: Any, slot: Any, out: Any,
     gpm = _gpm_reader(session, slot, out)
     sampler = MetricsSampler(session.nvml, slot.gpu_index, migs, interval,
                              Path(out.test_dir) / CSV_NAME, phases=out.phases, progress=progress,
-                             expected_main_s=expected, gpu_label=slot.gpu_model, gpm=gpm)
+                             expected_main_s=expected, gpu_label=slot.gpu_model, gpm=gpm,
+                             plan_file=Path(out.test_dir) / "main" / PATH_RECORD)
     sampler.start()
     interrupted = False
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from pytest_mig.workload.stopping import Interrupted, StopRequest
-from pytest_mig.workload_contract import DEVICES, LIFELINE_ENV, MODULE, PRECISIONS, SIZES
+from pytest_mig.workload_contract import DEFAULT_PRECISION, DEVICES, LIFELINE_ENV, MODULE, PRECISIONS, SIZES
 
 BENCHMARK_NAMES = ("resnet50", "ssd-resnet34", "ssd-mobilenet", "bert", "rnnt", "dlrm", "3d-unet",
                    "retinanet", "llama3.1-8b")
@@ -78,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
                    help="Server latency bound / Single- and MultiStream expected latency")
     p.add_argument("--sample-count", type=_positive_int, default=256, help="QSL samples (accuracy set size)")
     p.add_argument("--size", choices=SIZES, default="tiny")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help="auto (default): the CPU's native precision (fp16, bf16, else fp32; a benchmark "
+                        "losing accuracy there runs fp32), fp16 on CUDA")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads")
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -181,11 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("error: --device cuda but torch sees no CUDA device; use --device cpu or auto",
                       file=sys.stderr, flush=True)
                 return 2
+        from pytest_mig import cpu_native
+
+        device_type = sut.resolve_device(args.device).type
+        precision, why = cpu_native.resolve(args.precision, device_type, sut.canonical_benchmark(args.benchmark))
+        sut.say(f"precision {precision}: {why}")
         config = sut.RunConfig(
             benchmark=args.benchmark, scenario=args.scenario, mode=args.mode, log_dir=args.log_dir,
             min_duration_ms=args.min_duration_ms, min_query_count=args.min_query_count,
             target_qps=args.target_qps, target_latency_ms=args.target_latency_ms,
-            sample_count=args.sample_count, size=args.size, precision=args.precision,
+            sample_count=args.sample_count, size=args.size, precision=precision, precision_reason=why,
             device=args.device, threads=args.threads, seed=args.seed, batch_size=args.batch_size,
             cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
             start_from_device=args.start_from_device, compile=args.compile,
@@ -194,14 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import llm
 
         is_llm = sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks()
-        if args.precision == "fp8" and not is_llm:
+        if precision == "fp8" and not is_llm:
             print(f"error: --precision fp8 (fp8 x fp8 matmuls) is the LLM's; {args.benchmark} runs "
                   f"fp32, bf16, fp16, int8 or int4", file=sys.stderr, flush=True)
             return 2
         if is_llm:
-            if args.precision not in llm.COMPUTE_DTYPES:
+            if precision not in llm.COMPUTE_DTYPES:
                 print(f"error: {args.benchmark} computes in {', '.join(llm.COMPUTE_DTYPES)} (its weights "
-                      f"are fp8 already), not --precision {args.precision}", file=sys.stderr, flush=True)
+                      f"are fp8 already), not --precision {precision}", file=sys.stderr, flush=True)
                 return 2
             if stop is not None:
                 print(f"error: --until-stopped runs the vision and language-understanding models; "
