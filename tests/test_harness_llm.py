@@ -13,7 +13,7 @@ import torch
 from pytest_mig.workload import accel, serving
 from pytest_mig.workload.llm import generate
 from pytest_mig.workload.models import build
-from pytest_mig.workload.models.llama import CONFIGS, FP8, FP8Linear, Llama, prompt_of, quantize_rows
+from pytest_mig.workload.models.llama import CONFIGS, FP8, FP8Linear, Llama, prompt_of, quantize_rows, scaled_mm
 from pytest_mig.workload.scoring import rouge_l, rouge_n
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.summary import parse_summary, token_throughput
@@ -163,6 +163,8 @@ def test_fp8_matmul_off_hopper_is_the_dequantised_math():
     assert q.dtype == FP8 and sx.shape == (5, 1)
     expected = (q.float() * sx) @ (lin.weight.float() * lin.scale[:, None]).t()
     assert torch.equal(lin.fp8(x), expected)
+    # the tensor-core call (torch._scaled_mm, rows padded to 16) is that math up to bf16 rounding
+    torch.testing.assert_close(scaled_mm(q, sx, lin.weight, lin.scale).float(), expected, rtol=0.02, atol=0.02)
     assert torch.allclose(lin.fp8(x), lin(x), rtol=0.1, atol=0.1 * lin(x).abs().max().item())
     assert (q.float() * sx - x).abs().max() <= 0.07 * x.abs().amax(dim=1, keepdim=True).max()  # e4m3: 3 bits
 
@@ -185,7 +187,7 @@ class FakeEngine:
 
 def test_continuous_batching_keeps_the_batch_full_and_prefill_never_starves_decode():
     engine = FakeEngine(slots=3, prefill_tokens=10)
-    queue = [serving.Sequence_(i, torch.ones(4 + i, dtype=torch.long), 2 + i % 3) for i in range(8)]
+    queue = [serving.Request(i, torch.ones(4 + i, dtype=torch.long), 2 + i % 3) for i in range(8)]
     pending = list(queue)
     sched = serving.Scheduler(3, 10)
     sched.add([pending.pop(0)])

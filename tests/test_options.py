@@ -101,6 +101,7 @@ def test_bad_values_are_refused_at_parse_time_naming_the_option(declared, flag, 
 @pytest.mark.parametrize("flag, text, value", [
     ("--mig-main-timeout", "30", 30.0), ("--mig-sim-gpus", "8", 8), ("--mig-min-duration", "0", 0),
     ("--mig-harness-opt", " precision.rnnt = fp32 ", ("precision.rnnt", "fp32")),
+    ("--mig-harness-opt", "precision.llama3.1-8b=fp8", ("precision.llama3.1-8b", "fp8")),
     ("--mig-reports", "out/deeper", Path("out/deeper")), ("--mig-sample-interval", "0", 0.0),
     ("--mig-compare-fail", "throughput:5%,p99:10%", {"throughput": 5.0, "p99": 10.0}),
     ("--mig-backend", "", ""), ("--mig-compare", " ", None),

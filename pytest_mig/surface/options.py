@@ -29,7 +29,7 @@ GROUP = ("mig", "pytest-mig: heterogeneous MIG benchmarking")
 NVIDIA_GROUP = ("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # KEY or KEY.<benchmark> (applies to one benchmark only, e.g. precision.rnnt=fp32)
-HARNESS_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)?")
+HARNESS_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+(\.[0-9][A-Za-z0-9_-]*)*)?")  # a version dot: llama3.1-8b
 
 
 def add_options(parser) -> None:

@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,8 @@ def generate(model: Llama, prompts: Sequence[torch.Tensor], max_new: Sequence[in
     return serving.generate(model, prompts, max_new, dtype, fp8=fp8)
 
 
-def request(sample_id: Any, sample: dict) -> serving.Sequence_:
-    return serving.Sequence_(sample_id, prompt_of(sample), int(sample["max_new"]))
+def request(sample_id: Any, sample: dict) -> serving.Request:
+    return serving.Request(sample_id, prompt_of(sample), int(sample["max_new"]))
 
 
 class TokenSUT(BatchWorker):
@@ -84,7 +85,7 @@ class TokenSUT(BatchWorker):
         self.engine, self.loader = engine, loader
         super().__init__(engine.slots, "llm-worker")
 
-    def _requests(self, samples: Sequence) -> list[serving.Sequence_]:
+    def _requests(self, samples: Sequence) -> list[serving.Request]:
         return [request(s, self.loader.sample(s.index)) for s in samples]
 
     def _run(self, batch: list, draining: bool) -> None:
@@ -94,12 +95,12 @@ class TokenSUT(BatchWorker):
                       on_first=_first_token, on_done=_complete)
 
 
-def _first_token(seq: serving.Sequence_) -> None:
+def _first_token(seq: serving.Request) -> None:
     data = np.asarray(seq.out[:1], dtype=np.int32)
     lg.FirstTokenComplete([lg.QuerySampleResponse(seq.request.id, data.ctypes.data, data.nbytes, 1)])
 
 
-def _complete(seq: serving.Sequence_) -> None:
+def _complete(seq: serving.Request) -> None:
     data = np.asarray(seq.out, dtype=np.int32)
     lg.QuerySamplesComplete([lg.QuerySampleResponse(seq.request.id, data.ctypes.data, data.nbytes, len(data))])
 
@@ -195,10 +196,25 @@ def server_bounds(cal: TokenCalibration, device_type: str) -> tuple[float, float
             max(MLPERF_TPOT_MS, LATENCY_FACTOR * cal.tpot_s * 1e3))
 
 
+PREFILL_TOKENS_PER_16_SMS = 256  # a pass of this many tokens per 16 SMs takes ~30 ms of fp8 GEMMs
+
+
+def effective_sms(device: torch.device, environ=os.environ) -> int:
+    """SMs this process computes on: the device's, times the MPS share's thread percentage."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    share = environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE")
+    return max(1, int(sms * float(share) / 100)) if share else sms
+
+
 def prefill_budget(model: Llama, device: torch.device) -> int:
-    """Prompt tokens per prefill pass: one longest prompt (a GPU GEMM of >= 1k rows runs near
-    its peak); twice that on the CPU, whose tiny prompts are short."""
-    return model.cfg.prompt_max * (1 if device.type == "cuda" else 2)
+    """Prompt tokens per prefill pass. On CUDA it grows with the SMs (a pass costs about the
+    same time on a small share and on the whole GPU, so decode steps between passes, the
+    TPOT, stay bounded: 256 tokens on a 1g-sized share, 2048 on a whole H100/H200); on the
+    CPU twice the longest prompt."""
+    if device.type != "cuda":
+        return model.cfg.prompt_max * 2
+    return max(PREFILL_TOKENS_PER_16_SMS, min(8 * PREFILL_TOKENS_PER_16_SMS,
+                                              PREFILL_TOKENS_PER_16_SMS * effective_sms(device) // 16))
 
 
 def decode_figures(stats: serving.DecodeStats, weight_bytes: int, device: torch.device) -> dict[str, Any]:
@@ -239,10 +255,10 @@ def run(cfg):
             f"built in {time.perf_counter() - t0:.2f}s")
     slots, record = plan_slots(model, dtype, device, cfg.batch_size, cfg.scenario)
     graphs = device.type == "cuda" and cfg.cuda_graphs is not False
-    engine = serving.Engine(model, slots, dtype, fp8, prefill_budget(model, device), graphs)
-    capture_s = engine.capture()
+    engine, capture_s = start_engine(model, slots, dtype, fp8, prefill_budget(model, device), graphs, record)
+    slots = engine.slots
     record.update(benchmark=name, gemm=gemm, cuda_graphs="on" if graphs else "off",
-                  prefill_tokens=engine.prefill_tokens, context_buckets=len(engine.buckets()),
+                  prefill_budget_tokens=engine.prefill_tokens, context_buckets=len(engine.buckets()),
                   capture_s=round(capture_s, 2))
     sut.say(f"serving: decode batch {slots} ({record['decode_batch_from']}; KV cache "
             f"{record['kv_cache_gib']} GiB), prefill {engine.prefill_tokens} tokens a pass, "
@@ -286,6 +302,25 @@ def run(cfg):
         outcome.files.update(accuracy_txt=text, accuracy_json=data)
         sut.say(f"accuracy vs fp32 reference: {scoring.format_accuracy_line(name, outcome.accuracy.fields)}")
     return outcome
+
+
+def start_engine(model: Llama, slots: int, dtype: torch.dtype, fp8: bool, prefill_tokens: int, graphs: bool,
+                 record: dict[str, Any]) -> tuple[serving.Engine, float]:
+    """The engine with its graphs captured; on CUDA out of memory, half the slots (recorded)."""
+    while True:
+        try:
+            engine = serving.Engine(model, slots, dtype, fp8, prefill_tokens, graphs)
+            return engine, engine.capture()
+        except torch.cuda.OutOfMemoryError:
+            if slots == 1:
+                raise
+        engine = None  # type: ignore[assignment]  (outside the except: its traceback held the tensors)
+        torch.cuda.empty_cache()
+        slots //= 2
+        sut.say(f"out of memory for the KV cache and graphs: trying {slots} slots")
+        record.update(decode_batch=slots, decode_batch_from=f"{record['decode_batch_from']}, halved "
+                                                             f"after out of memory",
+                      kv_cache_gib=round(slots * record["kv_slot_mib"] / 1024, 2))
 
 
 def decode_line(record: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ def kv_slots(free_bytes: int, slot_bytes: int, cap: int = MAX_SLOTS) -> int:
 
 
 @dataclass
-class Sequence_:
+class Request:
     """One request: its prompt, answer length and progress."""
 
     request: Any
@@ -77,11 +77,11 @@ class Scheduler:
             raise ValueError(f"need at least one slot and one prefill token, got {slots} and {prefill_tokens}")
         self.slots, self.prefill_tokens = slots, prefill_tokens
         self.free = list(range(slots - 1, -1, -1))  # pop() gives slot 0 first
-        self.waiting: collections.deque[Sequence_] = collections.deque()
-        self.prefilling: list[Sequence_] = []
-        self.decoding: list[Sequence_] = []
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.prefilling: list[Request] = []
+        self.decoding: list[Request] = []
 
-    def add(self, seqs: Sequence[Sequence_]) -> None:
+    def add(self, seqs: Sequence[Request]) -> None:
         self.waiting.extend(seqs)
 
     @property
@@ -92,7 +92,7 @@ class Scheduler:
     def busy(self) -> bool:
         return bool(self.waiting or self.prefilling or self.decoding)
 
-    def plan_prefill(self) -> list[tuple[Sequence_, Segment]]:
+    def plan_prefill(self) -> list[tuple[Request, Segment]]:
         """Give free slots to waiting requests, then this iteration's prompt chunks (in order,
         at most `prefill_tokens` tokens in all)."""
         while self.free and self.waiting:
@@ -108,7 +108,7 @@ class Scheduler:
             budget -= count
         return plan
 
-    def prefilled(self, seq: Sequence_, segment: Segment, first: int | None) -> bool:
+    def prefilled(self, seq: Request, segment: Segment, first: int | None) -> bool:
         """Record a prefilled chunk; with the prompt complete, `first` is its first answer token.
         True when the sequence is finished (an answer of one token)."""
         seq.prefilled += segment.count
@@ -123,7 +123,7 @@ class Scheduler:
         self.decoding.append(seq)
         return False
 
-    def decoded(self, tokens: Sequence[int]) -> list[Sequence_]:
+    def decoded(self, tokens: Sequence[int]) -> list[Request]:
         """Append each decoding sequence's next token (tokens indexed by slot); the finished ones."""
         done = []
         for seq in list(self.decoding):
@@ -134,7 +134,7 @@ class Scheduler:
                 done.append(seq)
         return done
 
-    def release(self, seq: Sequence_) -> None:
+    def release(self, seq: Request) -> None:
         self.free.append(seq.slot)
 
 
@@ -217,7 +217,7 @@ class Engine:
             self.graphs[context] = (graph, out)
         return self.graphs[context]
 
-    def decode(self, decoding: Sequence[Sequence_]) -> list[int]:
+    def decode(self, decoding: Sequence[Request]) -> list[int]:
         """One token for every decoding sequence (idle slots run on scratch): next tokens by slot."""
         started = time.perf_counter()
         tokens = [PAD] * self.slots
@@ -242,7 +242,7 @@ class Engine:
         return result
 
     # --- prefill --------------------------------------------------------------------------
-    def prefill(self, plan: Sequence[tuple[Sequence_, Segment]]) -> list[int | None]:
+    def prefill(self, plan: Sequence[tuple[Request, Segment]]) -> list[int | None]:
         """Run one packed prefill pass; each entry's first answer token where its prompt is complete."""
         started = time.perf_counter()
         tokens = torch.cat([seq.prompt[seg.start:seg.start + seg.count] for seq, seg in plan]).to(self.device)
@@ -257,11 +257,11 @@ class Engine:
                 for (seq, seg), first in zip(plan, firsts)]
 
 
-OnFirst = Callable[[Sequence_], None]
-OnDone = Callable[[Sequence_], None]
+OnFirst = Callable[[Request], None]
+OnDone = Callable[[Request], None]
 
 
-def serve(engine: Engine, sched: Scheduler, refill: Callable[[int], Sequence[Sequence_]] | None = None,
+def serve(engine: Engine, sched: Scheduler, refill: Callable[[int], Sequence[Request]] | None = None,
           on_first: OnFirst | None = None, on_done: OnDone | None = None) -> None:
     """Run until the scheduler has nothing left: each iteration refills free slots from `refill`
     (continuous batching), runs one prefill pass within budget, then one decode step."""
@@ -289,7 +289,7 @@ def generate(model: Llama, prompts: Sequence[torch.Tensor], max_new: Sequence[in
     """Greedy answers of `max_new[i]` tokens to each prompt (eager; the engine's own math)."""
     engine = Engine(model, slots or len(prompts), dtype, fp8, prefill_tokens, graphs=False)
     sched = Scheduler(engine.slots, prefill_tokens)
-    seqs = [Sequence_(i, p, n) for i, (p, n) in enumerate(zip(prompts, max_new))]
+    seqs = [Request(i, p, n) for i, (p, n) in enumerate(zip(prompts, max_new))]
     sched.add(seqs)
     serve(engine, sched)
     return [np.asarray(s.out, dtype=np.int32) for s in seqs]

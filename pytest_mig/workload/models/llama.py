@@ -32,6 +32,7 @@ The FP32 reference (accuracy mode) adds the fp32 KV cache (4.5 GiB): ~ 13.7 GiB.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -101,7 +102,24 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def fp8_gemm_on(device: torch.device) -> bool:
     """Hopper tensor cores (and later) take fp8 operands: `torch._scaled_mm`; elsewhere the same
     math dequantised (`FP8Linear.fp8`)."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+    return device.type == "cuda" and _capability(device.index) >= (8, 9)
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: int | None) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def scaled_mm(q: torch.Tensor, sx: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """bf16 (q * sx) @ (weight * scale)^T on fp8 tensor cores: rows padded to a multiple of 16
+    (cuBLASLt's fp8 alignment), the weight as the column-major second operand."""
+    rows = q.shape[0]
+    pad = -rows % 16
+    if pad:
+        q = torch.cat([q, q.new_zeros(pad, q.shape[1])])
+        sx = torch.cat([sx, sx.new_ones(pad, 1)])
+    y = torch._scaled_mm(q, weight.t(), scale_a=sx, scale_b=scale[None, :], out_dtype=torch.bfloat16)
+    return y[:rows] if pad else y
 
 
 class FP8Linear(nn.Module):
@@ -136,8 +154,7 @@ class FP8Linear(nn.Module):
         lead = x.shape[:-1]
         q, sx = quantize_rows(x.reshape(-1, self.cin))
         if fp8_gemm_on(x.device) and x.dtype == torch.bfloat16:
-            y = torch._scaled_mm(q, self.weight.t(), scale_a=sx, scale_b=self.scale[None, :],
-                                 out_dtype=torch.bfloat16)
+            y = scaled_mm(q, sx, self.weight, self.scale)
         else:
             y = ((q.float() * sx) @ (self.weight.float() * self.scale[:, None]).t()).to(x.dtype)
         return y.view(*lead, self.cout)
