@@ -26,6 +26,11 @@ RUNS=$PWD/reports/llm_runs
 rm -rf "$RUNS"
 mkdir -p "$RUNS"
 export PYTHONUNBUFFERED=1
+if [ -d .whl ]; then  # wheels carried to the GPU machine (LoadGen, pytest, nvidia-ml-py, ...)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
 SIZE=${SIZE:-full} DEVICE=${DEVICE:-cuda} PRECISION=${PRECISION:-bf16} LLM_PRECISION=${LLM_PRECISION:-fp8}
 MIN_MS=${MIN_MS:-10000}
 # The plugin loads through its entry point when pytest-mig is installed, else from this checkout.
