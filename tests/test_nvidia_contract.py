@@ -63,7 +63,8 @@ def test_hetero_case_through_make(project):
     recs = {t["mode"]: t for t in project.results()["tests"]}
     for mode in ("performance", "accuracy"):
         test_dir = Path(recs[mode]["paths"]["dir"])
-        mine = [c for c in got if c["LOG_DIR"] in (str(test_dir / "main"), str(test_dir / "background_logs"))]
+        mine = [c for c in got if c["LOG_DIR"] == str(test_dir / "main")
+                or Path(c["LOG_DIR"]).parent == test_dir / "background_logs"]
         (main,) = [c for c in mine if c["role"] == "main"]
         bgs = sorted((c for c in mine if c["role"] == "background"), key=lambda c: c["benchmark"])
         extra = ["--test_mode=AccuracyOnly"] if mode == "accuracy" else []
@@ -78,11 +79,21 @@ def test_hetero_case_through_make(project):
         # Every workload pinned to its own MIG device; the main's is not a background's.
         devices = [main["CUDA_VISIBLE_DEVICES"]] + [c["CUDA_VISIBLE_DEVICES"] for c in bgs]
         assert all(d.startswith("MIG-") for d in devices) and len(set(devices)) == 4
-        # Backgrounds logged beside the main's LOG_DIR, never into it.
+        # Backgrounds logged beside the main's LOG_DIR, never into it, each in its own folder.
         assert logs_under(test_dir / "main") == ["resnet50/Offline"]
         assert logs_under(test_dir / "background_logs") == ["bert-99/Offline", "dlrm-99.9/Offline",
                                                            "rnnt/Offline"]
+        assert {Path(c["LOG_DIR"]).name for c in bgs} == {"bg1-bert", "bg2-dlrm", "bg3-rnnt"}
         assert recs[mode]["commands"]["main"][:2] == ["make", "run_harness"]
+    # Every background's figure is read from where the adapter had it log (LOG_DIR), and
+    # summed into the aggregate: none is left out, nothing to warn about.
+    slices = recs["performance"]["slices"]
+    bg_slices = [s for s in slices["slices"] if s["role"] == "background"]
+    assert [s["name"] for s in bg_slices] == ["bg1-bert", "bg2-dlrm", "bg3-rnnt"]
+    assert all(s["valid"] and s["samples_per_s"] and s["basis"] == "own run" and not s["errors"]
+               for s in bg_slices), bg_slices
+    assert set(slices["benchmarks"]) == {"resnet50", "bert", "dlrm", "rnnt"}
+    assert recs["performance"]["warnings"] == []
     perf = recs["performance"]["result"]
     assert (perf["valid"], perf["metric"], perf["value"]) == (True, "Samples per second", 318100.0)
     assert Path(perf["files"]["summary"]).parent.parent.parent.name == SYSTEM
@@ -90,6 +101,27 @@ def test_hetero_case_through_make(project):
     assert (acc["accuracy_metric"], acc["accuracy"]) == ("accuracy", 76.042)
     assert Path(acc["files"]["accuracy"]).name == "accuracy.txt"
     assert project.leftovers() == []
+
+
+def test_a_background_without_a_figure_is_a_warning_everywhere(project):
+    """A background that exits 0 but leaves no LoadGen logs: the case passes (its health is
+    fine) and says, on the terminal, in results.json, JUnit and Allure, which slice the
+    aggregate leaves out and why."""
+    pytest.importorskip("allure")
+    r = run(project, {"background:dlrm": "no_logs"}, "-m", "performance", "--junitxml=j.xml",
+            "-o", "junit_family=xunit1", "--alluredir=allure")
+    r.assert_outcomes(passed=1, warnings=1)
+    r.stdout.fnmatch_lines(["*pytest-mig: resnet50-Offline-1g.10gb-performance: slice bg2-dlrm "
+                            "(dlrm on 1g.10gb) has no figure and is left out of the aggregate: "
+                            "no LoadGen logs for dlrm Offline under *background_logs/bg2-dlrm*"])
+    rec = project.results()["tests"][0]
+    (warning,) = rec["warnings"]
+    assert warning.startswith("slice bg2-dlrm (dlrm on 1g.10gb) has no figure")
+    assert set(rec["slices"]["benchmarks"]) == {"resnet50", "bert", "rnnt"}
+    xml = (project.path / "j.xml").read_text()
+    assert 'name="mig_warning" value="slice bg2-dlrm (dlrm on 1g.10gb) has no figure' in xml
+    (result,) = [json.loads(p.read_text()) for p in (project.path / "allure").glob("*-result.json")]
+    assert "**warning**: slice bg2-dlrm (dlrm on 1g.10gb) has no figure" in result["description"]
 
 
 def test_main_bad_exit(project):
@@ -172,6 +204,17 @@ def test_session_backgrounds_stopped_by_us_are_healthy(shipped):
     assert final["healthy"] and len(final["workloads"]) == 6
     assert {w["ended_by"] for w in final["workloads"]} == {"stopped by pytest-mig"}
     assert all(w["exit_code"] != 0 for w in final["workloads"])  # make died of the signal
+    # Session backgrounds log under the GPU's background_logs/, one folder each; NVIDIA's
+    # harness writes its LoadGen logs only when it ends, so no figure is readable during
+    # the case: each slice says so instead of vanishing from the aggregate.
+    got = [c for c in calls(shipped.root) if c["role"] == "background"]
+    assert len({c["LOG_DIR"] for c in got}) == 6
+    assert all(Path(c["LOG_DIR"]).parent.name == "background_logs" for c in got)
+    rec = shipped.results()["tests"][0]
+    assert len(rec["warnings"]) == 6 and all(
+        "has no figure and is left out of the aggregate: no LoadGen logs for " in w
+        for w in rec["warnings"]), rec["warnings"]
+    r.stdout.fnmatch_lines(["*slice bg1-* has no figure and is left out of the aggregate*"])
     assert shipped.leftovers() == []
 
 

@@ -78,13 +78,13 @@ def test_main_performance(root, test_dir):
     assert spec.log_path == test_dir / "main.log"
 
 
-def test_background_runs_offline_min_query_count_1_into_background_logs(root, test_dir):
+def test_background_runs_offline_min_query_count_1_into_its_own_background_logs(root, test_dir):
     spec = launch(NvidiaHarness({"mlperf_root": str(root)}), bg_work(test_dir))
     assert spec.argv == ("make", "run_harness", "RUN_ARGS=--benchmarks=dlrm --scenarios=Offline "
                          "--config_ver=hetero_high_accuracy --min_duration=2300 --min_query_count=1")
-    assert spec.env["LOG_DIR"] == str(test_dir / "background_logs")
+    assert spec.env["LOG_DIR"] == str(test_dir / "background_logs" / "bg2-dlrm")
     assert spec.env["CUDA_VISIBLE_DEVICES"] == BG_DEV
-    assert spec.result_dir == test_dir / "background_logs"
+    assert spec.result_dir == test_dir / "background_logs" / "bg2-dlrm"  # where it is read
 
 
 def test_background_is_offline_even_when_asked_otherwise(root, test_dir):
@@ -174,7 +174,7 @@ def test_docker_exec(root, test_dir):
     bg = launch(h, bg_work(test_dir), part(BG_DEV, CUDA_MPS_ACTIVE_THREAD_PERCENTAGE="14"))
     assert bg.argv[:10] == (
         "docker", "exec", "-e", f"CUDA_VISIBLE_DEVICES={BG_DEV}",
-        "-e", "LOG_DIR=/mnt/reports/run/test_hetero_resnet50/background_logs",
+        "-e", "LOG_DIR=/mnt/reports/run/test_hetero_resnet50/background_logs/bg2-dlrm",
         "-e", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=14", "-w", "/work")
     assert bg.argv[10:12] == ("mlperf-inference-me", "make")
 
@@ -243,5 +243,5 @@ def test_describe_plan(root, test_dir, monkeypatch):
     plan = h.describe_plan(bg_work(test_dir), part(BG_DEV), env)
     assert plan.splitlines()[0] == f"bg2-dlrm: dlrm Offline performance on {BG_DEV} (1g.10gb)"
     assert plan.splitlines()[2] == (f"  env: CUDA_VISIBLE_DEVICES={BG_DEV} "
-                                    f"LOG_DIR={test_dir / 'background_logs'}")
+                                    f"LOG_DIR={test_dir / 'background_logs' / 'bg2-dlrm'}")
     assert not test_dir.exists()  # planning creates nothing

@@ -3,7 +3,9 @@
 Every workload is `make <action> RUN_ARGS="--benchmarks=.. --scenarios=.. --config_ver=..
 --min_duration=.."` run in `--mlperf-root` (closed/NVIDIA) as an argv, pinned by
 CUDA_VISIBLE_DEVICES, with LOG_DIR choosing where LoadGen's logs land. Backgrounds run
-Offline with `--min_query_count=1` and log to `<test dir>/background_logs`.
+Offline with `--min_query_count=1` and log under `<test dir>/background_logs/`, each in a
+folder of its own (NVIDIA's script shares one: two backgrounds of one benchmark, as a
+layout fill makes, would then read one figure twice); LaunchSpec.result_dir says where.
 """
 from __future__ import annotations
 
@@ -186,8 +188,10 @@ class NvidiaHarness:
         return args
 
     def log_dir(self, work: WorkSpec) -> Path:
-        """LOG_DIR: the main's own log dir; all backgrounds share <test dir>/background_logs."""
-        return work.log_dir.parent / "background_logs" if work.role == "background" else work.log_dir
+        """LOG_DIR: the main's own log dir; a background's <test dir>/background_logs/<name>."""
+        if work.role == "background":
+            return work.log_dir.parent / "background_logs" / work.name
+        return work.log_dir
 
     def launch(self, work: WorkSpec, partition: Partition, env: dict[str, str],
                log_path: Path) -> LaunchSpec:

@@ -323,7 +323,7 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
     if code != 0:
         raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
                               f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")
-    out.result = harness.collect(main_work, out.main, main_work.log_dir)
+    out.result = harness.collect(main_work, out.main, spec.result_dir)
     if out.result.harness_path.get("decode_line"):  # the LLM's decode and its roofline figure
         say(f"main {out.result.harness_path['decode_line']}")
 
@@ -381,7 +381,7 @@ def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: P
     if code != 0:
         raise WorkloadFailure(f"isolated baseline run exited with code {code}; log: {spec.log_path}"
                               f"\n--- last lines ---\n{w.tail_text()}")
-    return harness.collect(work, w.finished(), work.log_dir)
+    return harness.collect(work, w.finished(), spec.result_dir)
 
 
 def await_ready(bgs: list[tuple[WorkSpec, Workload]], timeout_s: float, say) -> None:
@@ -493,7 +493,9 @@ class _ProcessWatch:
 def collect_slices(case: Case, slot: Slot, harness: Harness,
                    bgs: list[tuple[WorkSpec, Workload]], out: HeteroOutcome) -> Aggregate:
     """Each background's LoadGen result parsed like the main's, its completions counted in the
-    main's timed phase (ready line to exit), and the sums; never changes the case's outcome."""
+    main's timed phase (ready line to exit), and the sums; never changes the case's outcome.
+    Each is read where its harness adapter said it writes (LaunchSpec.result_dir), never
+    where orchestration would guess (NVIDIA's backgrounds log under background_logs/)."""
     figures = [slice_figure("main", "main", case.benchmark, case.scenario, slot.main.profile,
                             out.result)]
     main = out.main
@@ -502,10 +504,10 @@ def collect_slices(case: Case, slot: Slot, harness: Harness,
     for (work, w), part in zip(bgs, slot.background):
         result, error = None, None
         try:
-            result = harness.collect(work, w.finished(), work.log_dir)
+            result = harness.collect(work, w.finished(), w.spec.result_dir)
         except Exception as exc:  # noqa: BLE001 - a background's figure is reported, not judged
             error = f"{work.name}: no result ({exc})"
-        window = window_in_dir(work.log_dir, start, end) if start and end else None
+        window = window_in_dir(w.spec.result_dir, start, end) if start and end else None
         figures.append(slice_figure(work.name, "background", work.benchmark, work.scenario,
                                     part.profile, result, window, error))
     isolated = {}

@@ -112,6 +112,15 @@ def slice_figure(name: str, role: str, benchmark: str, scenario: str, profile: s
     return f
 
 
+def unread_slices(agg: Aggregate | None) -> list[str]:
+    """One line per background slice whose figure could not be read (no headline, no window
+    count): it is left out of the aggregate, and the case says so."""
+    return [f"slice {s.name} ({s.benchmark} on {s.profile}) has no figure and is left out of "
+            f"the aggregate: {'; '.join(s.errors) or 'no LoadGen headline, no completions'}"
+            for s in (agg.slices if agg is not None else [])
+            if s.role == "background" and s.value is None and s.samples_per_s is None]
+
+
 def aggregate(slices: list[SliceFigure],
               isolated: Mapping[str, tuple[float, str]] | None = None) -> Aggregate:
     """Sum samples/s per benchmark; normalise by `isolated` {benchmark: (rate, basis)}."""

@@ -27,6 +27,7 @@ from pytest_mig.report import allure_report
 from pytest_mig.report.junit import case_properties
 from pytest_mig.report.records import outcome_record
 from pytest_mig.report.timeline import case_timeline
+from pytest_mig.results.slices import unread_slices
 from pytest_mig.run.state import MigSession
 from pytest_mig.plan.suite import background_cut, layout_fill, resolve_background
 from pytest_mig.types import Case, Slot
@@ -119,6 +120,8 @@ class HeteroRunner:
             if out.baseline_untrusted:  # never silent: terminal, record, JUnit, Allure, HTML
                 _warn(out, f"untrusted baseline: {out.baseline_untrusted}; interference not "
                            "reported (results.json: interference_untrusted)")
+            for text in unread_slices(out.slices):  # never silent, as above
+                _warn(out, text)
         finally:
             _record_properties(self.request.node, out, self.session)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)

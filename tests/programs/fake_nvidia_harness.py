@@ -90,7 +90,7 @@ def write_logs(a: argparse.Namespace, how: str) -> Path:
 
 def main(argv: list[str]) -> int:
     a, unknown = parse(argv)
-    role = "background" if Path(os.environ.get("LOG_DIR", "")).name == "background_logs" else "main"
+    role = "background" if "background_logs" in Path(os.environ.get("LOG_DIR", "")).parts else "main"
     behaviour = Path("behaviour.json")
     script = json.loads(behaviour.read_text()) if behaviour.exists() else {}
     how = script.get(f"{role}:{a.benchmarks}") or script.get(role) or "valid"
