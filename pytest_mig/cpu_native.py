@@ -30,10 +30,12 @@ NATIVE_FLAGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fp16", ("avx512_fp16", "amx_fp16")),
     ("bf16", ("avx512_bf16", "amx_bf16")),
 )
-# Seeded tiny models that fall below 99 % of their FP32 reference in that precision
-# (see the suites' comments and tests/test_harness_loadgen.py): `auto` runs them in fp32.
+# Seeded tiny models that fall below 99 % of their FP32 reference in that precision: `auto` runs
+# them in fp32. bf16, Offline accuracy on 64 samples (2026-12-07): ssd-mobilenet 93.8 % mAP,
+# retinanet 95.7 %; resnet50 100 %, bert F1 100 %, dlrm AUC 99.99 % hold; ssd-resnet34, 3d-unet
+# and rnnt per the suites' comments. fp16: rnnt (the suites' comment), retinanet 98.8 %.
 LOSES_ACCURACY: dict[str, tuple[str, ...]] = {
-    "bf16": ("ssd-resnet34", "3d-unet", "rnnt"),
+    "bf16": ("ssd-resnet34", "ssd-mobilenet", "3d-unet", "rnnt", "retinanet"),
     "fp16": ("rnnt", "retinanet"),
 }
 CPUINFO = Path("/proc/cpuinfo")

@@ -49,6 +49,8 @@ def test_auto_resolves_named_cuda_and_accuracy_exceptions():
     assert precision == "fp32" and "loses its accuracy target in bf16" in why
     assert cpu_native.resolve("auto", "cpu", "ssd-resnet34", fp16)[0] == "fp16"
     assert cpu_native.resolve("auto", "cpu", "rnnt", fp16)[0] == "fp32"
+    assert cpu_native.resolve("auto", "cpu", "ssd-mobilenet", bf16)[0] == "fp32"
+    assert cpu_native.resolve("auto", "cpu", "bert", bf16)[0] == "bf16"
 
 
 def test_probe_reads_this_machine_once():
