@@ -1,5 +1,8 @@
 """deploy/k8s: every manifest validates against the Kubernetes schemas (kubernetes-validate,
-strict: unknown fields are errors); the Indexed Job and the layouts agree with pytest-mig."""
+strict: unknown fields are errors); the Indexed Job and the layouts agree with pytest-mig;
+the Job is one an admin can apply: the device-plugin configuration for the MIG strategy it
+needs, a toleration for the GPU-node taint, and the capability the container toolkit
+requires for NVIDIA_MIG_MONITOR_DEVICES. (The image it names: tests/test_container.py.)"""
 from __future__ import annotations
 
 import copy
@@ -24,7 +27,8 @@ def docs(path: Path) -> list[dict]:
 
 def test_there_are_manifests():
     assert {p.name for p in MANIFESTS} >= {"shards-job.yaml", "merge-job.yaml",
-                                           "results-pvc.yaml", "mig-parted-config.yaml"}
+                                           "results-pvc.yaml", "mig-parted-config.yaml",
+                                           "device-plugin-config.yaml"}
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -74,3 +78,94 @@ def test_mig_parted_configmap_is_the_packaged_layouts_verbatim():
 def test_deploy_scripts_parse(script):
     done = subprocess.run(["bash", "-n", str(REPO / script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# --- what an admin needs besides valid objects -------------------------------------------
+
+# Keys of the k8s-device-plugin config file's `flags` (its api/config/v1 Flags) that these
+# files may set, and the strategies it knows.
+PLUGIN_FLAGS = {"migStrategy", "failOnInitError", "mpsRoot", "nvidiaDriverRoot",
+                "nvidiaDevRoot", "gdrcopyEnabled", "gdsEnabled", "mofedEnabled", "useNodeFeatureAPI",
+                "deviceDiscoveryStrategy", "plugin", "gfd"}
+MIG_STRATEGIES = {"none", "single", "mixed"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
+MIG_CAPS_ENV = ("NVIDIA_MIG_MONITOR_DEVICES", "NVIDIA_MIG_CONFIG_DEVICES")
+
+
+def tolerates(pod: dict, taint: dict) -> bool:
+    """Kubernetes' matching of a taint by a pod's tolerations (key/operator/value/effect)."""
+    for tol in pod.get("tolerations", []):
+        if tol.get("effect") not in (None, "", taint["effect"]):
+            continue
+        if tol.get("operator", "Equal") == "Exists":
+            if tol.get("key") in (None, "", taint["key"]):
+                return True
+        elif tol.get("key") == taint["key"] and tol.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def mig_caps_problems(pod: dict) -> list[str]:
+    """Containers asking the NVIDIA container toolkit for MIG monitor/config devices without
+    CAP_SYS_ADMIN in their capability set (the toolkit then refuses to start them)."""
+    problems = []
+    for box in pod["containers"]:
+        asked = [e["name"] for e in box.get("env", []) if e["name"] in MIG_CAPS_ENV]
+        sc = box.get("securityContext", {})
+        added = set(sc.get("capabilities", {}).get("add", []))
+        if asked and not (sc.get("privileged") or added & {"SYS_ADMIN", "CAP_SYS_ADMIN"}):
+            problems.append(f"{box['name']}: {', '.join(asked)} without CAP_SYS_ADMIN")
+    return problems
+
+
+def plugin_configs() -> dict[str, dict]:
+    (cm,) = docs(K8S / "device-plugin-config.yaml")
+    return {name: yaml.safe_load(text) for name, text in cm["data"].items()}
+
+
+def test_device_plugin_config_entries_are_plugin_config_files():
+    configs = plugin_configs()
+    assert configs
+    for name, config in configs.items():
+        assert config["version"] == "v1", name
+        assert set(config["flags"]) <= PLUGIN_FLAGS, (name, set(config["flags"]) - PLUGIN_FLAGS)
+        assert config["flags"]["migStrategy"] in MIG_STRATEGIES, name
+
+
+def test_shard_job_runs_where_the_device_plugin_has_the_strategy_it_needs():
+    pod = docs(K8S / "shards-job.yaml")[0]["spec"]["template"]["spec"]
+    entry = pod["nodeSelector"]["nvidia.com/device-plugin.config"]
+    configs = plugin_configs()
+    assert entry in configs, f"nodeSelector names {entry!r}; the ConfigMap has {sorted(configs)}"
+    strategy = configs[entry]["flags"]["migStrategy"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    mig_resources = [r for r in limits if r.startswith("nvidia.com/mig-")]
+    # "none": the whole parent GPU as nvidia.com/gpu, every MIG device of it in the pod;
+    # "mixed" would name nvidia.com/mig-<profile> resources, "single" a slice as nvidia.com/gpu
+    assert strategy == "none" and limits.get("nvidia.com/gpu") == 1 and not mig_resources
+    # GFD labels the plain product under "none" (a "-MIG-1g.10gb" suffix only under "single")
+    assert "-MIG-" not in pod["nodeSelector"]["nvidia.com/gpu.product"]
+
+
+def test_shard_job_tolerates_the_gpu_node_taint():
+    pod = docs(K8S / "shards-job.yaml")[0]["spec"]["template"]["spec"]
+    assert tolerates(pod, GPU_TAINT)
+    assert not tolerates(pod, {"key": "dedicated", "effect": "NoSchedule"})
+    assert not tolerates({}, GPU_TAINT)
+    assert tolerates({"tolerations": [{"key": "nvidia.com/gpu", "value": "present",
+                                       "effect": "NoSchedule"}]},
+                     dict(GPU_TAINT, value="present"))
+
+
+def test_mig_monitor_devices_come_with_the_capability_the_toolkit_requires():
+    for path in (K8S / "shards-job.yaml", K8S / "merge-job.yaml"):
+        pod = docs(path)[0]["spec"]["template"]["spec"]
+        assert mig_caps_problems(pod) == [], path.name
+    pod = docs(K8S / "shards-job.yaml")[0]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["NVIDIA_MIG_MONITOR_DEVICES"] == "all"
+    box = pod["containers"][0]
+    assert box["securityContext"]["allowPrivilegeEscalation"] is False
+    bare = copy.deepcopy(pod)
+    del bare["containers"][0]["securityContext"]
+    assert mig_caps_problems(bare) == ["shard: NVIDIA_MIG_MONITOR_DEVICES without CAP_SYS_ADMIN"]
