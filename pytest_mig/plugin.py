@@ -85,7 +85,9 @@ def _settings(config) -> Settings:
         background=config.getoption("mig_background"),
         dry_run=config.getoption("mig_dry_run"),
         min_duration_ms=config.getoption("mig_min_duration"),
-        pass_env=tuple(config.getoption("mig_env")))
+        pass_env=tuple(config.getoption("mig_env")),
+        min_busy_pct=config.getoption("mig_min_busy"),
+        require_busy=config.getoption("mig_require_busy"))
 
 
 @pytest.hookimpl(tryfirst=True)

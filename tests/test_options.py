@@ -65,6 +65,7 @@ def test_options_and_hook_objects_have_one_home():
     ("--mig-main-startup", "main_startup_s"), ("--mig-main-timeout", "main_timeout_s"),
     ("--partition", "partition"), ("--mig-background", "background"),
     ("--mig-min-duration", "min_duration_ms"), ("--mig-run-profile", "run_profile"),
+    ("--mig-min-busy", "min_busy_pct"),
 ])
 def test_defaults_are_the_settings_defaults(declared, flag, field):
     assert declared[flag]["default"] == getattr(Settings(), field)
@@ -88,7 +89,8 @@ def test_every_option_with_a_checkable_value_parses_it(declared):
     ("--mig-min-duration", "-1"), ("--mig-env", "A=B"), ("--mig-reports", ""),
     ("--mig-reports", "./"), ("--mig-sample-interval", "nan"), ("--mig-compare", "median:0"),
     ("--mig-compare-fail", "bogus:5"), ("--mig-shard", "4/3"), ("--mig-data", "/nonexistent"),
-    ("--mig-shard-durations", "/nonexistent/history.jsonl"),
+    ("--mig-shard-durations", "/nonexistent/history.jsonl"), ("--mig-min-busy", "101"),
+    ("--mig-min-busy", "-1"), ("--mig-min-busy", "sixty"), ("--mig-min-busy", "nan%"),
 ])
 def test_bad_values_are_refused_at_parse_time_naming_the_option(declared, flag, bad):
     with pytest.raises(argparse.ArgumentTypeError) as exc:
@@ -104,7 +106,8 @@ def test_bad_values_are_refused_at_parse_time_naming_the_option(declared, flag, 
     ("--mig-harness-opt", "precision.llama3.1-8b=fp8", ("precision.llama3.1-8b", "fp8")),
     ("--mig-reports", "out/deeper", Path("out/deeper")), ("--mig-sample-interval", "0", 0.0),
     ("--mig-compare-fail", "throughput:5%,p99:10%", {"throughput": 5.0, "p99": 10.0}),
-    ("--mig-backend", "", ""), ("--mig-compare", " ", None),
+    ("--mig-backend", "", ""), ("--mig-compare", " ", None), ("--mig-min-busy", "80", 80.0),
+    ("--mig-min-busy", "72.5%", 72.5), ("--mig-min-busy", "0", 0.0),
 ])
 def test_good_values_become_typed(declared, flag, text, value):
     assert declared[flag]["type"](text) == value

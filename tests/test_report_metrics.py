@@ -17,7 +17,7 @@ RECORD = {
                "accuracy_metric": "top-1", "accuracy": 76.1, "accuracy_target": 75.3},
     "rounds": {"n": 3, "min": 400.0, "max": 420.0},
     "interference": 0.125,
-    "gpu_busy": {"value": 87.5, "source": "NVML utilization"},
+    "gpu_busy": {"value": 0.875, "source": "NVML utilisation"},  # a fraction (report/busy.py)
     "slices": {"slices": [{"name": "main", "benchmark": "resnet50", "profile": "1g.10gb",
                            "samples_per_s": 412.5, "basis": "main run"},
                           {"name": "bg1-bert", "benchmark": "bert", "profile": "1g.10gb",
@@ -39,7 +39,7 @@ def test_openmetrics_has_one_gauge_per_kind_of_figure_and_parses():
     fams = _families(openmetrics([RECORD, LATENCY, {"case": "never-ran", "result": None}],
                                  simulated=True))
     assert set(fams) == {"mig_headline", "mig_accuracy", "mig_accuracy_target",
-                         "mig_interference_ratio", "mig_gpu_busy_percent",
+                         "mig_interference_ratio", "mig_gpu_busy_ratio",
                          "mig_slice_samples_per_second", "mig_aggregate"}
     head = {s.labels["case"]: s for s in fams["mig_headline"]}
     assert head[RECORD["case"]].value == 412.5
@@ -48,7 +48,8 @@ def test_openmetrics_has_one_gauge_per_kind_of_figure_and_parses():
                                              "unit": "ns", "metric": LATENCY["result"]["metric"]}
     assert fams["mig_accuracy"][0].labels["metric"] == "top-1"
     assert fams["mig_accuracy_target"][0].value == 75.3
-    assert fams["mig_gpu_busy_percent"][0].labels["source"] == "NVML utilization"
+    assert fams["mig_gpu_busy_ratio"][0].labels["source"] == "NVML utilisation"
+    assert fams["mig_gpu_busy_ratio"][0].value == 0.875
     # per benchmark only: samples/s of resnet50 and bert are never added together
     assert sorted(s.labels["benchmark"] for s in fams["mig_aggregate"]) == ["bert", "resnet50"]
     assert all(s.labels["simulated"] == "true" for f in fams.values() for s in f)

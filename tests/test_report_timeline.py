@@ -189,6 +189,7 @@ def test_case_timeline_samples_the_slot_and_can_be_off(tmp_path: Path):
     assert sampler.expected_main_s == 12.0
     assert set(read_timeline(tmp_path / CSV_NAME).phases) == {"main_start", "main_end"}
     assert (tmp_path / "timeline.png").exists()
+    assert out.gpu_busy["value"] is None and out.gpu_busy["source"] == "n/a: the main never ran"
 
     off = SimpleNamespace(getoption=lambda name: 0.0)
     with case_timeline(off, session, slot, SimpleNamespace(**{**vars(out), "test_dir": tmp_path / "x"})) as none:

@@ -159,3 +159,82 @@ def test_whole_run_records_per_instance_gpm_means(pytester, model="H100-SXM5-80G
     for label in ("main", "bg1-bert"):  # both instances ran a workload all through the main
         assert activity[label]["sm_util_pct"] > 50, activity
         assert 0 < activity[label]["sm_occupancy_pct"] < 30, activity
+
+
+def h100_mini(mini):
+    mini.edit_suite("A100-SXM4-80GB", "H100-SXM5-80GB")  # GPM: per MIG instance
+    return ["-k", "resnet50", "--mig-sim-gpu=H100-SXM5-80GB", "--mig-min-duration=1500",
+            "--mig-sample-interval=0.1"]
+
+
+def test_gpu_busy_recorded_and_shown_in_the_case_line(mini):
+    """Every slice's share busy during the main's timed phase; the default threshold (60 %)
+    is met by the simulated instances, so no warning; the verbose word shows the figure."""
+    r = mini.run({}, *h100_mini(mini), "-v")
+    r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines(["*test_hetero?resnet50-Offline-1g.10gb-performance? "
+                            "PASSED (GPU busy * %, simulated)*"])
+    assert "host-bound" not in r.stdout.str()
+    busy = mini.results()["tests"][0]["gpu_busy"]
+    assert 0.8 <= busy["value"] <= 0.96 and busy["simulated"] is True, busy
+    assert busy["source"].startswith("SIMULATED: GPM SM activity of its GPU instance ")
+    assert busy["window"].startswith("timed phase (ready line to exit), ")
+    assert set(busy["backgrounds"]) == {"bg1-bert", "bg2-dlrm", "bg3-rnnt"}
+    assert all(0.5 < b["value"] <= 0.96 for b in busy["backgrounds"].values()), busy
+
+
+def test_below_min_busy_warns_and_require_busy_fails(mini):
+    """--mig-min-busy above what the simulated slice reads: a host-bound warning naming the
+    case, saying it is simulated; --mig-require-busy turns the passed case into a failure."""
+    r = mini.run({}, *h100_mini(mini), "--mig-min-busy=99.5", "--mig-require-busy",
+                 "--junitxml=j.xml", "-o", "junit_family=xunit1")  # per-case properties
+    r.assert_outcomes(failed=1, warnings=1)
+    r.stdout.fnmatch_lines([
+        "*pytest-mig: resnet50-Offline-1g.10gb-performance: host-bound: GPU busy * % during the "
+        "main; the figure measures the workload's host path, not the GPU (SIMULATED: GPM SM "
+        "activity of its GPU instance * (MIG); --mig-min-busy=99.5) [[]SIMULATED GPU: made-up "
+        "GPM values of the NVML simulator; this exercises the check, the workload was not "
+        "measured[]]"])
+    r.stdout.fnmatch_lines(["FAILED *resnet50-Offline-1g.10gb-performance* - "
+                            "*--mig-require-busy: host-bound: GPU busy * %*"])
+    rec = mini.results()["tests"][0]
+    assert rec["outcome"] == "failed" and "--mig-require-busy: host-bound" in rec["message"]
+    assert rec["result"]["valid"] is True  # the case itself was fine: only the gate failed it
+    (warning,) = rec["warnings"]
+    assert warning.startswith("host-bound: GPU busy ")
+    xml = (mini.path / "j.xml").read_text()
+    assert f'name="mig_gpu_busy" value="{rec["gpu_busy"]["value"]!r}"' in xml
+    assert 'name="mig_gpu_busy_unit" value="fraction"' in xml
+    assert 'name="mig_gpu_busy_source" value="SIMULATED: GPM SM activity of its GPU instance' in xml
+    assert 'name="mig_warning" value="host-bound: GPU busy ' in xml
+    page = (mini.run_dir() / "index.html").read_text()
+    assert f'<td class="num busy" data-v="{rec["gpu_busy"]["value"]}" title="SIMULATED: ' in page
+
+
+def test_utilisation_without_mig_counts_this_runs_live_workloads(tmp_path, monkeypatch):
+    """The NVML-utilisation fallback of GPU busy on a simulated GPU without MIG: a live
+    workload of this run on the GPU makes it busy, as it does GPM's readings."""
+    sim = SimulatedNvml(tmp_path / "a100.json", model="A100-SXM4-80GB", mig_enabled=False)
+    sim.nvmlInit()
+    monkeypatch.setenv(RUN_MARKER, "run-u")
+    handle = sim.nvmlDeviceGetHandleByIndex(0)
+    uuid = sim.nvmlDeviceGetUUID(handle)
+    uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+
+    def util() -> int:
+        time.sleep(simgpm.SCAN_EVERY_S * 2)
+        return sim.nvmlDeviceGetUtilizationRates(handle).gpu
+
+    assert util() == 0
+    env = {**os.environ, RUN_MARKER: "run-u", "PYTEST_MIG_SIMULATED_GPU": "1",
+           "CUDA_VISIBLE_DEVICES": uuid}
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while util() == 0 and time.monotonic() < deadline:
+            pass
+        assert 85 <= util() <= 100
+    finally:
+        child.kill()
+        child.wait()
+    assert util() == 0

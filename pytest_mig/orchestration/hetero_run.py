@@ -69,6 +69,7 @@ class HeteroOutcome:
     slices: Aggregate | None = None  # every slice's figure and their sums (results/slices.py)
     placement: dict[str, dict] = field(default_factory=dict)  # workload -> CPU cores, note
     activity: dict = field(default_factory=dict)  # per-slice GPM means over the main's run
+    gpu_busy: dict = field(default_factory=dict)  # share of each slice busy (report/busy.py)
 
     @property
     def interference(self) -> float | None:

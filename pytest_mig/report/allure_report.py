@@ -17,6 +17,7 @@ from allure_commons.utils import uuid4
 
 from pytest_mig.errors import ResultParseError
 from pytest_mig.redact import mask_argv
+from pytest_mig.report.busy import busy_text
 from pytest_mig.report.slices_text import aggregate_label, slices_table
 from pytest_mig.report.timeline import CSV_NAME
 from pytest_mig.results.detail import parse_detail
@@ -101,7 +102,7 @@ def hide_case_parameter(config, case) -> None:
 
 
 def figures(out) -> dict[str, str]:
-    """Headline metric, accuracy, interference and aggregate as parameter values."""
+    """Headline metric, accuracy, interference, aggregate, GPU busy as parameter values."""
     shown: dict[str, str] = {}
     r = out.result
     if r is not None and r.metric_value is not None:
@@ -127,6 +128,12 @@ def figures(out) -> dict[str, str]:
             shown[f"aggregate {b.benchmark}"] = aggregate_label(b)
         if agg.total_samples_per_s is not None:
             shown["aggregate all slices"] = f"{agg.total_samples_per_s:.4g} samples/s"
+    busy = getattr(out, "gpu_busy", None) or {}
+    if busy:
+        shown["GPU busy main"] = f"{busy_text(busy)} ({busy.get('source', '')})"
+        for name, fig in (busy.get("backgrounds") or {}).items():
+            shown[f"GPU busy {name}"] = (f"{busy_text({**fig, 'simulated': busy.get('simulated')})}"
+                                         f" ({fig.get('source', '')})")
     for label, text in activity_labels(getattr(out, "activity", None) or {}).items():
         shown[f"activity {label}"] = text
     return shown

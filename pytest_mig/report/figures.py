@@ -91,7 +91,7 @@ def case_figures(record: Mapping[str, Any]) -> list[Figure]:
                           "fraction", LOWER))
     busy = record.get("gpu_busy")
     if isinstance(busy, Mapping) and number(busy.get("value")) is not None:
-        out.append(Figure("gpu_busy", "GPU busy", number(busy["value"]), "%", "",
+        out.append(Figure("gpu_busy", "GPU busy", number(busy["value"]), "fraction", "",
                           {"source": str(busy.get("source") or "")}))
     slices = record.get("slices") or {}
     for s in slices.get("slices") or []:

@@ -1,8 +1,8 @@
 """reports/<run-id>/index.html: one self-contained page (inline CSS, inline SVG, no network).
 
 A table of cases (outcome, headline metric, change against the baseline, accuracy,
-interference (UNTRUSTED with its reason when the baseline was not alone), background health,
-the case's warnings) and one bar chart per benchmark and headline metric.
+interference (UNTRUSTED with its reason when the baseline was not alone), GPU busy of the
+main's slice, background health, the case's warnings) and one bar chart per benchmark and headline metric.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_mig.io import write_atomic
+from pytest_mig.report.busy import busy_text
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
@@ -94,6 +95,15 @@ def untrusted_text(rec: Mapping[str, Any]) -> str:
     return f"UNTRUSTED {shown}: {bad.get('reason', '')}"
 
 
+def busy_cell(rec: Mapping[str, Any]) -> str:
+    """GPU busy of the main (report/busy.py), its source as the cell's tooltip."""
+    busy = rec.get("gpu_busy") or {}
+    value = busy.get("value") if isinstance(busy, Mapping) else None
+    return (f'<td class="num busy" data-v="{"" if value is None else value}" '
+            f'title="{_e(busy.get("source", "")) if isinstance(busy, Mapping) else ""}">'
+            f"{_e(busy_text(busy if isinstance(busy, Mapping) else None))}</td>")
+
+
 def warnings_text(rec: Mapping[str, Any]) -> str:
     return "; ".join(map(str, rec.get("warnings") or [])) or "-"
 
@@ -136,7 +146,7 @@ def rows_html(run_dir: Path, records: list[Mapping[str, Any]],
     out = []
     for rec in records:
         if "case" not in rec:
-            out.append(f'<tr class="error"><td colspan="9">{_e(rec)}</td></tr>')
+            out.append(f'<tr class="error"><td colspan="10">{_e(rec)}</td></tr>')
             continue
         res = rec.get("result") or {}
         value = res.get("value")
@@ -153,6 +163,7 @@ def rows_html(run_dir: Path, records: list[Mapping[str, Any]],
             + (f'<td class="bad interference">{_e(untrusted_text(rec))}</td>'
                if untrusted_text(rec) else
                f"<td>{_e(interference_text(rec.get('interference')))}</td>")
+            + busy_cell(rec)
             + f'<td class="{"" if ok else "bad"}">{_e(health)}</td>'
             f'<td class="{"bad " if rec.get("warnings") else ""}warnings">'
             f"{_e(warnings_text(rec))}</td>"
@@ -232,7 +243,7 @@ def render_index(run_dir: Path, header: Mapping[str, Any], records: list[Mapping
 harness {_e(header.get('harness', '?'))}; {_e(summary)}. <span id="js-status"></span></p>{shards}
 <h2>Cases</h2>
 <table id="cases"><thead><tr><th>case</th><th>outcome</th><th>headline metric</th>
-<th>vs baseline</th><th>accuracy</th><th>interference</th><th>background health</th><th>warnings</th><th>files</th></tr></thead>
+<th>vs baseline</th><th>accuracy</th><th>interference</th><th>GPU busy</th><th>background health</th><th>warnings</th><th>files</th></tr></thead>
 <tbody>
 {rows_html(run_dir, list(records), comparisons)}
 </tbody></table>

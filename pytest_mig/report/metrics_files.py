@@ -28,7 +28,7 @@ FAMILIES = (
     ("headline", "mig_headline", "the case's LoadGen headline metric (label metric, unit)"),
     ("accuracy", "mig_accuracy", "accuracy of the main run (label metric; target beside it)"),
     ("interference", "mig_interference_ratio", "1 - hetero/isolated headline of the main"),
-    ("gpu_busy", "mig_gpu_busy_percent", "share of the main's timed phase the GPU was busy"),
+    ("gpu_busy", "mig_gpu_busy_ratio", "share of the main's slice busy in its timed phase"),
     ("slice", "mig_slice_samples_per_second", "one slice's samples/s (label basis)"),
     ("aggregate", "mig_aggregate", "per benchmark: samples/s over its slices, or the sum in "
      "units of its isolated rate (unit label)"),

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from pytest_mig.errors import MigError
 from pytest_mig.gpu.gpm import GpmReader
+from pytest_mig.report.busy import gpu_busy, main_window, slot_shares
 from pytest_mig.report.plot_timeline import write_timeline_png
 from pytest_mig.report.plotting import MISSING
 from pytest_mig.workload_contract import PATH_RECORD, planned_run_s
@@ -334,12 +335,14 @@ def case_timeline(config: Any, session: Any, slot: Any, out: Any,
     """
     interval = sample_interval(config)
     if interval <= 0:
+        out.gpu_busy = {"value": None, "source": "not sampled (--mig-sample-interval=0)",
+                        "simulated": False, "backgrounds": {}}
         yield None
         return
     migs: dict[str, str] = {}
     if slot.main.kind == "mig":
         migs["main"] = slot.main.device_id
-    names = [f"bg{i}-{b}" for i, b in enumerate(out.case.background, start=1)]
+    names = names_of(out.case)[1:]
     for name, part in zip(names, slot.background):
         if part.kind == "mig":
             migs[name] = part.device_id
@@ -361,9 +364,20 @@ def case_timeline(config: Any, session: Any, slot: Any, out: Any,
         if gpm is not None:
             gpm.close()
         try:
-            out.activity = activity_means(read_timeline(sampler.out_csv))
+            tl = read_timeline(sampler.out_csv)
+            out.activity = activity_means(tl)
         except (OSError, ValueError) as exc:
             out.activity = {"note": f"unreadable timeline: {exc}"}
+            tl = None
+        window, what = main_window(getattr(out, "main", None))
+        out.gpu_busy = (gpu_busy(tl, slot_shares(slot, names_of(out.case)), window, what)
+                        if tl is not None else {"value": None, "source": out.activity["note"],
+                                                "simulated": False, "backgrounds": {}})
+
+
+def names_of(case: Any) -> list[str]:
+    """The case's workload labels in slot order: main, bg1-<benchmark>, ..."""
+    return ["main"] + [f"bg{i}-{b}" for i, b in enumerate(case.background, start=1)]
 
 
 def _gpm_reader(session: Any, slot: Any, out: Any) -> Any:
@@ -372,8 +386,7 @@ def _gpm_reader(session: Any, slot: Any, out: Any) -> Any:
     if api is None:
         return None
     targets: dict[str, int | None] = {}
-    names = ["main"] + [f"bg{i}-{b}" for i, b in enumerate(out.case.background, start=1)]
-    for name, part in zip(names, (slot.main, *slot.background)):
+    for name, part in zip(names_of(out.case), (slot.main, *slot.background)):
         if getattr(part, "kind", "") == "mig" and getattr(part, "gi_id", None) is not None:
             targets[name] = part.gi_id
     try:

@@ -31,6 +31,7 @@ MAX_DURATION_MS = 24 * 3600 * 1000  # a day of timed phase
 MAX_SIM_GPUS = 16  # the largest hosts (HGX/DGX) have 16; the simulator's PCI bus ids too
 DEFAULT_SIM_GPU = "A100-SXM4-80GB"
 DEFAULT_SAMPLE_INTERVAL_S = 0.2  # --mig-sample-interval (read by report/timeline.py)
+DEFAULT_MIN_BUSY_PCT = 60.0  # --mig-min-busy: below it a case warns that it is host-bound
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Settings:
     dry_run: bool = False
     min_duration_ms: int | None = None  # overrides the run profile's main min duration
     pass_env: tuple[str, ...] = ()  # --mig-env: caller's variables workloads inherit
+    min_busy_pct: float = DEFAULT_MIN_BUSY_PCT  # --mig-min-busy (report/busy.py)
+    require_busy: bool = False  # --mig-require-busy: below --mig-min-busy fails the case
 
     def __post_init__(self) -> None:
         if self.main_startup_s >= self.main_timeout_s:

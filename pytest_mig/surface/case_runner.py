@@ -26,6 +26,7 @@ from pytest_mig.surface.keys import OUTCOME_KEY
 from pytest_mig.report import allure_report
 from pytest_mig.report.junit import case_properties
 from pytest_mig.report.records import outcome_record
+from pytest_mig.report.busy import busy_warning
 from pytest_mig.report.timeline import case_timeline
 from pytest_mig.results.slices import unread_slices
 from pytest_mig.run.state import MigSession
@@ -122,6 +123,9 @@ class HeteroRunner:
                            "reported (results.json: interference_untrusted)")
             for text in unread_slices(out.slices):  # never silent, as above
                 _warn(out, text)
+            host_bound = busy_warning(out.gpu_busy, s.min_busy_pct)
+            if host_bound:  # --mig-require-busy fails it in report/hooks.py (a passed case)
+                _warn(out, host_bound)
         finally:
             _record_properties(self.request.node, out, self.session)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from pytest_mig.errors import ConfigError, did_you_mean
 from pytest_mig.run.settings import (BACKENDS, BACKGROUND_LIFETIMES, CPU_PINNING,
-                                     DEFAULT_SAMPLE_INTERVAL_S, HARNESS_NAMES, MAX_DURATION_MS,
-                                     MAX_SECONDS, MAX_SIM_GPUS, PARTITIONS, Settings)
+                                     DEFAULT_MIN_BUSY_PCT, DEFAULT_SAMPLE_INTERVAL_S,
+                                     HARNESS_NAMES, MAX_DURATION_MS, MAX_SECONDS, MAX_SIM_GPUS,
+                                     PARTITIONS, Settings)
 
 GROUP = ("mig", "pytest-mig: heterogeneous MIG benchmarking")
 NVIDIA_GROUP = ("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
@@ -140,6 +141,14 @@ def add_report_options(g) -> None:
                 default=DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
                 help="GPU metric sampling interval per case (timeline.csv/.png); 0 turns it "
                      f"off. Default: {DEFAULT_SAMPLE_INTERVAL_S:g}")
+    g.addoption("--mig-min-busy", type=parse_min_busy, default=Settings.min_busy_pct,
+                metavar="PCT",
+                help="warn when the main's slice was busy less than PCT %% of its timed phase "
+                     "(GPU busy: GPM SM activity, else NVML utilisation), a sign that the figure "
+                     f"measures the workload's host path. Default: {DEFAULT_MIN_BUSY_PCT:g}")
+    g.addoption("--mig-require-busy", action="store_true",
+                help="fail a case that passed but whose main was busy less than --mig-min-busy "
+                     "(simulated GPUs too: their warning says nothing was measured)")
     g.addoption("--mig-compare", default=None, type=parse_compare, metavar="last|median:N|PATH",
                 help="compare each case's headline metric with a baseline from "
                      "reports/history.jsonl (last run, median of the last N runs) or from "
@@ -275,6 +284,19 @@ def parse_sample_interval(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"--mig-sample-interval={text}: must be >= 0 seconds (0 turns sampling off), e.g. "
             f"--mig-sample-interval={DEFAULT_SAMPLE_INTERVAL_S:g}")
+    return value
+
+
+def parse_min_busy(text: str) -> float:
+    """--mig-min-busy: a percentage 0..100 ('60' or '60%')."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(
+            f"--mig-min-busy={text}: must be a percentage from 0 to 100 (0 turns the warning "
+            f"off), e.g. --mig-min-busy={DEFAULT_MIN_BUSY_PCT:g}")
     return value
 
 

@@ -1,7 +1,9 @@
 """The reporting layer's pytest hooks: compare gate, compare table, history, HTML, Allure files.
 
-`--mig-compare-fail` is the only place a report changes a test's outcome: a call-phase
-report that passed becomes failed when a metric regressed beyond its threshold.
+Two gates change a test's outcome, both here and only for a call-phase report that passed:
+`--mig-compare-fail` (a metric regressed beyond its threshold) and `--mig-require-busy` (the
+main's GPU busy figure below --mig-min-busy, report/busy.py). A case with a GPU busy figure
+shows it in its verbose terminal word (`PASSED (GPU busy 82 %)`).
 
 Imports at the top, except report.compare (the compare gate: with it come the published-
 results and LoadGen result parsers, about 40 ms of every start-up) and the HTML page and
@@ -23,6 +25,7 @@ from pytest_mig.io import write_json_atomic
 from pytest_mig.surface.keys import OUTCOME_KEY, SESSION_KEY
 from pytest_mig.report import allure_env, junit
 from pytest_mig.report.allure_env import history_source
+from pytest_mig.report.busy import HostBoundFailure, busy_warning
 from pytest_mig.report.files import REPORT_INCOMPLETE, write_problem
 from pytest_mig.report.header import run_header
 from pytest_mig.report.history import (HISTORY_NAME, append_history, entry_from_record,
@@ -74,6 +77,17 @@ def write_failed(config, path: Path, exc: OSError) -> None:
         warnings.warn(pytest.PytestWarning(line), stacklevel=2)
 
 
+def _fail(rep, call, exc: AssertionError) -> None:
+    """Turn a passed call report into a failure carrying `exc`'s message (no traceback)."""
+    try:
+        raise exc
+    except AssertionError:
+        excinfo = pytest.ExceptionInfo.from_current()
+    rep.outcome = "failed"
+    rep.longrepr = excinfo.getrepr(style="value")
+    call.excinfo = excinfo  # Allure reads the failure from the call
+
+
 class ReportPlugin:
     """Registered once per process next to the main plugin; `session` is the MigSession."""
 
@@ -116,29 +130,47 @@ class ReportPlugin:
             # xunit2: pytest writes a case's properties from its teardown report, and that
             # family's <testcase> may hold none (report/junit.py)
             rep.user_properties = junit.strip_case_properties(list(rep.user_properties))
-        if rep.when != "call" or self.baselines is None:
+        if rep.when != "call":
             return rep
         out = item.stash.get(OUTCOME_KEY, None)
-        if out is None or out.result is None:
+        if out is None:
             return rep
+        if self.baselines is not None and out.result is not None:
+            self._compare(item, call, rep, out)
+        settings = self.session.settings
+        if rep.passed and settings.require_busy:
+            problem = busy_warning(out.gpu_busy, settings.min_busy_pct)
+            if problem:
+                _fail(rep, call, HostBoundFailure(f"--mig-require-busy: {problem}"))
+        return rep
+
+    def _compare(self, item, call, rep, out) -> None:
         entry = entry_from_record(outcome_record(out, rep.outcome, "", item.nodeid),
                                   self.session.run_id, self._backend())
         comparisons = self.baselines.compare(entry, self.thresholds)
         if not comparisons:
-            return rep
+            return
         rep.user_properties.append(
             (COMPARE_PROPERTY, json.dumps([c.to_dict() for c in comparisons])))
         regressions = [c for c in comparisons if c.regressed]
         if regressions and rep.passed:
             from pytest_mig.report.compare import RegressionFailure, failure_message
-            try:
-                raise RegressionFailure(failure_message(entry.case, regressions, self.spec))
-            except RegressionFailure:
-                excinfo = pytest.ExceptionInfo.from_current()
-            rep.outcome = "failed"
-            rep.longrepr = excinfo.getrepr(style="value")  # the message, no traceback
-            call.excinfo = excinfo  # Allure reads the failure from the call
-        return rep
+            _fail(rep, call, RegressionFailure(failure_message(entry.case, regressions,
+                                                               self.spec)))
+
+    def pytest_report_teststatus(self, report, config):
+        """The verbose word of a case with a GPU busy figure: `PASSED (GPU busy 82 %)`."""
+        if report.when != "call" or report.skipped or hasattr(report, "wasxfail"):
+            return None
+        props = dict(report.user_properties)
+        value = props.get("mig_gpu_busy")
+        if value in (None, "n/a"):
+            return None
+        sim = ", simulated" if str(props.get("mig_gpu_busy_source", "")).startswith(
+            "SIMULATED") else ""
+        word = f"{report.outcome.upper()} (GPU busy {float(value):.0%}{sim})".replace("%", " %")
+        return report.outcome, "." if report.passed else "F", (
+            word, {"green": True} if report.passed else {"red": True})
 
     def _backend(self) -> str:
         try:

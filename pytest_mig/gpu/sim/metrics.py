@@ -1,4 +1,5 @@
-"""The simulator's made-up telemetry: deterministic in time and in registered processes.
+"""The simulator's made-up telemetry: deterministic in time and in registered processes (and,
+for the utilisation of a GPU without MIG, in the run's live workloads on it, as sim/gpm.py).
 
 Nothing here is measured. Values only have to be plausible and repeatable so reports and
 plots can be exercised without hardware; every consumer labels them as simulated.
@@ -20,13 +21,14 @@ def wave(t: float) -> float:
     return 0.5 + 0.5 * math.sin(2.0 * math.pi * t / PERIOD_S)
 
 
-def activity(gpu: Mapping[str, Any], model: GpuModel) -> float:
-    """Busy share of the GPU, 0..1: compute slices of MIG devices with a process on them."""
+def activity(gpu: Mapping[str, Any], model: GpuModel, live: float = 0.0) -> float:
+    """Busy share of the GPU, 0..1: compute slices of MIG devices with a process on them;
+    without MIG, 0.6 per registered process plus `live` (the run's workloads on the GPU)."""
     procs = gpu.get("processes") or []
+    if not gpu.get("mig_current"):
+        return min(1.0, 0.6 * len(procs) + live)
     if not procs:
         return 0.0
-    if not gpu.get("mig_current"):
-        return min(1.0, 0.6 * len(procs))
     busy = {(p["gi_id"], p["ci_id"]) for p in procs}
     slices = sum(ci["size"] for gi in gpu["gpu_instances"] for ci in gi["compute_instances"]
                  if (gi["id"], ci["id"]) in busy)
@@ -61,13 +63,20 @@ class TelemetryMixin:
 
     _clock: Callable[[], float]
 
+    def _live(self, gpu: Mapping[str, Any]) -> float:
+        """The run's live workloads on a GPU without MIG (sim/gpm.py's scan), each busy."""
+        scan = getattr(self, "_workloads", None)
+        if scan is None or gpu.get("mig_current"):
+            return 0.0
+        return float(sum(n for dev, n in scan().items() if dev == gpu["uuid"]))
+
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
         with self._tx("nvmlDeviceGetUtilizationRates") as st:
             gpu = self._device(st, handle, mig_ok=False)
             if gpu["mig_current"]:
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)  # as real NVML in MIG mode
             util = pynvml.c_nvmlUtilization_t()
-            load = activity(gpu, self._model(st, gpu))
+            load = activity(gpu, self._model(st, gpu), self._live(gpu))
             util.gpu, util.memory = utilization(load, self._clock())
             return util
 
