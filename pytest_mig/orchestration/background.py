@@ -81,7 +81,7 @@ class BackgroundPool:
         fresh: list[tuple[WorkSpec, Workload]] = []
         for i, (work, part) in enumerate(plan):
             prior = current[i] if i < len(current) else None
-            if prior is not None and prior.workload.running():
+            if prior is not None and prior.workload.running() and not prior.workload.stuck:
                 continue
             restarts = 0
             if prior is not None:  # died since the last check: restart it under a new name
@@ -112,15 +112,22 @@ class BackgroundPool:
             say(f"{len(current)} session background workload(s) still running")
         return [(r.work, r.workload) for r in current]
 
-    def check(self, main: Finished, gpu: str) -> HealthReport:
-        """At a main's end each background must still be in its timed phase."""
+    def check(self, main: Finished, gpu: str, flagged: frozenset[str] = frozenset()) -> HealthReport:
+        """At a main's end each background must still be in its timed phase. One `flagged`
+        (found stopped, frozen or stalled while the main ran: liveness.py) is stopped now, so
+        the next test starts it afresh."""
         report = HealthReport()
+        sick = [r for r in self.running.get(gpu, []) if r.work.name in flagged]
+        if sick:
+            stop_workloads([r.workload for r in sick], grace=self.stop_grace_s)
         for r in self.running.get(gpu, []):
             f = r.workload.finished()
             problems = []
+            if r in sick:
+                problems.append("it was stopped and is restarted for the next test")
             if f.ready_at is None or f.ready_at > (main.ready_at or main.started_at):
                 problems.append("was not in its timed phase when the main's began")
-            if f.exit_code is not None:
+            if f.exit_code is not None and r not in sick:
                 problems.append(f"ended ({describe_exit(f.exit_code)}) before the main ended; "
                                 "it is restarted for the next test")
             report.workloads.append(WorkloadHealth(

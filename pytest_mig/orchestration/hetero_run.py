@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pytest_mig.harness.base import Harness
 from pytest_mig.orchestration.health import check_health
+from pytest_mig.orchestration.liveness import LivenessWatch
 from pytest_mig.orchestration.process import Workload, child_env, stop_workloads
 from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
 from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
@@ -264,14 +265,28 @@ def run(case: Case, slot: Slot, harness: Harness, test_dir: Path, settings: Hete
             for i, (work, w) in enumerate(bgs, start=1):  # kept ones: same share again
                 place(out, settings, i, work.name, w)
         out.phases["backgrounds_ready"] = time.time()
-        _run_main(case, slot, harness, main_work, test_dir, settings, out, say)
+        # Exit codes say nothing of a stopped, frozen or stalled background: /proc does.
+        watch = LivenessWatch([(work.name, w, work.log_dir) for work, w in bgs])
+        try:
+            _run_main(case, slot, harness, main_work, test_dir, settings, out, say)
+        finally:
+            watch.stop()
+        overdue: dict[str, str] = {}
         if pool is None:
-            _await_backgrounds_end(bgs, case, settings, out, say)
+            overdue = _await_backgrounds_end(bgs, case, settings, out, say, watch)
             out.health = check_health(
                 [(work.benchmark, w.finished()) for work, w in bgs], main=out.main,
                 end_buffer_s=case.run_profile.end_time_buffer_min_s)
         else:
-            out.health = pool.check(out.main, slot.gpu_uuid)
+            out.health = pool.check(out.main, slot.gpu_uuid, frozenset(
+                work.name for work, _ in bgs if watch.flagged(work.name)))
+        main_start = out.phases.get("main_start")
+        for h in out.health.workloads:
+            extra = watch.problems(h.name, main_start) + ([overdue[h.name]] if h.name in overdue
+                                                         else [])
+            if extra:
+                h.problems[:0] = extra
+                h.healthy = False
         out.backgrounds = [w.finished() for _, w in bgs]
         out.slices = collect_slices(case, slot, harness, bgs, out)
         if settings.lenient and not out.health.healthy:
@@ -329,17 +344,36 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
         say(f"main {out.result.harness_path['decode_line']}")
 
 
+OVERDUE_S = 15.0  # past a background's planned end: at least this long before it is stopped
+
+
 def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: HeteroOutcome,
-                           say) -> None:
-    """Classic hetero rule: backgrounds finish on their own, after the main, with exit 0."""
+                           say, watch: LivenessWatch | None = None) -> dict[str, str]:
+    """Classic hetero rule: backgrounds finish on their own, after the main, with exit 0.
+
+    Each is waited for until its planned end (its ready line plus its min duration) plus
+    OVERDUE_S or half its duration, whichever is more; a background the liveness watch found
+    stopped, frozen or stalled is not waited for. Returns why each one stopped early was."""
     alive = [w for _, w in bgs if w.running()]
     if alive:
         say(f"waiting for {len(alive)} background workload(s) to finish")
-    # Generous: on a loaded host a harness may take several times its min duration.
-    wait_s = out.background_min_duration_ms / 1000 * 10 + case.run_profile.start_time_buffer_s
-    for _, w in bgs:
-        if w.wait(timeout=max(0.0, out.phases["main_start"] + wait_s - time.time())) is None:
+    duration_s = out.background_min_duration_ms / 1000
+    late: dict[str, str] = {}
+    for work, w in bgs:
+        planned = (w.ready_at or out.phases["main_start"]) + duration_s
+        deadline = planned + max(OVERDUE_S, duration_s / 2)
+        while w.running() and time.time() < deadline:
+            if watch is not None and watch.flagged(work.name):
+                break
+            w.wait(timeout=min(0.25, max(0.0, deadline - time.time())))
+        if w.running():
+            if watch is None or not watch.flagged(work.name):
+                late[work.name] = (
+                    f"still running {time.time() - planned:.1f} s past its planned end (ready "
+                    f"line + min duration {duration_s:g} s); stopped")
+                say(f"background {work.name}: {late[work.name]}")
             w.stop(grace=settings.stop_grace_s)
+    return late
 
 
 def measure_baseline(case: Case, slot: Slot, harness: Harness, test_dir: Path,

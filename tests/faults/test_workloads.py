@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from .helpers import BGS, FAULTY, FAULTY_DIR, HEALTHY, assert_clean, assert_logs_kept
 
 
@@ -144,3 +146,46 @@ def test_session_background_dies_mid_run_then_is_restarted(project):
     assert "segmentation fault (simulated, on trigger)" in next(
         project.run_dir().glob("session-backgrounds/*/bg1-bert.log")).read_text()
     assert rec["outcome"] == "failed"
+
+
+def _wait_for(path_glob, timeout_s: float = 90.0):
+    import time
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [p for p in path_glob() if p.exists() and p.stat().st_size > 0]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"not there within {timeout_s} s")
+
+
+@pytest.mark.parametrize("lifetime", ["per-test", "session"])
+def test_a_background_stopped_during_the_main_fails_the_case_saying_since_when(project,
+                                                                              lifetime):
+    # kill -STOP on a background while the main runs: its exit code says nothing (it has
+    # none), /proc says T. The case fails naming it and since when, without a long wait;
+    # the healthy case after it passes (a session background is restarted for it).
+    import os
+    import signal
+    import time
+    extra = ["--mig-background=session"] if lifetime == "session" else []
+    proc = project.popen({"cases": {"resnet50": {"main": "trigger"}}}, *extra)
+    trigger = project.path / "trigger"
+    _wait_for(lambda: [trigger])
+    pattern = (f"*/{FAULTY_DIR}/bg1-bert.pid" if lifetime == "per-test"
+               else "*/session-backgrounds/*/bg1-bert.pid")
+    pid = int(_wait_for(lambda: list(project.reports.glob(pattern))).read_text())
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(1.5)  # the watch samples every 0.5 s
+    trigger.unlink()  # the main goes on and ends
+    t0 = time.monotonic()
+    assert proc.wait(timeout=180) == 1, project.output()[-3000:]
+    assert time.monotonic() - t0 < 60  # not a wait of ten background durations
+    out = project.output()
+    recs = project.records()
+    message = recs[FAULTY]["message"]
+    assert recs[FAULTY]["outcome"] == "failed", message
+    assert "bg1-bert: was stopped (T: stopped" in message and " since " in message, message
+    assert "s after the main started) while the main ran" in message, message
+    assert recs[HEALTHY]["outcome"] == "passed", out[-3000:]
+    assert_clean(project)
