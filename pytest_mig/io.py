@@ -88,6 +88,33 @@ def read_text(path: Path, cap: int = MAX_READ_BYTES) -> str:
     return read_bytes(path, cap).decode("utf-8", "replace")
 
 
+def read_tail(path: Path, limit: int) -> tuple[bytes, int]:
+    """The last `limit` bytes of a regular file and its size; the same refusals as
+    read_bytes (a FIFO, a device, /dev/zero behind a symlink), never blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise UnsafeFile(f"{path}: refused to read it: not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFile(f"{path}: refused to read it: it is {_kind(st.st_mode)}, "
+                             "not a regular file")
+        os.lseek(fd, max(0, st.st_size - limit), os.SEEK_SET)
+        chunks, total = [], 0
+        while total < limit:
+            data = os.read(fd, min(1 << 20, limit - total))
+            if not data:
+                break
+            total += len(data)
+            chunks.append(data)
+        return b"".join(chunks), st.st_size
+    finally:
+        os.close(fd)
+
+
 def open_append(path: Path) -> int:
     """An O_APPEND descriptor on a regular file, created if missing; never through a symlink."""
     path.parent.mkdir(parents=True, exist_ok=True)

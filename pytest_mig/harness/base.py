@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pytest_mig.errors import MigError, ResultParseError
-from pytest_mig.io import read_text
+from pytest_mig.io import UnsafeFile, read_text
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.summary import parse_summary, token_throughput
 from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
@@ -53,7 +53,10 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
     path_record = result_dir / PATH_RECORD
     if path_record.exists():
         try:
-            res.harness_path = dict(json.loads(path_record.read_text()))
+            res.harness_path = dict(json.loads(read_text(path_record, 1 << 20)))
+        except (UnsafeFile, OSError) as exc:  # a FIFO, /dev/zero: refused, never waited on
+            res.errors.append(str(exc) if isinstance(exc, UnsafeFile) else
+                              f"{path_record}: unreadable ({exc.strerror or exc})")
         except (ValueError, TypeError) as exc:
             res.errors.append(f"{path_record}: unreadable ({exc}); the workload wrote it before its ready line")
     if work.mode == ACCURACY:

@@ -6,6 +6,7 @@ over between runs.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from allure_commons.model2 import Status, StatusDetails, TestStepResult
 from allure_commons.utils import uuid4
 
 from pytest_mig.errors import ResultParseError
+from pytest_mig.io import UnsafeFile, read_bytes, read_tail
 from pytest_mig.redact import mask_argv
 from pytest_mig.report.busy import busy_text
 from pytest_mig.report.slices_text import aggregate_label, slices_table
@@ -23,6 +25,7 @@ from pytest_mig.report.timeline import CSV_NAME
 from pytest_mig.results.detail import parse_detail
 
 TAIL_BYTES = 64 * 1024
+ATTACH_CAP = 4 << 20  # a LoadGen summary or accuracy file is KiBs
 DETAIL_MESSAGES = 50  # warnings/errors shown in the detail excerpt; the rest are counted
 
 
@@ -165,22 +168,29 @@ def description(out, backend: str) -> str:
 
 
 def _attach_file(allure, path, name: str) -> None:
-    if path and Path(path).exists():
-        allure.attach.file(str(path), name=name, attachment_type=allure.attachment_type.TEXT)
+    """A workload's file as an attachment, read through the guarded reader (a FIFO or a
+    device planted there is named, never copied or waited on)."""
+    if not path or not os.path.lexists(path):
+        return
+    try:
+        data = read_bytes(Path(path), ATTACH_CAP)
+    except (UnsafeFile, OSError) as exc:
+        data = f"not attached: {exc}".encode()
+    allure.attach(data, name=name, attachment_type=allure.attachment_type.TEXT)
 
 
 def _attach_tail(allure, path: Path, name: str) -> None:
-    if not Path(path).exists():
+    if not os.path.lexists(path):
         return
     allure.attach(tail_text(Path(path)), name=name, attachment_type=allure.attachment_type.TEXT)
 
 
 def tail_text(path: Path, limit: int = TAIL_BYTES) -> str:
-    with open(path, "rb") as fh:
-        fh.seek(0, 2)
-        size = fh.tell()
-        fh.seek(max(0, size - limit))
-        data = fh.read().decode("utf-8", "replace")
+    try:
+        raw, size = read_tail(path, limit)
+    except (UnsafeFile, OSError) as exc:
+        return f"not attached: {exc}"
+    data = raw.decode("utf-8", "replace")
     return (f"[... first {size - limit} bytes cut ...]\n" if size > limit else "") + data
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mig.redact import mask_commands
-from pytest_mig.io import write_json_atomic
+from pytest_mig.io import UnsafeFile, read_text, write_json_atomic
 
 RECORD = "record.json"
 
@@ -107,8 +107,8 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
     records = []
     for p in sorted(run_dir.glob(f"*/{RECORD}")):
         try:
-            records.append(json.loads(p.read_text()))
-        except (OSError, ValueError) as exc:
+            records.append(json.loads(read_text(p)))
+        except (OSError, ValueError, UnsafeFile) as exc:
             records.append({"record": str(p), "error": f"unreadable: {exc}"})
     return records
 

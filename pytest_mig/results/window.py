@@ -5,7 +5,9 @@ workload's SUT appends its cumulative count of completed samples with a wall-clo
 most every 0.1 s (pytest_mig.workload.completions); the count at a window edge is linearly
 interpolated between the two lines around it. A window only partly covered by the log (the
 workload started late or ended early) is clipped to the covered part and marked partial.
-Rules: no pytest, no GPU; a missing or empty log answers None, a malformed line is skipped.
+Rules: no pytest, no GPU; a missing or empty log answers None, a malformed line is skipped;
+the log is read through the guarded reader (a regular file up to CAP_BYTES: a FIFO or
+/dev/zero planted there answers None at once, never a hang or a full memory).
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_mig.io import UnsafeFile, read_text
+
 FILE_NAME = "completions.tsv"  # written by pytest_mig.workload.completions
+CAP_BYTES = 64 << 20  # a line per 0.1 s at most: hours of a run
 SOURCE = FILE_NAME
 
 
@@ -33,8 +38,8 @@ class WindowCount:
 def read_completions(path: Path) -> list[tuple[float, int]]:
     points: list[tuple[float, int]] = []
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError:
+        text = read_text(Path(path), CAP_BYTES)
+    except (OSError, UnsafeFile):
         return points
     for line in text.splitlines():
         if not line or line.startswith("#"):

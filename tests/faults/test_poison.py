@@ -78,6 +78,50 @@ def test_a_fifo_summary_fails_the_case_instead_of_hanging(project):
     r.stdout.fnmatch_lines(["*mlperf_log_summary.txt: refused to read it: it is a FIFO*"])
 
 
+def test_a_fifo_summary_with_alluredir_is_one_line_not_a_copy_error(project):
+    r = project.run({"cases": {"resnet50": {"main": "summary_fifo"}}},
+                    f"--alluredir={project.path / 'allure'}", timeout=180)
+    r.assert_outcomes(failed=1, passed=1)
+    out = r.stdout.str() + r.stderr.str()
+    assert "SpecialFileError" not in out and "INTERNALERROR" not in out, out[-3000:]
+
+
+def _poison(path: Path, how: str) -> None:
+    if how == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["fifo", "devzero"])
+def test_harness_path_record_is_read_guarded(tmp_path, how):
+    from pytest_mig.harness.base import PATH_RECORD, collect_loadgen_outputs
+    from pytest_mig.types import WorkSpec
+    (tmp_path / "mlperf_log_summary.txt").write_text("")
+    _poison(tmp_path / PATH_RECORD, how)
+    work = WorkSpec(role="main", name="main", benchmark="resnet50", scenario="Offline",
+                    mode="performance", min_duration_ms=1, min_query_count=1, log_dir=tmp_path)
+    res = collect_loadgen_outputs(work, tmp_path)
+    assert any("harness_path.json: refused to read it" in e for e in res.errors), res.errors
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["fifo", "devzero"])
+def test_completions_log_is_read_guarded(tmp_path, how):
+    from pytest_mig.results.window import FILE_NAME, window_in_dir
+    _poison(tmp_path / FILE_NAME, how)
+    assert window_in_dir(tmp_path, 1.0, 2.0) is None
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["fifo", "devzero"])
+def test_allure_log_tail_is_read_guarded(tmp_path, how):
+    from pytest_mig.report.allure_report import tail_text
+    _poison(tmp_path / "main.log", how)
+    assert tail_text(tmp_path / "main.log").startswith("not attached: ")
+
+
 @pytest.mark.timeout(30)
 def test_summary_linked_to_dev_zero_is_refused(tmp_path):
     link = tmp_path / "mlperf_log_summary.txt"
