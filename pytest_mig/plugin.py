@@ -33,8 +33,9 @@ from pytest_mig.surface.manage_hooks import ManagePlugin
 from pytest_mig.surface.options import add_options
 from pytest_mig.orchestration.process import (RUN_MARKER, announce_with,
                                               install_sigterm_handler, interruption, pass_env,
-                                              reap_dead_runs, stop_all,
-                                              uninstall_signal_handlers, use_run_key)
+                                              reap_dead_runs, set_guardian_note, stop_all,
+                                              take_escaped, uninstall_signal_handlers,
+                                              use_run_key)
 from pytest_mig.report.header import SIMULATED_BANNER, header_lines, run_header
 from pytest_mig.surface.report_hooks import ReportPlugin, write_failed
 from pytest_mig.report.records import (collect_results, failure_record, outcome_record,
@@ -132,6 +133,7 @@ def pytest_configure(config) -> None:
         mig.on_backend_open = lambda opened: _write_run_json(config, opened)
         install_sigterm_handler()
         announce_with(lambda line: _say(config, line))
+        set_guardian_note(mig.run_dir / "orphans.log")
         if worker is None:
             for pid, run in reap_dead_runs(mig.reports_root, mig.run_id):
                 config.issue_config_time_warning(pytest.PytestWarning(
@@ -289,7 +291,7 @@ def pytest_runtest_teardown(item, nextitem):
         return (yield)
     finally:
         if "mig_case" in getattr(item, "fixturenames", ()):
-            killed = item.config.stash[SESSION_KEY].sweep()
+            killed = take_escaped() + item.config.stash[SESSION_KEY].sweep()
             if killed:
                 warnings.warn(pytest.PytestWarning(
                     f"pytest-mig: {item.name}: killed {len(killed)} escaped process(es) its "
@@ -426,7 +428,7 @@ def pytest_sessionfinish(session) -> None:
     # Session end: the controller (every worker done) sweeps the whole run, a worker its own;
     # a collect-only run started no workload: nothing to look for.
     killed = ([] if session.config.option.collectonly
-              else mig.sweep(everyone=not hasattr(session.config, "workerinput")))
+              else take_escaped() + mig.sweep(everyone=not hasattr(session.config, "workerinput")))
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if killed and tr is not None:
         tr.write_line(f"pytest-mig: killed {len(killed)} escaped process(es) the run's "

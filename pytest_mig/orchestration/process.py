@@ -18,6 +18,15 @@ process that still will not die (frozen by a cgroup freezer, stuck in the GPU dr
 D) is named with its state from /proc (process_state) and abandoned, so the reports are
 still written; it stays out of the sweeps. What a stop waits for is said (`announce`).
 
+Whatever the harness, a guardian (orchestration/guardian.py, one per pytest process, started
+with the first workload) learns each workload's process group and stops every group still
+running once this process is gone (kill -9, the OOM killer): the lifeline below is the
+built-in workload's own way, the guardian everyone's.
+
+A helper that escaped its group (double fork, setsid, a clean environment: no marker to find
+it by) but still holds the workload's output pipe after the workload was reaped is found by
+that pipe (/proc/*/fd), killed, and named in `escaped` for the case's warning.
+
 Each child also gets a lifeline: the read end of a pipe whose write end only this process
 holds, until the child is reaped. If this process dies without stopping it (SIGKILL, a lost
 xdist worker), the child reads end of file there; the built-in workload then stops itself
@@ -60,6 +69,12 @@ INHERITED_ENV = (
 
 KILL_WAIT_S = 5.0  # after SIGKILL: how long a process may take to go before it is abandoned
 ANNOUNCE_AFTER_S = 1.0  # a stop still waiting after this long says what it waits for
+
+_guardian: list = []  # [write fd, Popen] of this process's guardian, once started
+_guardian_lock = threading.Lock()
+_guardian_note: list[str] = [""]  # the file the guardian notes its kills in (orphans.log)
+escaped: list[str] = []  # helpers found holding a reaped workload's pipe, killed (drained by
+# take_escaped)
 
 _live: set["Workload"] = set()
 _abandoned: set[str] = set()  # markers of workloads that would not die (kept out of sweeps)
@@ -121,6 +136,7 @@ class Workload:
         self.proc: subprocess.Popen[bytes] | None = None
         self._lifeline = -1  # write end of the child's lifeline pipe, open while it lives
         self._reader: threading.Thread | None = None
+        self._pipe_ino = 0  # inode of its output pipe: an escaped helper may hold it
         # Unique per process: the sweep tells a live workload's processes from leftovers.
         self.marker = f"{os.getpid()}.{next(_serial)}:{name}"
 
@@ -157,6 +173,9 @@ class Workload:
             os.close(life_r)
         self._lifeline = life_w
         self.started_at = time.time()
+        ticks = start_ticks(self.proc.pid)
+        _guard(f"+{self.proc.pid} {ticks if ticks is not None else 0}")
+        self._pipe_ino = os.fstat(self.proc.stdout.fileno()).st_ino if self.proc.stdout else 0
         with _live_lock:
             _live.add(self)
         self._reader = threading.Thread(target=self._read, name=f"mig-reader-{self.name}",
@@ -180,6 +199,7 @@ class Workload:
             if self.ended_at is None:
                 self.ended_at = time.time()
         self.returncode = self.proc.wait()  # reaps
+        _guard(f"-{self.proc.pid}")
         os.close(self._lifeline)  # the child is gone: its lifeline has served
         self._reaped_event.set()
         self._changed.set()
@@ -312,7 +332,11 @@ class Workload:
         if self.ended_at is None:
             self.ended_at = time.time()
         if self._reader is not None:
-            self._reader.join(timeout=5)
+            self._reader.join(timeout=2)
+            if self._reader.is_alive():  # someone still holds its output pipe: escaped
+                found = _kill_pipe_holders(self._pipe_ino, self.name)
+                escaped.extend(found)
+                self._reader.join(timeout=3)
         self._forget()
         return code
 
@@ -348,6 +372,69 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def set_guardian_note(path: str | Path) -> None:
+    """Where the guardian notes the groups it kills (the run's orphans.log)."""
+    _guardian_note[0] = str(path)
+
+
+def _guard(line: str) -> None:
+    """Tell the guardian (started on first use) a line of its protocol; never raises."""
+    with _guardian_lock:
+        try:
+            if not _guardian:
+                r, w = os.pipe()
+                try:
+                    env = {k: v for k, v in os.environ.items() if k not in MARKERS}
+                    import sys
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "pytest_mig.orchestration.guardian",
+                         _guardian_note[0]], stdin=r, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                finally:
+                    os.close(r)
+                _guardian[:] = [w, proc]
+            os.write(_guardian[0], (line + "\n").encode("ascii"))
+        except OSError:
+            pass  # no guardian: the lifeline and the next run's reaper remain
+
+
+def _kill_pipe_holders(ino: int, name: str) -> list[str]:
+    """SIGKILL every other process holding pipe `ino` (a reaped workload's output pipe)."""
+    if not ino:
+        return []
+    target, me, found = f"pipe:[{ino}]", os.getpid(), []
+    pids, _ = _ancestry()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in pids or int(entry.name) == me:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) != target:
+                    continue
+            except OSError:
+                continue
+            pid = int(entry.name)
+            text = (f"pid {pid} ({_cmdline(pid)}), escaped from workload {name} (it still held "
+                    "its output pipe after the workload ended)")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                break
+            found.append(text)
+            break
+    return found
+
+
+def take_escaped() -> list[str]:
+    """The escaped helpers killed since the last call (for a warning)."""
+    out, escaped[:] = list(escaped), []
+    return out
 
 
 def _stderr_line(line: str) -> None:

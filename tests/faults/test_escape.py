@@ -42,3 +42,14 @@ def test_sighup_stops_the_run_like_sigterm(project):
     assert int(pid_file.read_text()) not in project.live_pids()
     assert HEALTHY not in project.records()
     assert_clean(project)
+
+
+def test_an_escaped_helper_with_a_clean_environment_is_found_by_its_pipe(project):
+    # Double fork, setsid, a clean environment (sudo, systemd-run, docker exec): no marker
+    # to find it by, but it still holds the workload's output pipe after the workload ended.
+    r = project.run({"cases": {"resnet50": {"bg1": "escape_clean"}}})
+    escapee = int((project.run_dir() / FAULTY_DIR / "bg1-bert.escapee").read_text())
+    assert f"pid {escapee} (" in r.stdout.str(), r.stdout.str()[-3000:]
+    r.stdout.fnmatch_lines([f"*escaped process(es)*pid {escapee} (*escaped from workload "
+                            "bg1-bert (it still held its output pipe after the workload ended)*"])
+    assert project.wait_no_leftovers() == [] and escapee not in project.live_pids()

@@ -196,6 +196,19 @@ def test_supervisor_sigterm_then_sigkill_10s_later_leaves_nothing_running(projec
     assert sorted(w["exit_code"] for w in state["workloads"]) == [-9, -9, -9]
 
 
+def test_pytest_killed_by_sigkill_leaves_no_command_workload(project):
+    # kill -9 (or the OOM killer) of pytest: no finally, no atexit. The guardian, not the
+    # next run, stops every workload group of any harness (here --harness=command).
+    proc = project.popen({"cases": {"resnet50": {"main": "hang"}}})
+    wait_for_file(project.reports, f"*/{FAULTY_DIR}/main.pid")
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert project.wait_no_leftovers(timeout_s=20) == []
+    note = (project.run_dir() / "orphans.log").read_text()
+    assert "guardian: killed workload group" in note, note
+
+
 def kill_worker_mid_case(project) -> tuple[int, str]:
     """Run both cases on two xdist workers sharing one GPU; SIGKILL the worker whose main
     hangs. Returns the hung main's pid and pytest's output."""

@@ -15,6 +15,8 @@ summary_fifo / summary_devzero (the summary is a FIFO / a symlink to /dev/zero) 
 neighbour (registers a foreign process on its simulated GPU device while it runs: what a
 GPU neighbour during an isolated baseline looks like to NVML's process list) |
 escape (double-forks a setsid grandchild that ignores SIGTERM, then runs normally) |
+escape_clean (the same with a clean environment, as sudo or systemd-run give: no marker; it
+keeps the workload's stdout) |
 ansi_crash (prints terminal escapes, NULs and a clear-screen, then exits 3 before ready).
 `"metric": "nan"` replaces the headline value of every summary written.
 
@@ -111,6 +113,13 @@ def main() -> int:
                    "time.sleep(3600)\n")
         subprocess.run([sys.executable, "-c", escapee], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+    if how == "escape_clean":
+        escapee = ("import os, signal, sys, time\n"
+                   "if os.fork(): sys.exit(0)\n"
+                   "os.setsid(); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                   f"open({str(out) + '.escapee'!r}, 'w').write(str(os.getpid()))\n"
+                   "time.sleep(3600)\n")
+        subprocess.run([sys.executable, "-c", escapee], env={}, stderr=subprocess.DEVNULL)
     if how == "never_ready":
         time.sleep(3600)
         return 0
