@@ -29,7 +29,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pytest_mig"
 # package with everything in it ("gpu.*"); the most specific pattern decides.
 LAYERS: list[tuple[str, list[str]]] = [
     ("suite test body", ["case_test"]),  # imported by the suites' test modules only
-    ("entry points", ["plugin", "fleet.cli"]),
+    ("entry points", ["entry", "plugin", "fleet.cli"]),
     ("hook objects", ["surface.case_fixtures", "surface.manage_hooks", "surface.report_hooks",
                       "surface.shard_hooks"]),
     ("case runner", ["surface.case_runner"]),

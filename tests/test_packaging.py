@@ -121,3 +121,16 @@ def test_installed_wheel_runs_a_suite_outside_the_repo(built, tmp_path):
     # Backgrounds that die of our SIGTERM are ours to stop: healthy, and said so.
     assert {w["ended_by"] for w in bgs["workloads"]} == {"stopped by pytest-mig"}
     assert {w["exit_code"] for w in bgs["workloads"]} == {-15}
+
+
+@pytest.mark.parametrize("flags", [["-p", "pytest_mig.plugin"], ["-p", "mig"], []])
+def test_the_plugin_loads_by_entry_point_and_by_module_name(pytester, flags):
+    # `-p pytest_mig.plugin` beside the installed entry point `mig`: one registration.
+    r = pytester.runpytest_subprocess(*flags, "--help")
+    assert r.ret == 0, r.stderr.str()[-2000:]
+    assert "--mig-backend" in r.stdout.str()
+
+
+def test_p_no_mig_turns_the_plugin_off(pytester):
+    r = pytester.runpytest_subprocess("-p", "no:mig", "--help")
+    assert r.ret == 0 and "--mig-backend" not in r.stdout.str()
