@@ -42,7 +42,7 @@ from pytest_mig.report.records import (collect_results, failure_record, outcome_
                                        write_record)
 from pytest_mig.runid import new_run_id
 from pytest_mig.run.state import MigSession
-from pytest_mig.run.settings import Settings, check_conflicts
+from pytest_mig.run.settings import MLPERF_BOOLEAN, MLPERF_FLAGS, Settings
 
 # The suites' shared test body asserts as a test module does (pytest's assertion messages).
 pytest.register_assert_rewrite("pytest_mig.case_test")
@@ -59,21 +59,27 @@ def pytest_addoption(parser) -> None:
 
 
 def _settings(config) -> Settings:
-    """The run's Settings from the parsed options (each value already checked)."""
+    """The run's Settings from the parsed options (each value already checked): the one
+    place that reads pytest-mig's options; every other module reads Settings."""
     opts = dict(config.getoption("mig_harness_opt"))
     if config.getoption("mig_command"):
         opts["command"] = config.getoption("mig_command")
-    for opt, key in (("mlperf_root", "mlperf_root"), ("mlperf_docker", "docker"),
-                     ("mlperf_action", "action"), ("mlperf_extra_run_args", "extra_run_args"),
-                     ("mlperf_main_prefix", "main_prefix")):
-        if config.getoption(opt):
-            opts[key] = config.getoption(opt)
-    for opt, key in (("mlperf_start_from_device", "start_from_device"),
-                     ("mlperf_verbose", "verbose")):
-        if config.getoption(opt):
-            opts[key] = "1"
+    for key, flag in MLPERF_FLAGS.items():
+        value = config.getoption(flag.lstrip("-").replace("-", "_"))
+        if value:
+            opts[key] = "1" if key in MLPERF_BOOLEAN else value
+    history = config.getoption("mig_allure_history")
     return Settings(
         backend=config.getoption("mig_backend") or "auto",
+        backend_named=bool(config.getoption("mig_backend")),
+        cpu_pinning=config.getoption("mig_cpu_pinning"),
+        sample_interval_s=config.getoption("mig_sample_interval"),
+        manage=bool(config.getoption("mig_manage")), layout=config.getoption("mig_layout"),
+        compare=config.getoption("mig_compare"),
+        compare_fail=config.getoption("mig_compare_fail") or {},
+        allure_history=Path(history) if history else None,
+        shard=config.getoption("mig_shard"),
+        shard_durations=config.getoption("mig_shard_durations"),
         sim_gpu=config.getoption("mig_sim_gpu"), sim_gpus=config.getoption("mig_sim_gpus"),
         run_profile=config.getoption("mig_run_profile"), harness=config.getoption("mig_harness"),
         harness_options=opts, lenient=config.getoption("mig_lenient"),
@@ -99,13 +105,11 @@ def pytest_configure(config) -> None:
         os.environ[DATA_ENV] = config.getoption("mig_data")
     try:
         settings = _settings(config)
-        check_conflicts(settings, manage=config.getoption("mig_manage"),
-                        layout=config.getoption("mig_layout"))
     except MigError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
     # Only xdist hands a run id (and key) down; a nested pytest (pytester) starts a run of its own.
-    shard = config.getoption("mig_shard")
+    shard = settings.shard
     run_id = (worker or {}).get("mig_run_id") or new_run_id() + (shard.run_suffix if shard else "")
     # What was there before comes back at unconfigure (an in-process run must not leave its id
     # to the next run in the same interpreter); the session sets it from its run folder on.
@@ -114,7 +118,7 @@ def pytest_configure(config) -> None:
                      key=(worker or {}).get("mig_run_key"), worker=worker is not None)
     use_run_key(mig.key)
     pass_env(settings.pass_env)
-    mig_run = uses_suites(config)
+    mig_run = uses_suites(config, settings)
     if mig_run and worker is None and settings.run_profile:
         _check_run_profile(config, settings.run_profile)  # before any run folder exists
     if mig_run and worker is None:
@@ -153,7 +157,7 @@ def _register_hook_objects(config, mig: MigSession) -> None:
     """Every other hook object of pytest-mig, registered here and nowhere else."""
     config.pluginmanager.register(ReportPlugin(config, mig), "mig-report")
     config.pluginmanager.register(ManagePlugin(config, mig), "pytest-mig-manage")
-    shard = config.getoption("mig_shard")
+    shard = mig.settings.shard
     if shard is not None:
         from pytest_mig.surface.shard_hooks import ShardPlugin  # start-up: only a shard run
         config.pluginmanager.register(ShardPlugin(config, mig, shard), "pytest-mig-shard")
@@ -201,9 +205,9 @@ def pytest_sessionstart(session) -> None:
     knows it without opening the simulator (opened, with run.json written, by the first case
     or the run header); any other opens its backend now to know what it talks to."""
     config = session.config
-    if hasattr(config, "workerinput") or not uses_suites(config):
-        return
     mig: MigSession = config.stash[SESSION_KEY]
+    if hasattr(config, "workerinput") or not uses_suites(config, mig.settings):
+        return
     simulated = mig.surely_simulated() and not mig.backend_open
     if not simulated:
         try:
@@ -225,10 +229,11 @@ def _write_run_json(config, mig: MigSession) -> None:
 
 
 def pytest_report_header(config) -> list[str] | None:
-    if not uses_suites(config):
+    mig: MigSession = config.stash[SESSION_KEY]
+    if not uses_suites(config, mig.settings):
         return None
     try:
-        return header_lines(config.stash[SESSION_KEY])
+        return header_lines(mig)
     except MigError as exc:
         raise pytest.UsageError(str(exc)) from None
 

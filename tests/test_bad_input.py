@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pytest_mig.surface import options
 from pytest_mig.errors import ConfigError, MigError
-from pytest_mig.run.state import Settings, check_conflicts
+from pytest_mig.run.settings import Settings
 
 
 @pytest.fixture
@@ -112,9 +112,9 @@ def test_settings_accept(kwargs):
 def test_manage_and_layout_need_mig_partitions(partition, flag, manage, layout):
     with pytest.raises(ConfigError, match=f"{flag} works on MIG instances, but --partition="
                                           f"{partition} runs without them; use --partition=mig"):
-        check_conflicts(Settings(partition=partition), manage=manage, layout=layout)
-    check_conflicts(Settings(partition="mig"), manage=manage, layout=layout)
-    check_conflicts(Settings(partition="auto"), manage=manage, layout=layout)
+        Settings(partition=partition, manage=manage, layout=layout)
+    Settings(partition="mig", manage=manage, layout=layout)
+    Settings(partition="auto", manage=manage, layout=layout)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -53,6 +53,20 @@ def calls(name: str, owner: str | None = None) -> list[tuple[str, int]]:
     return found
 
 
+def test_only_the_entry_point_reads_pytest_migs_options():
+    """One way in: plugin.py builds Settings from the parsed options; everything else reads
+    Settings (pytest's own options, such as verbose, are pytest's)."""
+    readers = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("getoption", "getvalue") and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and str(node.args[0].value).startswith(("mig", "mlperf", "--mig", "--mlperf"))):
+                readers.add(str(path.relative_to(PACKAGE)))
+    assert readers == {"plugin.py"}
+
+
 def test_options_and_hook_objects_have_one_home():
     assert {f for f, _ in calls("addoption")} == {"surface/options.py"}
     assert {f for f, _ in calls("addini")} <= {"surface/options.py"}
@@ -66,6 +80,9 @@ def test_options_and_hook_objects_have_one_home():
     ("--partition", "partition"), ("--mig-background", "background"),
     ("--mig-min-duration", "min_duration_ms"), ("--mig-run-profile", "run_profile"),
     ("--mig-min-busy", "min_busy_pct"),
+    ("--mig-cpu-pinning", "cpu_pinning"), ("--mig-sample-interval", "sample_interval_s"),
+    ("--mig-manage", "manage"), ("--mig-layout", "layout"), ("--mig-compare", "compare"),
+    ("--mig-shard", "shard"), ("--mig-shard-durations", "shard_durations"),
 ])
 def test_defaults_are_the_settings_defaults(declared, flag, field):
     assert declared[flag]["default"] == getattr(Settings(), field)

@@ -38,7 +38,8 @@ CONFTEST = textwrap.dedent("""
 
         def sampled(case, slot, harness, test_dir, settings, progress=None, out=None):
             slots.append(slot)
-            with case_timeline(config, session, slot, out, progress=progress):
+            with case_timeline(session.settings.sample_interval_s, session, slot, out,
+                               progress=progress):
                 return run(case, slot, harness, test_dir, settings, progress=progress, out=out)
 
         def described(config, out, session, slot=None):

@@ -180,8 +180,7 @@ def test_case_timeline_samples_the_slot_and_can_be_off(tmp_path: Path):
     case = SimpleNamespace(background=("bert", "dlrm"))
     out = SimpleNamespace(case=case, test_dir=tmp_path, phases={})
     session = SimpleNamespace(nvml=FakeNvml(), durations=SimpleNamespace(expect=lambda c: 12.0))
-    config = SimpleNamespace(getoption=lambda name: 0.02)
-    with case_timeline(config, session, slot, out) as sampler:
+    with case_timeline(0.02, session, slot, out) as sampler:
         out.phases["main_start"] = time.time()
         assert until(lambda: sampler.samples >= 3)
         out.phases["main_end"] = time.time()
@@ -191,8 +190,7 @@ def test_case_timeline_samples_the_slot_and_can_be_off(tmp_path: Path):
     assert (tmp_path / "timeline.png").exists()
     assert out.gpu_busy["value"] is None and out.gpu_busy["source"] == "n/a: the main never ran"
 
-    off = SimpleNamespace(getoption=lambda name: 0.0)
-    with case_timeline(off, session, slot, SimpleNamespace(**{**vars(out), "test_dir": tmp_path / "x"})) as none:
+    with case_timeline(0.0, session, slot, SimpleNamespace(**{**vars(out), "test_dir": tmp_path / "x"})) as none:
         assert none is None
     assert not (tmp_path / "x").exists()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_mig.run.state import MigSession, Settings
+from pytest_mig.run.settings import Settings
+from pytest_mig.run.state import MigSession
 from pytest_mig.yamlload import LOADER, safe_load
 
 # Loaded only when a case runs, a comparison is asked for or --mig-manage/--mig-layout is

@@ -36,17 +36,17 @@ class WorkloadFailure(AssertionError):
 
 @dataclass(frozen=True)
 class HeteroSettings:
-    """Knobs of the orchestration, from the CLI / ini (with run-profile defaults)."""
+    """Knobs of the orchestration, from Settings (their defaults are Settings')."""
 
     run_id: str
-    main_startup_s: float = 20.0  # allowance for the main to start and reach its timed phase
-    main_timeout_s: float = 900.0
-    lenient: bool = False
+    main_startup_s: float  # allowance for the main to start and reach its timed phase
+    main_timeout_s: float
+    lenient: bool
+    isolated_baseline: bool  # run the main alone first, report interference
     background_scenario: str = "Offline"
     stop_grace_s: float = 5.0
     # Seconds the main is expected to take from launch to exit; None: not known yet.
     expected_main_s: float | None = None
-    isolated_baseline: bool = False  # run the main alone first, report interference
     cpu_plan: CpuPlan | None = None  # CPU shares of this GPU's workloads (gpu/affinity.py)
 
 

@@ -318,22 +318,14 @@ class MetricsSampler:
         return self.out_csv
 
 
-def sample_interval(config: Any) -> float:
-    """--mig-sample-interval, or the default when the option is not registered."""
-    try:
-        return float(config.getoption("mig_sample_interval"))
-    except ValueError:
-        return 0.2
-
-
 @contextlib.contextmanager
-def case_timeline(config: Any, session: Any, slot: Any, out: Any,
+def case_timeline(interval: float, session: Any, slot: Any, out: Any,
                   progress: Callable[[str], None] | None = None) -> Iterator[MetricsSampler | None]:
-    """Sample `slot`'s GPU while the block runs (a hetero.run); stopped, charted on exit.
+    """Sample `slot`'s GPU every `interval` s (Settings.sample_interval_s) while the block
+    runs (a hetero_run.run); stopped, charted on exit.
 
     Writes <test_dir>/timeline.csv and timeline.png; yields None when sampling is off (interval 0).
     """
-    interval = sample_interval(config)
     if interval <= 0:
         out.gpu_busy = {"value": None, "source": "not sampled (--mig-sample-interval=0)",
                         "simulated": False, "backgrounds": {}}

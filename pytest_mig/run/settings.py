@@ -7,25 +7,36 @@ Rules:
   functions). `Settings` checks only what crosses values: the harness and its options, the
   main's start-up against its timeout, simulator options against the real driver, and the
   simulated GPU model (its tables may come from --mig-data, given anywhere on the line).
+- One way in: plugin.py alone reads the parsed options (`config.getoption`) and builds
+  Settings from them; every other module reads Settings.
 - No pytest import: orchestration reads Settings without the pytest surface.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_mig.errors import ConfigError, GpuError, HarnessError
+
+if TYPE_CHECKING:  # parsed at parse time by options.py; loaded only by runs that use them
+    from pytest_mig.plan.shard import ShardSpec
+    from pytest_mig.report.compare import CompareSpec
 
 BACKENDS = ("auto", "nvml", "simulated")
 BACKGROUND_LIFETIMES = ("per-test", "session")
 PARTITIONS = ("auto", "mig", "mps", "none")
 CPU_PINNING = ("auto", "off")
 HARNESS_NAMES = ("loadgen", "nvidia", "command")  # pytest_mig.harness.HARNESSES
-# Options that only NVIDIA's harness reads: harness option key -> the flag that sets it.
-NVIDIA_ONLY = {"mlperf_root": "--mlperf-root", "docker": "--mlperf-docker",
-               "action": "--mlperf-action", "extra_run_args": "--mlperf-extra-run-args",
-               "main_prefix": "--mlperf-main-prefix", "verbose": "--mlperf-verbose"}
-# (start_from_device is read by both the nvidia and the built-in harness.)
+# The --mlperf-* flags: harness option key -> the flag that sets it (its dest is the flag's
+# name with underscores). Boolean flags set the key to "1".
+MLPERF_FLAGS = {"mlperf_root": "--mlperf-root", "docker": "--mlperf-docker",
+                "action": "--mlperf-action", "extra_run_args": "--mlperf-extra-run-args",
+                "main_prefix": "--mlperf-main-prefix", "verbose": "--mlperf-verbose",
+                "start_from_device": "--mlperf-start-from-device"}
+MLPERF_BOOLEAN = frozenset({"verbose", "start_from_device"})
+# Options that only NVIDIA's harness reads (start_from_device: the built-in harness too).
+NVIDIA_ONLY = {k: v for k, v in MLPERF_FLAGS.items() if k != "start_from_device"}
 MAX_SECONDS = 7 * 24 * 3600.0  # a week: anything longer is a typo (1e35)
 MAX_DURATION_MS = 24 * 3600 * 1000  # a day of timed phase
 MAX_SIM_GPUS = 16  # the largest hosts (HGX/DGX) have 16; the simulator's PCI bus ids too
@@ -57,6 +68,16 @@ class Settings:
     pass_env: tuple[str, ...] = ()  # --mig-env: caller's variables workloads inherit
     min_busy_pct: float = DEFAULT_MIN_BUSY_PCT  # --mig-min-busy (report/busy.py)
     require_busy: bool = False  # --mig-require-busy: below --mig-min-busy fails the case
+    backend_named: bool = False  # --mig-backend given: a pytest-mig run even without suites
+    cpu_pinning: str = "auto"  # auto | off (gpu/affinity.py)
+    sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S  # GPU timeline sampling; 0: off
+    manage: bool = False  # --mig-manage: create each case's MIG layout, tear it down after
+    layout: str | None = None  # --mig-layout FILE:NAME | NAME: one layout for every case
+    compare: CompareSpec | None = None  # --mig-compare (report/compare.py)
+    compare_fail: dict[str, float] = field(default_factory=dict)  # --mig-compare-fail
+    allure_history: Path | None = None  # --mig-allure-history
+    shard: ShardSpec | None = None  # --mig-shard I/N
+    shard_durations: Path | None = None  # --mig-shard-durations (default: the run history)
 
     def __post_init__(self) -> None:
         if self.main_startup_s >= self.main_timeout_s:
@@ -74,6 +95,7 @@ class Settings:
                 get_model(self.sim_gpu)
             except GpuError as exc:
                 raise ConfigError(f"--mig-sim-gpu={self.sim_gpu}: {exc}") from None
+        self._check_conflicts()
 
     def _check_harness(self) -> None:
         """The harness gets only options it reads (refused here, not at run time)."""
@@ -111,13 +133,12 @@ class Settings:
                               f"{flag}")
 
 
-def check_conflicts(settings: Settings, manage: bool = False, layout: str | None = None) -> None:
-    """Options that contradict each other beyond Settings (--mig-manage, --mig-layout);
-    ConfigError naming both and the fix."""
-    if settings.partition in ("mps", "none"):
-        for flag, given in (("--mig-manage", manage), ("--mig-layout", layout)):
-            if given:
-                raise ConfigError(f"{flag} works on MIG instances, but --partition="
-                                  f"{settings.partition} runs without them; use --partition=mig "
-                                  f"(or auto) with {flag}, or drop {flag}")
+    def _check_conflicts(self) -> None:
+        """--mig-manage / --mig-layout against --partition: ConfigError naming both, the fix."""
+        if self.partition in ("mps", "none"):
+            for flag, given in (("--mig-manage", self.manage), ("--mig-layout", self.layout)):
+                if given:
+                    raise ConfigError(f"{flag} works on MIG instances, but --partition="
+                                      f"{self.partition} runs without them; use --partition=mig "
+                                      f"(or auto) with {flag}, or drop {flag}")
 

@@ -19,8 +19,7 @@ from pytest_mig.errors import ConfigError
 from pytest_mig.gpu.probe import nvml_library_loads
 from pytest_mig.orchestration.process import RUN_MARKER, reap_orphans, sweep_escaped
 from pytest_mig.runid import is_real_dir, make_run_dir, new_key, new_run_id  # noqa: F401
-# Settings moved to settings.py; named here too for callers that build a session with them.
-from pytest_mig.run.settings import Settings, check_conflicts  # noqa: F401
+from pytest_mig.run.settings import Settings
 from pytest_mig.types import Case
 
 if TYPE_CHECKING:

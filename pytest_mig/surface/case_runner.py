@@ -108,7 +108,8 @@ class HeteroRunner:
         self.request.node.stash[OUTCOME_KEY] = out
         say = _progress(self.request, test_dir)
         try:
-            with case_timeline(self.request.config, self.session, self.slot, out, progress=say):
+            with case_timeline(s.sample_interval_s, self.session, self.slot, out,
+                               progress=say):
                 pool = (self.session.background_pool()
                         if self.session.lifetime(case) == "session" else None)
                 if pool is not None and s.isolated_baseline:
@@ -152,7 +153,7 @@ class HeteroRunner:
             main_timeout_s=s.main_timeout_s, lenient=s.lenient,
             expected_main_s=self.session.durations.expect(case),
             isolated_baseline=s.isolated_baseline,
-            cpu_plan=_cpu_plan(self.request.config, self.session, self.slot))
+            cpu_plan=_cpu_plan(self.session, self.slot))
 
     def _baselines_first(self, case: Case, pool, say) -> None:
         """Session backgrounds + isolated baselines, one pytest process: before this GPU's
@@ -241,11 +242,8 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome, session: MigSession)
     node.user_properties.extend(case_properties(record, session.reports_root, session.simulated))
 
 
-def _cpu_plan(config, session, slot):
+def _cpu_plan(session, slot):
     """CPU shares of this GPU's workloads (--mig-cpu-pinning=auto|off); gpu/affinity.py."""
-    try:
-        enabled = config.getoption("mig_cpu_pinning") != "off"
-    except ValueError:
-        enabled = True
     api = getattr(getattr(session, "nvml", None), "api", None)
-    return affinity.plan(api, slot.gpu_index, 1 + len(slot.background), enabled)
+    return affinity.plan(api, slot.gpu_index, 1 + len(slot.background),
+                         session.settings.cpu_pinning != "off")

@@ -5,12 +5,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_mig.errors import SuiteError
+from pytest_mig.run.settings import Settings
 from pytest_mig.run.state import MigSession
 
 
-def uses_suites(config) -> bool:
+def uses_suites(config, settings: Settings) -> bool:
     """A run is a pytest-mig run when it points at suites (or names a backend explicitly)."""
-    if config.getoption("mig_backend"):
+    if settings.backend_named:
         return True
     for arg in config.args:
         p = Path(str(arg).split("::")[0])

@@ -27,8 +27,8 @@ class ManagePlugin:
 
     def __init__(self, config, session) -> None:
         self.config, self.session = config, session
-        self.manage = bool(config.getoption("mig_manage"))
-        spec = config.getoption("mig_layout")
+        self.manage = session.settings.manage
+        spec = session.settings.layout
         try:
             layout = None
             if spec:
@@ -51,7 +51,7 @@ class ManagePlugin:
         node.workerinput["mig_owner_pid"] = os.getpid()
 
     def pytest_report_header(self, config) -> list[str] | None:
-        if not uses_suites(config):
+        if not uses_suites(config, self.session.settings):
             return None
         try:
             from pytest_mig.gpu.manage import mig_mode_notes

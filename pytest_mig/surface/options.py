@@ -63,7 +63,7 @@ def add_gpu_options(g) -> None:
                 type=parse_partition,
                 help="what workloads are pinned to: mig (MIG instances; auto picks it), mps "
                      "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
-    g.addoption("--mig-cpu-pinning", default="auto", type=parse_cpu_pinning,
+    g.addoption("--mig-cpu-pinning", default=Settings.cpu_pinning, type=parse_cpu_pinning,
                 help="pin each workload to its share of the CPU cores local to its GPU "
                      "(NVML CPU affinity, split among the GPU's workloads); off: no pinning. "
                      "A no-op that says so when there are fewer cores than workloads")

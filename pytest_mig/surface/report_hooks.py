@@ -22,6 +22,7 @@ import pytest
 
 from pytest_mig.errors import ConfigError, MigError
 from pytest_mig.io import write_json_atomic
+from pytest_mig.run.settings import Settings
 from pytest_mig.surface.keys import OUTCOME_KEY, SESSION_KEY
 from pytest_mig.report import allure_env, junit
 from pytest_mig.report.allure_env import history_source
@@ -43,25 +44,22 @@ def pyplot_missing() -> bool:
     return pyplot() is None
 
 
-def _options(config) -> tuple[float, dict[str, float], Any, Path | None]:
-    """(sample interval, thresholds, CompareSpec or None, allure history dir); ConfigError.
+def _options(config, settings: Settings) -> tuple[dict[str, float], Any, Path | None]:
+    """(thresholds, CompareSpec or None, allure history dir); ConfigError.
     Each value was checked when the command line was parsed (options.py); what is left
     crosses options: --mig-compare-fail without --mig-compare, --mig-allure-history."""
-    interval = config.getoption("mig_sample_interval")
-    thresholds = config.getoption("mig_compare_fail") or {}
-    spec = config.getoption("mig_compare")
+    thresholds = settings.compare_fail
+    spec = settings.compare
     if spec is None and thresholds:
         from pytest_mig.report.compare import CompareSpec  # loaded: see the note on imports
         spec = CompareSpec("last")
-    history = config.getoption("mig_allure_history")
-    history_dir = None
-    if history:
-        if not getattr(config.option, "allure_report_dir", None):
-            raise ConfigError(f"--mig-allure-history={history} needs --alluredir=DIR: history is "
-                              "copied into the Allure results folder")
-        history_dir = Path(history)
+    history_dir = settings.allure_history
+    if history_dir is not None:
+        if not getattr(config.option, "allure_report_dir", None):  # allure-pytest's option
+            raise ConfigError(f"--mig-allure-history={history_dir} needs --alluredir=DIR: "
+                              "history is copied into the Allure results folder")
         history_source(history_dir)  # fail now, not at the end of a long run
-    return interval, thresholds, spec, history_dir
+    return thresholds, spec, history_dir
 
 
 def write_failed(config, path: Path, exc: OSError) -> None:
@@ -95,7 +93,7 @@ class ReportPlugin:
         self.config, self.session = config, session
         problems: list[str] = []
         try:
-            self.interval, self.thresholds, self.spec, self.allure_history = _options(config)
+            self.thresholds, self.spec, self.allure_history = _options(config, session.settings)
             if self.spec:
                 from pytest_mig.report.compare import Baselines  # see the note on imports
             self.baselines = (Baselines(self.spec, read_history(self.history_path, problems),

@@ -76,7 +76,7 @@ class ShardPlugin:
     def __init__(self, config, session, spec: ShardSpec) -> None:
         self.config, self.session, self.spec = config, session, spec
         # --mig-shard-durations: an existing file, checked when the command line was parsed.
-        self.durations_path = (config.getoption("mig_shard_durations")
+        self.durations_path = (session.settings.shard_durations
                                or session.reports_root / HISTORY_NAME)
         self.commit = git_commit(Path(str(config.rootpath)))
         session.shard = {**spec.to_dict(), "commit": self.commit}  # report/header.py shows it
@@ -85,7 +85,7 @@ class ShardPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items) -> None:
-        fixed_layout = config.getoption("mig_layout", None)
+        fixed_layout = self.session.settings.layout
         triples = []
         for item in items:
             case = _case_of(item)

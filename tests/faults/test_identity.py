@@ -18,7 +18,8 @@ from pytest_mig.report.allure_env import copy_history
 from pytest_mig.report.history import HistoryEntry, append_history
 from pytest_mig.runid import RunKey, new_run_id, write_key
 from pytest_mig.io import UnsafeFile
-from pytest_mig.run.state import MigSession, Settings
+from pytest_mig.run.settings import Settings
+from pytest_mig.run.state import MigSession
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 

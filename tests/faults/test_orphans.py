@@ -13,7 +13,8 @@ from pathlib import Path
 from pytest_mig.orchestration.process import (KEY_MARKER, RUN_MARKER, SPAWNER_MARKER,
                                               WORKLOAD_MARKER, Workload, child_env, markers_of,
                                               reap_orphans, use_run_key)
-from pytest_mig.run.state import MigSession, Settings
+from pytest_mig.run.settings import Settings
+from pytest_mig.run.state import MigSession
 from pytest_mig.types import LaunchSpec
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
