@@ -236,9 +236,9 @@ def test_paced_calibration_scales_every_rate_by_the_duty():
     assert paced.peak_qps == pytest.approx(CAL.peak_qps * 0.1)
     ts, _ = sut.test_settings(_config("Offline"), paced)  # Offline query sized for the paced rate
     assert ts.offline_expected_qps == pytest.approx(100.0)
-    # A paced background expects its paced median rate: its test lasts its plan, 1.1x min duration.
+    # A paced background expects 0.8 of its paced median rate, the rate it is planned and paced at.
     ts, _ = sut.test_settings(_config("Offline"), paced, paced=True)
-    assert ts.offline_expected_qps == pytest.approx(80.0)
+    assert ts.offline_expected_qps == pytest.approx(64.0)
 
 
 def test_cpu_duty_must_be_a_fraction():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_mig.workload.duration import Rates, plan_accuracy, plan_test
+from pytest_mig.workload.duration import PlanPacer, Rates, plan_accuracy, plan_test
 
 RATES = Rates(latency_s=0.01, batch_size=8, batch_s=0.04)  # 200 samples/s batched
 
@@ -45,3 +45,15 @@ def test_stream_scenarios():
 
 def test_accuracy_scoring_at_the_batched_rate():
     assert plan_accuracy(64, RATES) == pytest.approx(64 * 0.04 / 8)
+
+
+def test_pacer_rests_to_the_planned_end_never_below_the_duty():
+    pacer = PlanPacer(duty=0.1, planned_test_s=10.0, samples=100)
+    # ahead of plan: the first 10 of 100 samples took 0.05 s (from 0.95 s) -> 90 left for 9.95 s:
+    # each batch of 10 may take 9.95 / 9 s, so rest that less its compute (the duty asks 0.45 s)
+    assert pacer.rest_after(10, compute_s=0.05, now=1.0) == pytest.approx(9.95 / 9 - 0.05)
+    # behind plan: the duty's rest only (compute x 9), never less
+    assert pacer.rest_after(10, compute_s=0.5, now=9.5) == pytest.approx(4.5)
+    # the last batch: nothing to pace
+    late = PlanPacer(duty=0.1, planned_test_s=10.0, samples=10)
+    assert late.rest_after(10, compute_s=0.05, now=0.05) == 0.0

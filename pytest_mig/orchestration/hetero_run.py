@@ -153,7 +153,10 @@ def interference(isolated: BenchmarkResult | None, hetero: BenchmarkResult | Non
 class DurationEstimator:
     """Learns how long main runs take (launch to exit) so backgrounds are sized to outlast them.
 
-    Keyed by (benchmark, scenario, mode); an unseen key uses the longest run seen so far.
+    Keyed by (benchmark, scenario, mode); an unseen key is unknown (None), and
+    background_duration_ms sizes its backgrounds by its start-up rule: the longest run of
+    another key was no guide (an ssd Server main after the Offline ones ran 41 s against the
+    11 s taken from them, and its backgrounds ended before it).
     """
 
     def __init__(self) -> None:
@@ -165,9 +168,7 @@ class DurationEstimator:
 
     def expect(self, case: Case) -> float | None:
         key = (case.benchmark, case.scenario, case.mode)
-        if key in self.seen:
-            return self.seen[key]
-        return max(self.seen.values()) if self.seen else None
+        return self.seen.get(key)
 
 
 def background_duration_ms(case: Case, settings: HeteroSettings) -> int:

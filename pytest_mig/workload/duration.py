@@ -10,6 +10,9 @@ Rules:
   each QSL sample once.
 - Pure arithmetic (no torch, no LoadGen): the child prints the plan before its ready line and
   records it in harness_path.json; the plugin reads it there (its `expected` for the main).
+- A paced background holds its plan with `PlanPacer`: after each batch it rests so the samples
+  left end when planned, never computing more than its duty (it is planned at a rate below the
+  one it calibrated, PACED_PLAN_LOAD, so it runs ahead and rests more rather than fall behind).
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ import math
 from dataclasses import dataclass
 
 OFFLINE_SLACK = 1.1  # LoadGen's kSlack on the Offline sample count
+# A paced background is planned at this fraction of its calibrated (median, paced) rate: it
+# calibrates while its neighbours start up, yet may run slower later; PlanPacer absorbs the rest.
+PACED_PLAN_LOAD = 0.8
 MULTISTREAM_SAMPLES = 8
 
 
@@ -76,3 +82,27 @@ def plan_accuracy(sample_count: int, rates: Rates) -> float:
     """Scoring in accuracy mode: the FP32 reference over every sample, estimated at the run's
     unpaced batched rate (the same model; exact where the run is fp32)."""
     return sample_count * rates.batch_s / max(1, rates.batch_size)
+
+
+class PlanPacer:
+    """Rest after each batch of a paced SUT so its Offline test ends when planned.
+
+    The rest brings the samples left to the planned end, and is never below what the duty asks
+    (compute x (1/duty - 1)): a SUT ahead of plan rests longer, one behind computes at its duty.
+    """
+
+    def __init__(self, duty: float, planned_test_s: float, samples: int) -> None:
+        self.duty, self.planned_test_s, self.samples = duty, planned_test_s, samples
+        self.done = 0
+        self.started: float | None = None
+
+    def rest_after(self, count: int, compute_s: float, now: float) -> float:
+        if self.started is None:
+            self.started = now - compute_s
+        self.done += count
+        floor = compute_s * (1.0 / self.duty - 1.0)
+        left = self.samples - self.done
+        if left <= 0:
+            return 0.0  # the last batch: nothing left to pace
+        time_left = self.started + self.planned_test_s - now
+        return max(floor, time_left * count / left - compute_s)

@@ -205,13 +205,15 @@ def test_settings(cfg: RunConfig, cal: Calibration, batched_capacity: bool = Fal
 
     `batched_capacity` (the CPU path): for a model of at least BATCHED_CAPACITY_MIN_LATENCY_S
     per sample the Server default target is half the batched rate instead of half the lower
-    of the one-sample and batched rates. `paced` (a paced background): Offline expects the
-    paced median rate itself, so the test lasts its plan (1.1x min duration, LoadGen's slack)
-    instead of twice that: per-test backgrounds end when planned, the plugin sized them.
+    of the one-sample and batched rates. Offline expects the best-case rate, so with LoadGen's
+    1.1 slack the test lasts about 1.1x min duration where the SUT runs at that rate; a `paced`
+    background expects duration.PACED_PLAN_LOAD of its paced median rate and holds that plan
+    with duration.PlanPacer (1.1x its min duration, which the plugin sized).
     """
     ts, shown = common_settings(cfg)
     if cfg.scenario == "Offline":
-        qps = cfg.target_qps or (cal.batch_qps if paced else OFFLINE_QPS_MARGIN * cal.peak_qps)
+        qps = cfg.target_qps or (duration.PACED_PLAN_LOAD * cal.batch_qps if paced
+                                 else OFFLINE_QPS_MARGIN * cal.peak_qps)
         ts.offline_expected_qps = qps
         shown["offline_expected_qps"] = round(qps, 2)
     elif cfg.scenario == "Server":
@@ -240,13 +242,15 @@ class BatchingSUT(BatchWorker):
     """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them.
 
     With `duty` < 1 (a paced background on the CPU) the worker rests after each batch so that
-    it computes at most that fraction of the time: a steady, real, smaller load. Draining
+    it computes at most that fraction of the time: a steady, real, smaller load; with a `pacer`
+    (a per-test background's Offline test) it rests longer where that ends the test as planned. Draining
     (SIGTERM) answers everything queued or still to come at once, without inference.
     """
 
     def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int,
-                 completions: CompletionLog | None = None, duty: float = 1.0) -> None:
-        self.predictor, self.duty = predictor, duty
+                 completions: CompletionLog | None = None, duty: float = 1.0,
+                 pacer: duration.PlanPacer | None = None) -> None:
+        self.predictor, self.duty, self.pacer = predictor, duty, pacer
         self.completions = completions  # completions.tsv: what the plugin counts per window
         super().__init__(max_batch, "sut-worker")
 
@@ -265,7 +269,9 @@ class BatchingSUT(BatchWorker):
         if self.completions is not None and not draining:
             self.completions.add(len(batch))
         if self.duty < 1.0 and not draining:
-            self.rest((time.perf_counter() - t0) * (1.0 / self.duty - 1.0))
+            compute, now = time.perf_counter() - t0, time.perf_counter()
+            self.rest(self.pacer.rest_after(len(batch), compute, now) if self.pacer is not None
+                      else compute * (1.0 / self.duty - 1.0))
 
 
 def _start_test(sut: object, qsl: object, ts: lg.TestSettings, log_dir: Path) -> threading.Thread:
@@ -297,6 +303,7 @@ class Prepared:
     path: dict[str, Any] = field(default_factory=dict)  # the PATH_RECORD fields known before ready
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds (build, calibration)
     duty: float = 1.0  # the SUT worker's busy fraction (paced background on the CPU)
+    plan: duration.Plan | None = None  # the LoadGen test as planned (duration.plan_test)
 
 
 def _compiled_copy(model: torch.nn.Module, reference: torch.nn.Module | None, mode: str | None) -> torch.nn.Module:
@@ -410,15 +417,17 @@ def prepare(cfg: RunConfig) -> Prepared:
     perf_count = max(1, min(cfg.sample_count, SAMPLE_MEMORY_BYTES // max(1, loader.bytes_per_sample())))
     shown.update(sample_count=cfg.sample_count, performance_sample_count=perf_count, batch_size=batch)
     say("settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    planned = duration.plan_test(cfg.scenario, cfg.mode, shown, duration.Rates(cal.latency_s, cal.batch_size, cal.batch_s),
-                             cfg.sample_count)
+    # A paced background is planned below its calibrated rate and paced to the plan (test_settings).
+    batch_s = cal.batch_s / duration.PACED_PLAN_LOAD if duty < 1.0 else cal.batch_s
+    planned = duration.plan_test(cfg.scenario, cfg.mode, shown, duration.Rates(cal.latency_s, cal.batch_size, batch_s),
+                                 cfg.sample_count)
     path["planned_test_s"] = round(planned.test_s, 2)
     path["planned_accuracy_s"] = (round(duration.plan_accuracy(cfg.sample_count, duration.Rates(
         unpaced.latency_s, unpaced.batch_size, unpaced.batch_s)), 2) if cfg.mode == "accuracy" else None)
-    say("plan: " + planned.describe())
+    say("plan: " + planned.describe() + (", paced to it" if duty < 1.0 and cfg.scenario == "Offline" else ""))
     seconds = {"build": round(built_s, 3), "calibration": round(warm_s, 3)}
     return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count, path,
-                    seconds, duty)
+                    seconds, duty, planned)
 
 
 def _ready(prep: Prepared, cfg: RunConfig, log_dir: Path) -> None:
@@ -451,7 +460,9 @@ def run(cfg: RunConfig) -> RunOutcome:
     log_dir = Path(cfg.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg)
-    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty)
+    pacer = (duration.PlanPacer(prep.duty, prep.plan.test_s, prep.plan.samples)
+             if prep.duty < 1.0 and cfg.scenario == "Offline" and prep.plan is not None else None)
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty, pacer)
     sut = lg.ConstructSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     _ready(prep, cfg, log_dir)
