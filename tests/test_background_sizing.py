@@ -24,7 +24,8 @@ def test_an_unseen_case_is_unknown_not_the_longest_other_one():
 
 
 def test_background_duration_from_the_expected_main_else_the_start_up_rule():
-    known = HeteroSettings(run_id="r", expected_main_s=10.0)
+    base = dict(run_id="r", main_startup_s=20.0, main_timeout_s=900.0, lenient=False, isolated_baseline=False)
+    known = HeteroSettings(**base, expected_main_s=10.0)
     assert background_duration_ms(case("Server"), known) == 10_000 * 1.2 + 500 + 1000
-    unknown = HeteroSettings(run_id="r", main_startup_s=20.0)
+    unknown = HeteroSettings(**base)
     assert background_duration_ms(case("Server"), unknown) == 1500 + 20_000 + 500
