@@ -5,10 +5,10 @@ Rules:
   header and the workload child both call `probe`, so both name the same choice).
 - fp16 where the CPU has fp16 arithmetic (AVX512-FP16 or AMX-FP16); else bf16 where it has
   bf16 arithmetic (AVX512-BF16 or AMX-BF16); else fp32 (AVX2 and older x86, other CPUs). On an
-  AVX2 CPU torch's fp16/bf16 kernels are emulated (2-20x slower than fp32 on the tiny models).
-  int8 through PyTorch's x86/fbgemm kernels is 3x fp32 per operation there, but not per model:
-  dynamic int8 ran bert and dlrm slower than fp32, static int8 (FX) ran resnet50 1.2x faster
-  after ~28 s of quantizing at start-up, and FX cannot trace the SSD models; so fp32
+  AVX2 CPU torch's fp16/bf16 kernels are emulated (the tiny models 2.5-20x slower than fp32).
+  int8 through PyTorch's x86/fbgemm kernels is 1.8-2.3x fp32 per operation there, but not per
+  model: dynamic int8 ran bert and dlrm 0.8-0.9x fp32, static int8 (FX) ran resnet50 1.18x and
+  3d-unet 0.25x, and FX cannot trace the SSD models; so fp32
   (benchmarks/cpu_precision.py, benchmarks/results/cpu_precision_avx2.json).
 - A benchmark whose seeded (untrained) model loses its accuracy target at the native precision
   (LOSES_ACCURACY) runs fp32 under `auto`, with the reason said.
@@ -82,7 +82,7 @@ def from_cpuinfo(text: str) -> Native:
     simd = "AVX2" if "avx2" in flags else ("AVX" if "avx" in flags else "SSE")
     wanted = " or ".join("/".join(n.upper() for n in names) for _, names in NATIVE_FLAGS)
     return Native(FALLBACK, f"{model} has {simd} but no {wanted}: fp16/bf16 would be emulated "
-                            "(2-20x slower than fp32 here), int8 (x86/fbgemm) gains too little per model",
+                            "(2.5-20x slower than fp32 here), int8 (x86/fbgemm) gains too little per model",
                   model, flags)
 
 
