@@ -262,6 +262,37 @@ def pytest_generate_tests(metafunc) -> None:
         for case in params])
 
 
+def _case_id(item) -> str | None:
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("mig_case")
+    return getattr(case, "id", None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Before -k/-m deselect: every case id collected (for the zero-selection hint)."""
+    mig = config.stash.get(SESSION_KEY, None)
+    if mig is not None:
+        mig.collected_case_ids = [c for c in map(_case_id, items) if c]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session) -> None:
+    """How many cases were selected; none of several collected: say what ids look like."""
+    config = session.config
+    mig = config.stash.get(SESSION_KEY, None)
+    if (mig is None or hasattr(config, "workerinput") or not uses_suites(config)
+            or config.getoption("mig_shard") is not None):
+        return  # a shard the plan left empty still writes its run folder (the merge reads it)
+    mig.selected_cases = sum(1 for item in session.items if _case_id(item))
+    ids = getattr(mig, "collected_case_ids", [])
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if mig.selected_cases or not ids or tr is None:
+        return
+    from pytest_mig.report.selection import zero_selection_hint  # only when it is needed
+    tr.write_line(zero_selection_hint(ids, config.option.keyword, config.option.markexpr),
+                  yellow=True)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     rep = yield
@@ -391,6 +422,8 @@ def pytest_unconfigure(config) -> None:
     mig = config.stash.get(SESSION_KEY, None)
     if mig is not None:  # MPS daemons stop on every path, failures and Ctrl-C included
         mig.close(launched=not config.option.collectonly)
+        if config.option.collectonly or mig.selected_cases == 0:
+            mig.discard_empty_run()  # a run that ran no case leaves no folder
     if PRIOR_RUN_MARKER_KEY in config.stash:
         prior = config.stash[PRIOR_RUN_MARKER_KEY]
         if prior is None:
@@ -440,8 +473,8 @@ def pytest_sessionfinish(session) -> None:
                       f"workloads left running: {'; '.join(killed)}", yellow=True)
     if hasattr(session.config, "workerinput") or session.config.option.collectonly:
         return  # the controller aggregates; a collect-only run has nothing to report
-    if not mig.run_dir.exists():
-        return
+    if not mig.run_dir.exists() or mig.selected_cases == 0:
+        return  # no case selected: no report (the folder goes at unconfigure)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     try:
         path = collect_results(mig.run_dir, run_header(mig))

@@ -38,8 +38,16 @@ def test_nvml_mask_is_intersected_with_this_process_and_falls_back_saying_why():
     assert cpus == [last] and source == "NVML CPU affinity of GPU 0"
     cpus, source = gpu_local_cpus(Api(fail=True), 0)
     assert cpus == ALLOWED and "NVML CPU affinity: RuntimeError" in source
-    cpus, source = gpu_local_cpus(None, 3)  # the simulator: no such function
+    cpus, source = gpu_local_cpus(None, 3)  # no such function
     assert cpus == ALLOWED and source.startswith(f"all {len(ALLOWED)} cores")
+
+
+def test_the_simulator_says_it_has_no_affinity_not_an_exception_name(tmp_path):
+    from pytest_mig.gpu.sim.simulator import SimulatedNvml
+    cpus, source = gpu_local_cpus(SimulatedNvml(tmp_path / "gpu.json"), 0)
+    assert cpus == ALLOWED
+    assert source == (f"all {len(ALLOWED)} cores of this process (the GPU backend has no CPU "
+                      "affinity: simulated GPU)")
 
 
 def test_plan_pins_when_cores_suffice_else_says_why():

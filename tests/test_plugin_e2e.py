@@ -202,7 +202,7 @@ def test_session_background_dying_fails_that_test_and_is_restarted(mini):
 
 
 def test_dry_run_prints_plan_and_runs_nothing(mini):
-    r = mini.run({}, "--mig-dry-run", "-k", "resnet50", "-v")
+    r = mini.run({}, "--mig-dry-run", "-k", "resnet50", "-q", "-rs")  # at any verbosity
     r.assert_outcomes(skipped=1)
     r.stdout.fnmatch_lines(["*# resnet50-Offline-1g.10gb-performance on GPU 0 (A100-SXM4-80GB)*",
                             "*bg1-bert: bert Offline performance on MIG-*", "*env: CUDA_VISIBLE_DEVICES=MIG-*",

@@ -1,4 +1,4 @@
-"""The `pytest-mig` console command. One subcommand today: `merge`.
+"""The `pytest-mig` console command: `merge`, and `--version`.
 
 Rules: errors a user can cause print one line on stderr (what, where, the fix) and exit 2;
 success prints what was written and exits 0 (1 when a merged case failed, with --strict).
@@ -15,6 +15,7 @@ from pytest_mig.fleet.merge import merge_runs
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pytest-mig", description="pytest-mig fleet tools")
+    ap.add_argument("--version", action="version", version=_version())
     sub = ap.add_subparsers(dest="command", required=True)
     m = sub.add_parser("merge", help="merge shard run folders into one run folder",
                        description="Merge the run folders of --mig-shard runs (or any runs of "
@@ -34,6 +35,21 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--strict", action="store_true",
                    help="exit 1 when a merged case failed, errored or is missing")
     return ap
+
+
+def _version() -> str:
+    """`pytest-mig X.Y.Z (pytest A.B.C, Python D.E.F)`: the installed distribution's version."""
+    import platform
+    from importlib import metadata
+
+    import pytest
+
+    from pytest_mig import __version__
+    try:
+        version = metadata.version("pytest-mig")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = __version__
+    return f"pytest-mig {version} (pytest {pytest.__version__}, Python {platform.python_version()})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 
 Rules:
 - The cores local to a GPU are NVML's CPU affinity of the GPU (nvmlDeviceGetCpuAffinity),
-  intersected with the cores this process may use; where NVML gives none (the simulator, an
-  old driver) every core this process may use stands in, and the source says so.
+  intersected with the cores this process may use; where NVML gives none (the simulator has
+  no such call; an old driver) every core this process may use stands in, and the source
+  says so in words (never a bare exception name).
 - The cores are split into contiguous, near-equal shares, one per workload of the GPU (the
   main first, then each background), in slot order. With fewer cores than workloads nothing
   is pinned (a no-op that says why, e.g. on a 2-core CI machine).
@@ -52,12 +53,15 @@ def allowed_cpus() -> list[int]:
 def gpu_local_cpus(api: Any, gpu_index: int) -> tuple[list[int], str]:
     """(cores local to the GPU that this process may use, where that came from)."""
     allowed = allowed_cpus()
+    if not callable(getattr(api, "nvmlDeviceGetCpuAffinity", None)):
+        return allowed, (f"all {len(allowed)} cores of this process (the GPU backend has no CPU "
+                         "affinity: simulated GPU)")
     try:
         handle = api.nvmlDeviceGetHandleByIndex(gpu_index)
         words = max(1, -(-(max(allowed) + 1) // WORD_BITS))
         mask = api.nvmlDeviceGetCpuAffinity(handle, words)
     except Exception as exc:  # noqa: BLE001 - any NVML answer but a mask: fall back, say so
-        why = getattr(exc, "__class__", type(exc)).__name__
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return allowed, f"all {len(allowed)} cores of this process (NVML CPU affinity: {why})"
     local = {w * WORD_BITS + b for w, word in enumerate(mask) for b in range(WORD_BITS)
              if int(word) >> b & 1}

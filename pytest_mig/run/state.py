@@ -69,6 +69,11 @@ class MigSession:
         # Called once, when the backend opens in this process (plugin.py writes run.json).
         self.on_backend_open: Callable[[MigSession], None] | None = None
         self.write_errors: list[str] = []  # report files that could not be written (one line)
+        # How many cases this run selected (the controller after collection; None: unknown,
+        # e.g. an xdist controller, which does not collect). 0: nothing is reported and the
+        # run folder is removed at the end (discard_empty_run).
+        self.selected_cases: int | None = None
+        self.collected_case_ids: list[str] = []  # every case id collected, before -k/-m
 
     @property
     def durations(self) -> DurationEstimator:
@@ -206,6 +211,22 @@ class MigSession:
         if launched and self.run_dir.exists():
             self.reap_orphans()
             self.sweep()
+
+    # What a run that ran no case leaves in its folder: its key, the header, the simulator.
+    EMPTY_RUN_FILES = frozenset({"run.key", "run.json", "simulated-gpu.json",
+                                 "simulated-gpu.json.lock", "locks"})
+
+    def discard_empty_run(self) -> bool:
+        """Remove the run folder of a run that ran no case (-k matching nothing, --co): only
+        when it holds nothing but what the start of a run writes; True when removed."""
+        import shutil
+        if self.worker or not self._made or not is_real_dir(self.run_dir):
+            return False
+        names = {p.name for p in self.run_dir.iterdir()}
+        if not names <= self.EMPTY_RUN_FILES:
+            return False
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return not self.run_dir.exists()
 
     def sweep(self, everyone: bool = False) -> list[str]:
         """Kill what this process's stopped workloads left running (escaped descendants:

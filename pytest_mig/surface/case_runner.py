@@ -106,7 +106,8 @@ class HeteroRunner:
         if cut:
             out.warnings.append(cut)
         self.request.node.stash[OUTCOME_KEY] = out
-        say = _progress(self.request, test_dir)
+        say = _progress(self.request, test_dir, case.id)
+        say("starting")
         try:
             with case_timeline(s.sample_interval_s, self.session, self.slot, out,
                                progress=say):
@@ -128,6 +129,7 @@ class HeteroRunner:
             if host_bound:  # --mig-require-busy fails it in report/hooks.py (a passed case)
                 _warn(out, host_bound)
         finally:
+            say.done()
             _record_properties(self.request.node, out, self.session)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out
@@ -153,7 +155,7 @@ class HeteroRunner:
             main_timeout_s=s.main_timeout_s, lenient=s.lenient,
             expected_main_s=self.session.durations.expect(case),
             isolated_baseline=s.isolated_baseline,
-            cpu_plan=_cpu_plan(self.session, self.slot))
+            cpu_plan=_cpu_plan(self.session, self.slot, case))
 
     def _baselines_first(self, case: Case, pool, say) -> None:
         """Session backgrounds + isolated baselines, one pytest process: before this GPU's
@@ -200,23 +202,69 @@ class HeteroRunner:
         test_dir.mkdir(parents=True, exist_ok=True)
         (test_dir / "plan.txt").write_text(text)
         self.request.node.add_report_section("call", "mig dry run", text)
-        if self.request.config.getoption("verbose") > 0:
-            tr = self.request.config.pluginmanager.get_plugin("terminalreporter")
-            capman = self.request.config.pluginmanager.get_plugin("capturemanager")
+        # At any verbosity: a dry run is asked for to be read (under xdist the report section
+        # carries it to the controller's summary).
+        tr = self.request.config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.request.config.pluginmanager.get_plugin("capturemanager")
+        if tr is not None and not hasattr(self.request.config, "workerinput"):
             with capman.global_and_fixture_disabled():
+                tr.write_line("")
                 tr.write_line(text)
         pytest.skip(f"dry run: {len(text.splitlines())} plan lines in {test_dir / 'plan.txt'}")
 
 
-def _progress(request, test_dir):
-    """Progress lines: always into progress.log, on the terminal with -v (not under xdist)."""
+class _Status:
+    """The live one-line status of a case at the default verbosity: `mig <case>: <phase>
+    [<elapsed>s]`, overwriting itself on a TTY, one plain line per phase otherwise; silent
+    under -q and in xdist workers; -v prints every progress line instead (_progress)."""
+
+    def __init__(self, request, case_id: str) -> None:
+        config = request.config
+        self.tr = config.pluginmanager.get_plugin("terminalreporter")
+        self.capman = config.pluginmanager.get_plugin("capturemanager")
+        self.on = (self.tr is not None and config.getoption("verbose") == 0
+                   and not hasattr(config, "workerinput"))
+        self.tty = bool(self.on and self.tr.isatty)
+        self.case_id = case_id
+        self.shown = False
+
+    def show(self, elapsed: float, msg: str) -> None:
+        if not self.on:
+            return
+        line = f"    mig {self.case_id}: {msg} [{elapsed:.0f}s]"
+        with self.capman.global_and_fixture_disabled():
+            if self.tty:
+                if not self.shown:
+                    self.tr.ensure_newline()
+                width = max(20, self.tr._tw.fullwidth - 1)
+                self.tr.rewrite(line[:width], erase=True)
+            else:
+                self.tr.ensure_newline()
+                self.tr.write_line(line)
+            self.shown = True
+            # pytest writes the next result on a fresh line headed by its file again
+            self.tr.currentfspath = None
+
+    def clear(self) -> None:
+        if self.on and self.shown and self.tty:
+            with self.capman.global_and_fixture_disabled():
+                self.tr.rewrite("", erase=True)
+                self.tr.currentfspath = None
+
+
+def _progress(request, test_dir, case_id: str = ""):
+    """Progress lines: always into progress.log; with -v every line on the terminal, at the
+    default verbosity one live status line (_Status); none under -q or xdist. `say.done()`
+    clears the live line at the end of the case."""
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
     verbose = request.config.getoption("verbose") > 0 and not hasattr(request.config, "workerinput")
+    status = _Status(request, case_id)
     log = test_dir / "progress.log"
     t0 = time.monotonic()
 
     def say(msg: str) -> None:
-        line = f"[{time.monotonic() - t0:6.1f}s] {msg}"
+        elapsed = time.monotonic() - t0
+        line = f"[{elapsed:6.1f}s] {msg}"
         try:
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
@@ -227,13 +275,10 @@ def _progress(request, test_dir):
             # Output capture owns fd 1 during a test: step around it for live progress.
             with capman.global_and_fixture_disabled():
                 tr.write_line(f"    mig {line}")
+        else:
+            status.show(elapsed, msg)
+    say.done = status.clear  # type: ignore[attr-defined]
     return say
-
-
-def _warn(out: hetero_mod.HeteroOutcome, text: str) -> None:
-    """A case warning: in the record (`warnings`) and pytest's warnings summary."""
-    out.warnings.append(text)
-    warnings.warn(pytest.PytestWarning(f"pytest-mig: {out.case.id}: {text}"), stacklevel=3)
 
 
 def _record_properties(node, out: hetero_mod.HeteroOutcome, session: MigSession) -> None:
@@ -242,8 +287,9 @@ def _record_properties(node, out: hetero_mod.HeteroOutcome, session: MigSession)
     node.user_properties.extend(case_properties(record, session.reports_root, session.simulated))
 
 
-def _cpu_plan(session, slot):
-    """CPU shares of this GPU's workloads (--mig-cpu-pinning=auto|off); gpu/affinity.py."""
+def _cpu_plan(session, slot, case: Case):
+    """CPU shares of this GPU's workloads (--mig-cpu-pinning=auto|off); gpu/affinity.py.
+    The workloads are the main and the backgrounds this case runs (not every free slice)."""
     api = getattr(getattr(session, "nvml", None), "api", None)
-    return affinity.plan(api, slot.gpu_index, 1 + len(slot.background),
-                         session.settings.cpu_pinning != "off")
+    workloads = 1 + min(len(case.background), len(slot.background))
+    return affinity.plan(api, slot.gpu_index, workloads, session.settings.cpu_pinning != "off")

@@ -49,47 +49,54 @@ def add_options(parser) -> None:
 
 def add_gpu_options(g) -> None:
     """Which GPUs: the NVML backend, the simulated GPU, the packaged data, partitions."""
-    g.addoption("--mig-backend", default=None, type=parse_backend,
+    g.addoption("--mig-backend", default=None, type=parse_backend, metavar="auto|nvml|simulated",
                 help="GPU access: auto (real NVML if a driver is present, else simulated), "
                      "nvml, simulated. Default: auto")
-    g.addoption("--mig-sim-gpu", default=Settings.sim_gpu,
-                help="GPU model the simulator presents (fixtures/gpus/<model>.yaml)")
+    g.addoption("--mig-sim-gpu", default=Settings.sim_gpu, metavar="MODEL",
+                help="GPU model the simulator presents (fixtures/gpus/<model>.yaml). "
+                     f"Default: {Settings.sim_gpu}")
     g.addoption("--mig-data", default=None, type=parse_data_dir, metavar="DIR",
                 help="folder overriding the packaged data (gpus/, layouts/, benchmarks.yaml; "
                      "what it lacks comes from the package); same as $PYTEST_MIG_DATA")
-    g.addoption("--mig-sim-gpus", type=parse_sim_gpus, default=Settings.sim_gpus,
-                help="number of simulated GPUs")
-    g.addoption("--partition", dest="mig_partition", default=Settings.partition,
-                type=parse_partition,
+    g.addoption("--mig-sim-gpus", type=parse_sim_gpus, default=Settings.sim_gpus, metavar="N",
+                help=f"number of simulated GPUs. Default: {Settings.sim_gpus}")
+    g.addoption("--mig-partition", "--partition", dest="mig_partition",
+                default=Settings.partition, type=parse_partition, metavar="|".join(PARTITIONS),
                 help="what workloads are pinned to: mig (MIG instances; auto picks it), mps "
-                     "(CUDA MPS client shares sized like the MIG profile), none (whole GPU shared)")
+                     "(CUDA MPS client shares sized like the MIG profile), none (whole GPU "
+                     f"shared); --partition is the old name. Default: {Settings.partition}")
     g.addoption("--mig-cpu-pinning", default=Settings.cpu_pinning, type=parse_cpu_pinning,
+                metavar="|".join(CPU_PINNING),
                 help="pin each workload to its share of the CPU cores local to its GPU "
                      "(NVML CPU affinity, split among the GPU's workloads); off: no pinning. "
-                     "A no-op that says so when there are fewer cores than workloads")
+                     "A no-op that says so when there are fewer cores than workloads. Default: auto")
     g.addoption("--mig-lease-timeout", type=parse_seconds("--mig-lease-timeout", "lease_timeout_s"),
-                default=Settings.lease_timeout_s, help="seconds a worker waits for a free GPU")
+                default=Settings.lease_timeout_s, metavar="SECONDS",
+                help=f"seconds a worker waits for a free GPU. Default: {Settings.lease_timeout_s:g}")
 
 
 def add_harness_options(g) -> None:
     """What runs the main and the backgrounds."""
-    g.addoption("--harness", dest="mig_harness", default=Settings.harness, type=parse_harness,
-                help="harness backend: loadgen (built in), command")
+    g.addoption("--mig-harness", "--harness", dest="mig_harness", default=Settings.harness,
+                type=parse_harness, metavar="|".join(HARNESS_NAMES),
+                help="harness backend: loadgen (built in: LoadGen + PyTorch models), nvidia "
+                     "(NVIDIA's closed-division code, see --mlperf-root), command (any program, "
+                     f"--mig-command); --harness is the old name. Default: {Settings.harness}")
     g.addoption("--mig-harness-opt", action="append", default=[], metavar="KEY=VALUE",
                 type=parse_harness_opt,
                 help="harness option, e.g. precision=bf16 or size=small (repeatable)")
-    g.addoption("--mig-command", default=None,
+    g.addoption("--mig-command", default=None, metavar="TEMPLATE",
                 help="argv template for --harness=command, e.g. 'prog {benchmark} {log_dir}'")
 
 
 def add_nvidia_options(n) -> None:
     """NVIDIA's closed-division harness (--harness=nvidia): its own group."""
-    n.addoption("--mlperf-root", default=None, help="closed/NVIDIA working directory")
-    n.addoption("--mlperf-docker", default=None, help="run every command via docker exec CONTAINER")
-    n.addoption("--mlperf-action", default=None,
+    n.addoption("--mlperf-root", default=None, metavar="DIR", help="closed/NVIDIA working directory")
+    n.addoption("--mlperf-docker", default=None, metavar="CONTAINER", help="run every command via docker exec CONTAINER")
+    n.addoption("--mlperf-action", default=None, metavar="TARGET",
                 help="main make target: run_harness (default), run_audit_test01/04/05")
-    n.addoption("--mlperf-extra-run-args", default=None, help="extra RUN_ARGS for the main")
-    n.addoption("--mlperf-main-prefix", default=None,
+    n.addoption("--mlperf-extra-run-args", default=None, metavar="ARGS", help="extra RUN_ARGS for the main")
+    n.addoption("--mlperf-main-prefix", default=None, metavar="PREFIX",
                 help="command prefix for the main, e.g. 'nsys profile -o main'")
     n.addoption("--mlperf-start-from-device", action="store_true",
                 help="pass --start_from_device to the main")
@@ -98,18 +105,22 @@ def add_nvidia_options(n) -> None:
 
 def add_run_options(g) -> None:
     """How each case runs: profile, durations, backgrounds, baselines, environment."""
-    g.addoption("--mig-run-profile", default=Settings.run_profile,
-                help="run profile of the suite: smoke (default), nightly, submission")
+    g.addoption("--mig-run-profile", default=Settings.run_profile, metavar="NAME",
+                help="run profile of the suite: smoke, nightly, submission. Default: the "
+                     "suite's default_run_profile (smoke in the shipped suites)")
     g.addoption("--mig-isolated-baseline", action="store_true",
                 help="run each main alone first and report interference = 1 - hetero/isolated")
     g.addoption("--mig-background", default=Settings.background, type=parse_background,
+                metavar="|".join(BACKGROUND_LIFETIMES),
                 help="background lifetime, overriding the suite's: per-test (classic) or "
-                     "session (started once per slot, kept across main runs)")
+                     "session (started once per slot, kept across main runs). Default: the "
+                     "suite's background.lifetime")
     g.addoption("--mig-dry-run", action="store_true",
                 help="print every command and its environment per case (like NVIDIA's "
                      "--dryrun); run nothing: cases are skipped with their plan")
     g.addoption("--mig-min-duration", type=parse_min_duration, default=Settings.min_duration_ms,
-                metavar="MS", help="main min duration in ms, overriding the run profile's")
+                metavar="MS", help="main min duration in ms. Default: the run profile's "
+                                   "min_duration_ms")
     g.addoption("--mig-env", action="append", default=[], metavar="NAME", type=parse_env_name,
                 help="pass the caller's variable NAME to every workload (repeatable), e.g. "
                      "HF_TOKEN, HF_HOME, OMP_NUM_THREADS; names only: values never reach reports")
@@ -117,10 +128,14 @@ def add_run_options(g) -> None:
                 help="background health problems become warnings instead of failures")
     g.addoption("--mig-main-startup", type=parse_seconds("--mig-main-startup", "main_startup_s"),
                 default=Settings.main_startup_s,
-                help="seconds allowed for the main to reach its timed phase (sizes backgrounds)")
+                metavar="SECONDS",
+                help="seconds allowed for the main to reach its timed phase (sizes backgrounds). "
+                     f"Default: {Settings.main_startup_s:g}")
     g.addoption("--mig-main-timeout", type=parse_seconds("--mig-main-timeout", "main_timeout_s"),
                 default=Settings.main_timeout_s,
-                help="seconds after which a main run is stopped and failed")
+                metavar="SECONDS",
+                help=f"seconds after which a main run is stopped and failed. Default: "
+                     f"{Settings.main_timeout_s:g}")
 
 
 def add_manage_options(g) -> None:
@@ -135,8 +150,8 @@ def add_manage_options(g) -> None:
 
 def add_report_options(g) -> None:
     """Run outputs: the reports folder, GPU sampling, compare gate, Allure history."""
-    g.addoption("--mig-reports", default=Settings.reports, type=parse_reports,
-                help="directory for run outputs")
+    g.addoption("--mig-reports", default=Settings.reports, type=parse_reports, metavar="DIR",
+                help=f"folder for run folders and history.jsonl. Default: {Settings.reports}")
     g.addoption("--mig-sample-interval", type=parse_sample_interval,
                 default=DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
                 help="GPU metric sampling interval per case (timeline.csv/.png); 0 turns it "

@@ -109,6 +109,7 @@ class ReportPlugin:
         self.comparisons: list[Comparison] = []
         self.written: list[str] = []
         self._suite_props_done = False
+        self.records: list[dict[str, Any]] = []
 
     @property
     def history_path(self) -> Path:
@@ -222,10 +223,12 @@ class ReportPlugin:
             return None
 
     def _finish(self, session) -> None:
-        if self.is_worker or session.config.option.collectonly or not self.session.run_dir.exists():
+        if (self.is_worker or session.config.option.collectonly
+                or not self.session.run_dir.exists() or self.session.selected_cases == 0):
             return  # a collect-only run has nothing to report (as plugin.py's sessionfinish)
         from pytest_mig.report.html import write_index  # start-up: session end only (~30 ms)
         records = [r for r in load_records(self.session.run_dir) if "case" in r]
+        self.records = records
         try:
             header = run_header(self.session)
         except MigError as exc:
@@ -268,6 +271,23 @@ class ReportPlugin:
         alluredir = getattr(self.config.option, "allure_report_dir", None)
         if alluredir and "error" not in header:
             self._write(Path(alluredir), lambda: self._allure_files(Path(alluredir), header))
+
+    def _vs_baseline(self) -> dict[str, str]:
+        """case -> its headline's change against the baseline, e.g. '-3.2% (ok)'."""
+        out: dict[str, str] = {}
+        for c in self.comparisons:
+            if c.kind in ("throughput", "latency", "metric") and c.case not in out:
+                change = c.change_pct
+                out[c.case] = ("no baseline" if c.baseline is None else
+                               f"{'n/a' if change is None else f'{change:+.1f}%'}"
+                               + (" REGRESSED" if c.regressed else ""))
+        return out
+
+    def _simulated_run(self) -> bool:
+        try:
+            return self.session.backend_open and self.session.simulated
+        except MigError:
+            return False
 
     def _layouts(self, records: list[dict[str, Any]], header: dict[str, Any]) -> None:
         """layouts.tsv/json/png: the aggregate per layout of a layout suite's cases."""
@@ -318,6 +338,12 @@ class ReportPlugin:
                     tr.write_line(line)
             else:
                 tr.write_line("no case produced a headline metric to compare")
+        if self.records and self.config.getoption("verbose") >= -1:
+            from pytest_mig.report.table import case_table  # session end only
+            tr.write_sep("=", "pytest-mig results"
+                         + (" (SIMULATED GPU: CPU timings)" if self._simulated_run() else ""))
+            for line in case_table(self.records, self._vs_baseline()):
+                tr.write_line(line)
         if self.written and self.config.getoption("verbose") >= 0:
             for line in self.written:
                 tr.write_line(f"pytest-mig: {line}")
