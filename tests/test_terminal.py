@@ -54,7 +54,7 @@ def test_hint_and_table_units():
               "result": {"result": "VALID", "metric": "Completed samples per second",
                          "value": 12.345, "accuracy_metric": "F1", "accuracy": 89.1,
                          "accuracy_target": 89.96},
-              "interference": 0.0412, "gpu_busy": {"value": 93.4, "source": "NVML"}}
+              "interference": 0.0412, "gpu_busy": {"value": 0.934, "source": "NVML"}}
     lines = case_table([record], {record["case"]: "-3.1%"})
     cells = [c.strip() for c in lines[2].split("  ") if c.strip()]
     assert cells == ["bert-Server-1g.10gb-accuracy", "failed VALID", "12.35 samples/s", "-3.1%",

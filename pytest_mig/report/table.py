@@ -37,7 +37,7 @@ def row(record: Mapping[str, Any], vs_baseline: str = "-") -> tuple[str, ...]:
     inter = figs.get("interference")
     interference = "-" if inter is None else f"{inter.value:.1%}"
     busy = figs.get("gpu_busy")
-    gpu_busy = "-" if busy is None else f"{busy.value:.0f}%" + (
+    gpu_busy = "-" if busy is None else f"{busy.value:.0%}" + (
         f" ({busy.labels['source']})" if busy.labels.get("source") else "")
     return (str(record.get("case", "?")), result, headline, vs_baseline, accuracy,
             interference, gpu_busy)
