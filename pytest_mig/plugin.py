@@ -280,8 +280,8 @@ def pytest_collection_finish(session) -> None:
     """How many cases were selected; none of several collected: say what ids look like."""
     config = session.config
     mig = config.stash.get(SESSION_KEY, None)
-    if (mig is None or hasattr(config, "workerinput") or not uses_suites(config)
-            or config.getoption("mig_shard") is not None):
+    if (mig is None or hasattr(config, "workerinput") or not uses_suites(config, mig.settings)
+            or mig.settings.shard is not None):
         return  # a shard the plan left empty still writes its run folder (the merge reads it)
     mig.selected_cases = sum(1 for item in session.items if _case_id(item))
     ids = getattr(mig, "collected_case_ids", [])
