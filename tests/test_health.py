@@ -77,3 +77,13 @@ def test_killed_by_signal_after_main_is_named():
 ])
 def test_stop_problem(code, must_zero, problem):
     assert stop_problem(bg(stopped_by_us=True, exit_code=code), must_zero) == problem
+
+
+def test_a_sigkill_death_names_the_oom_killer():
+    from pytest_mig.orchestration.health import describe_death
+    assert describe_death(3) == "exited with code 3"
+    assert describe_death(-11) == "killed by SIGSEGV"
+    assert describe_death(-9).startswith("killed by SIGKILL (likely the OOM killer, or a kill -9")
+    assert describe_death(-9, "Out of memory: Killed process 42 (python)") == (
+        "killed by SIGKILL (the OOM killer: kernel log: Out of memory: Killed process 42 "
+        "(python))")

@@ -38,6 +38,16 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def describe_death(code: int | None, oom: str = "") -> str:
+    """How a main ended, for its failure: `exited with code 3`, `killed by SIGSEGV`, and for
+    SIGKILL the likely cause (`oom`: the kernel's OOM record of it, when one was readable)."""
+    if code is not None and code == -signal.SIGKILL:
+        return ("killed by SIGKILL (" + (f"the OOM killer: kernel log: {oom}" if oom else
+                "likely the OOM killer, or a kill -9 from outside; no OOM record of it was "
+                "readable in the kernel log") + ")")
+    return describe_exit(code).replace("exit code", "exited with code", 1)
+
+
 def ended_by(f: Finished) -> str:
     if f.exit_code is None:
         return ""

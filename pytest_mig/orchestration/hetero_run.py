@@ -12,6 +12,7 @@ untrusted: `interference` is None and `interference_untrusted` holds the figure 
 """
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pytest_mig.harness.base import Harness
-from pytest_mig.orchestration.health import check_health
+from pytest_mig.orchestration.health import check_health, describe_death
 from pytest_mig.orchestration.liveness import LivenessWatch
-from pytest_mig.orchestration.process import Workload, child_env, stop_workloads
+from pytest_mig.orchestration.process import (Workload, child_env, oom_record,
+                                              stop_workloads)
 from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
 from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
 from pytest_mig.results.window import window_in_dir
@@ -338,7 +340,8 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
                               + (f"{main.stuck}" if main.stuck else "stopped")
                               + f". log: {spec.log_path}")
     if code != 0:
-        raise WorkloadFailure(f"main {case.benchmark} {case.scenario} exited with code {code}; "
+        raise WorkloadFailure(f"main {case.benchmark} {case.scenario} "
+                              f"{describe_death(code, _oom(code, main))}; "
                               f"log: {spec.log_path}\n--- last lines ---\n{main.tail_text()}")
     out.result = harness.collect(main_work, out.main, spec.result_dir)
     if out.result.harness_path.get("decode_line"):  # the LLM's decode and its roofline figure
@@ -346,6 +349,11 @@ def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, tes
 
 
 OVERDUE_S = 15.0  # past a background's planned end: at least this long before it is stopped
+
+
+def _oom(code: int | None, w: Workload) -> str:
+    """The kernel's OOM record of a SIGKILLed workload, where readable."""
+    return oom_record(w.pid) if code == -signal.SIGKILL and w.pid else ""
 
 
 def _await_backgrounds_end(bgs, case: Case, settings: HeteroSettings, out: HeteroOutcome,
@@ -415,7 +423,8 @@ def _run_isolated(main_work: WorkSpec, slot: Slot, harness: Harness, test_dir: P
                                              "(simulated GPU)")
         w.stop(grace=settings.stop_grace_s)
     if code != 0:
-        raise WorkloadFailure(f"isolated baseline run exited with code {code}; log: {spec.log_path}"
+        raise WorkloadFailure(f"isolated baseline run {describe_death(code, _oom(code, w))}; "
+                              f"log: {spec.log_path}"
                               f"\n--- last lines ---\n{w.tail_text()}")
     return harness.collect(work, w.finished(), spec.result_dir)
 

@@ -535,6 +535,39 @@ def signal_all(sig: int) -> int:
     return len(live)
 
 
+def oom_record(pid: int, timeout_s: float = 0.5) -> str:
+    """The kernel's OOM-kill record of `pid` read from /dev/kmsg ('' when there is none or the
+    log cannot be read); bounded by `timeout_s` whatever the device does."""
+    found: list[str] = []
+
+    def scan() -> None:
+        try:
+            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            for _ in range(100000):
+                try:
+                    rec = os.read(fd, 8192)
+                except BlockingIOError:
+                    break
+                except OSError:  # EPIPE: a record overwritten while we read
+                    continue
+                if not rec:
+                    break
+                text = rec.decode("utf-8", "replace").split(";", 1)[-1].strip()
+                if f"Killed process {pid} " in text or (
+                        "oom-kill" in text and f",pid={pid}," in text + ","):
+                    found.append(printable(text[:300]))
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=scan, name="mig-oom-record", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return next((f for f in reversed(found) if "Killed process" in f), found[-1] if found else "")
+
+
 _STATE_WORDS = {
     "D": "D: stuck in the kernel or driver (uninterruptible sleep)",
     "T": "T: stopped (SIGSTOP or a job-control signal)",

@@ -92,8 +92,8 @@ class HeteroRunner:
     def run(self, case: Case) -> hetero_mod.HeteroOutcome:
         requested = case.background_requested or case.background
         case = self._effective(case)
-        cut = background_cut(requested, case.background, case.benchmark,
-                             len(self.slot.background))
+        # The count the collection-time warning gives too: the backgrounds that fit.
+        cut = background_cut(requested, case.background, case.benchmark, len(case.background))
         if cut:  # never silent: a case property, a warning, a line in the record
             self.request.node.user_properties.append(("mig_background_cut", cut))
             warnings.warn(pytest.PytestWarning(f"pytest-mig: {case.id}: {cut}"), stacklevel=2)

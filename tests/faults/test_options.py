@@ -80,6 +80,8 @@ def test_a_background_cut_is_a_warning_and_a_case_property(project):
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines(["*pytest-mig: resnet50: background cut to 2 of 3: rnnt not run "
                             "(only 2 free slot(s) beside the main)*"])
+    import re  # one free-slot count, in the collection warning and the case's alike
+    assert set(re.findall(r"only (\d+) free slot", r.stdout.str())) == {"2"}, r.stdout.str()
     junit = (project.path / "junit.xml").read_text()
     assert 'name="mig_background_cut" value="background cut to 2 of 3' in junit
     assert "background cut to 2 of 3" in " ".join(project.records()[FAULTY]["warnings"])

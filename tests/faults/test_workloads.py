@@ -85,6 +85,13 @@ def test_main_crashes(project):
     assert_logs_kept(project.run_dir(), FAULTY_DIR, ("main", *BGS))
 
 
+def test_a_main_killed_by_sigkill_is_named_so_with_the_oom_killer_as_likely_cause(project):
+    r = project.run({"cases": {"resnet50": {"main": "sigkill_self"}}})
+    only_faulty_failed(project, r, ["*main resnet50 Offline killed by SIGKILL (*OOM killer*"],
+                       "killed by SIGKILL (")
+    assert "exited with code -9" not in r.stdout.str()
+
+
 def test_main_prints_no_summary(project):
     r = project.run({"cases": {"resnet50": {"main": "no_summary"}}})
     rec = only_faulty_failed(project, r, [

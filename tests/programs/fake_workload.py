@@ -17,6 +17,7 @@ GPU neighbour during an isolated baseline looks like to NVML's process list) |
 escape (double-forks a setsid grandchild that ignores SIGTERM, then runs normally) |
 escape_clean (the same with a clean environment, as sudo or systemd-run give: no marker; it
 keeps the workload's stdout) |
+sigkill_self (ready, then SIGKILLs itself, as the OOM killer would) |
 ansi_crash (prints terminal escapes, NULs and a clear-screen, then exits 3 before ready).
 `"metric": "nan"` replaces the headline value of every summary written.
 
@@ -124,6 +125,9 @@ def main() -> int:
         time.sleep(3600)
         return 0
     print("[fake] Starting running actual test.", flush=True)
+    if how == "sigkill_self":
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
     if how == "crash_after_ready":
         time.sleep(0.3)
         print("[fake] segmentation fault (simulated)", flush=True)
