@@ -36,7 +36,7 @@ from pytest_mig.orchestration.process import (RUN_MARKER, announce_with,
                                               reap_dead_runs, set_guardian_note, stop_all,
                                               take_escaped, uninstall_signal_handlers,
                                               use_run_key)
-from pytest_mig.report.header import SIMULATED_BANNER, header_lines, run_header
+from pytest_mig.report.header import header_lines, run_header, simulated_banner
 from pytest_mig.surface.report_hooks import ReportPlugin, write_failed
 from pytest_mig.report.records import (collect_results, failure_record, outcome_record,
                                        write_record)
@@ -216,7 +216,7 @@ def pytest_sessionstart(session) -> None:
             raise pytest.UsageError(str(exc)) from None
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if simulated and tr is not None and (tr.verbosity < 0 or tr.no_header):
-        tr.write_line(SIMULATED_BANNER, yellow=True, bold=True)
+        tr.write_line(simulated_banner(mig.settings.harness), yellow=True, bold=True)
 
 
 def _write_run_json(config, mig: MigSession) -> None:

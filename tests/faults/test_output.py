@@ -35,6 +35,9 @@ def test_banner_whatever_the_verbosity_run_json_from_the_first_case(project, fla
     assert r.ret == 0, r.stdout.str()[-2000:]
     r.stdout.fnmatch_lines(["*SIMULATED GPU: no hardware is used*"])
     assert r.stdout.str().count("SIMULATED GPU") == 1
+    # It names the harness in use (--harness=command here), not the built-in one.
+    r.stdout.fnmatch_lines(["*CPU timings of your --mig-command program, not GPU results*"])
+    assert "built-in harness" not in r.stdout.str()
     # Collecting opens no GPU backend and a collect-only run leaves no run folder...
     assert project.run_dirs() == []
     if flags != ("-q",):
