@@ -111,6 +111,7 @@ class Comparison:
     spread_pct: float | None = None  # (max - min) / median of the baseline runs, median mode
     threshold_pct: float | None = None
     regressed: bool = False
+    baseline_problem: str = ""  # the baseline run(s) had this metric, but none usable
 
     @property
     def change_pct(self) -> float | None:
@@ -128,6 +129,9 @@ class Comparison:
     def verdict(self) -> str:
         if not usable(self.value):
             return f"INVALID value ({self.value!r})" if self.regressed else "invalid value"
+        if self.baseline_problem:
+            return (f"INVALID baseline ({self.baseline_problem})" if self.regressed
+                    else f"invalid baseline ({self.baseline_problem})")
         if self.baseline is None:
             return "no baseline"
         if self.regressed:
@@ -217,6 +221,28 @@ class Baselines:
         spread = (max(last) - min(last)) / abs(mid) * 100.0 if mid else None
         return mid, len(last), spread
 
+    def unusable(self, entry: HistoryEntry, kind: str, metric: str) -> str:
+        """Why the baseline a --mig-compare=PATH names gives no usable value for this metric
+        of `entry`'s case ('' when it gives one, or has none): NaN (null once written),
+        infinite, zero or negative there. (Within history, 'last' and 'median' skip such runs
+        for earlier usable ones, as a first run has no baseline.)"""
+        if self.spec.mode != "path":
+            return ""
+        published = self.published.lookup(entry) if self.published else None
+        entries = [published] if published else self.by_key.get(entry.key, [])
+        bad = []
+        for e in entries:
+            v = _value_of(e, kind, metric)
+            if v is not None and usable(v):
+                return ""
+            if v is not None:
+                bad.append(repr(v))
+            elif kind in ("throughput", "latency", "metric") and e.metric == metric:
+                bad.append("null (NaN or infinite when measured)")
+        if not bad:
+            return ""
+        return f"{', '.join(sorted(set(bad)))} in {self.spec.describe()}: not a number to compare with"
+
     def compare(self, entry: HistoryEntry, thresholds: dict[str, float]) -> list[Comparison]:
         out = []
         for metric, kind, better, value in _metrics(entry, thresholds):
@@ -226,7 +252,13 @@ class Baselines:
                            baseline=base, baseline_runs=runs, spread_pct=spread,
                            threshold_pct=threshold)
             change = c.change_pct
-            if threshold is not None and not usable(value):
+            if base is None:
+                # A NaN, infinite, zero or negative baseline would turn the gate off unsaid:
+                # the comparison says so, and a gated one fails.
+                c.baseline_problem = self.unusable(entry, kind, metric)
+            if threshold is not None and c.baseline_problem:
+                c.regressed = True
+            elif threshold is not None and not usable(value):
                 c.regressed = True  # a NaN or non-positive value is never "ok"
             elif threshold is not None and change is not None:
                 worse = -change if better == HIGHER else change

@@ -62,6 +62,18 @@ def test_an_unusable_value_never_passes_the_gate(bad):
     assert c.regressed and c.verdict().startswith("INVALID value")
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 0.0, -5.0, None])
+def test_an_unusable_baseline_fails_a_gated_comparison_saying_so(bad):
+    # A NaN/inf/0/negative baseline named by --mig-compare=PATH (None: what a NaN becomes in
+    # results.json) must not turn the gate off without a word.
+    b = Baselines(CompareSpec("path"), [entry(bad)], current_run="now")
+    (c,) = b.compare(entry(100.0, "now"), {"throughput": 5.0})
+    assert c.regressed and c.verdict().startswith("INVALID baseline ("), c.verdict()
+    assert "not a number to compare with" in c.verdict()
+    (c,) = b.compare(entry(100.0, "now"), {})  # report only: shown, not failed
+    assert not c.regressed and c.verdict().startswith("invalid baseline (")
+
+
 def test_non_finite_numbers_become_null_in_history():
     e = entry_from_record({"case": "c", "outcome": "passed",
                            "result": {"metric": METRIC, "value": math.nan,
