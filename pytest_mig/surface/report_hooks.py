@@ -64,7 +64,12 @@ def _options(config, settings: Settings) -> tuple[dict[str, float], Any, Path | 
 
 def write_failed(config, path: Path, exc: OSError) -> None:
     """A report file could not be written: one line now, the exit status at the end."""
-    line = write_problem(path, exc)
+    report_lost(config, write_problem(path, exc))
+
+
+def report_lost(config, line: str) -> None:
+    """Something of the reports was lost (`line` says what and why): the line now, at any
+    verbosity (-q included), and exit status 6 at the end."""
     mig = config.stash.get(SESSION_KEY, None)
     if mig is not None:
         mig.write_errors.append(line)
@@ -242,7 +247,7 @@ class ReportPlugin:
                 if n is not None:
                     self.written.append(f"history: {n} line(s) appended to {self.history_path}")
             except MigError as exc:  # a symlink or FIFO planted as history.jsonl
-                self.written.append(f"history NOT written: {exc}")
+                report_lost(self.config, f"pytest-mig: history NOT written: {exc}")
             if session.exitstatus == pytest.ExitCode.INTERRUPTED:
                 # A supervisor's SIGKILL may be seconds away: the data first, no picture.
                 self.written.append("trend not drawn: the run was interrupted (the data is in "
@@ -320,7 +325,7 @@ class ReportPlugin:
                 dest = allure_env.copy_history(self.allure_history, alluredir)
                 self.written.append(f"allure history copied to {dest}")
             except MigError as exc:
-                self.written.append(f"allure history NOT copied: {exc}")
+                report_lost(self.config, f"pytest-mig: allure history NOT copied: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.is_worker:

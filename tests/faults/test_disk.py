@@ -61,3 +61,14 @@ def test_a_report_that_cannot_be_written_is_one_line_and_exit_6(project):
     assert len(list(run.glob("test_*/record.json"))) == 2  # earlier files kept
     assert (run / "index.html").exists() and (run / "run.json").exists()
     assert not list(run.glob(".*.tmp")) and not list(run.glob(".results.json.*"))
+
+
+def test_history_not_written_is_a_line_and_exit_6_even_under_q(project):
+    # A report part that is lost is never silent: under -q too, with exit status 6.
+    project.reports.mkdir()
+    (project.reports / "history.jsonl").symlink_to(project.path / "elsewhere.jsonl")
+    r = project.run({}, "-q")
+    assert r.ret == REPORT_INCOMPLETE, r.stdout.str()[-3000:]
+    r.stdout.fnmatch_lines(["pytest-mig: history NOT written: *history.jsonl: refused to append: "
+                            "it is a symlink*"])
+    assert not (project.path / "elsewhere.jsonl").exists()
