@@ -130,6 +130,9 @@ class HeteroRunner:
                 _warn(out, host_bound)
         finally:
             say.done()
+            for f in ([out.main] if out.main else []) + list(out.backgrounds):
+                if f.log_error:  # a log cut short (disk full, file-size limit): never silent
+                    _warn(out, f"{f.name}: log cut short: {f.log_error}")
             _record_properties(self.request.node, out, self.session)
             allure_report.describe(self.request.config, out, self.session, slot=self.slot)
         return out

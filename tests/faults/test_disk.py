@@ -72,3 +72,22 @@ def test_history_not_written_is_a_line_and_exit_6_even_under_q(project):
     r.stdout.fnmatch_lines(["pytest-mig: history NOT written: *history.jsonl: refused to append: "
                             "it is a symlink*"])
     assert not (project.path / "elsewhere.jsonl").exists()
+
+
+def _limit_file_size_200k() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+
+def test_a_log_cut_short_is_a_warning_on_the_case_and_in_results_json(project):
+    # Each workload prints 300 KiB; the kernel refuses the log past 200 kB. The case still
+    # measures (readiness comes from the pipe), and the cut log is never silent.
+    project.set_script({"noise_kb": 300})
+    r = subprocess.run([sys.executable, "-m", "pytest", *project.args("--mig-sample-interval=0")],
+                       cwd=project.path, capture_output=True, text=True, timeout=240,
+                       preexec_fn=_limit_file_size_200k)
+    out = r.stdout + r.stderr
+    assert "log cut short:" in out and "File too large" in out, out[-3000:]
+    rec = project.records()["resnet50-Offline-1g.10gb-performance"]
+    cut = [w for w in rec["warnings"] if "log cut short" in w]
+    assert any(w.startswith("bg1-bert: log cut short: ") and "bg1-bert.log: File too large" in w
+               for w in cut), rec["warnings"]

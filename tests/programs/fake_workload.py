@@ -19,7 +19,8 @@ escape_clean (the same with a clean environment, as sudo or systemd-run give: no
 keeps the workload's stdout) |
 sigkill_self (ready, then SIGKILLs itself, as the OOM killer would) |
 ansi_crash (prints terminal escapes, NULs and a clear-screen, then exits 3 before ready).
-`"metric": "nan"` replaces the headline value of every summary written.
+`"metric": "nan"` replaces the headline value of every summary written; `"noise_kb": N`
+prints N KiB of noise first.
 
 The script maps a workload name (bg1-bert), its prefix (bg1) or its role to a behaviour;
 `"cases": {"resnet50": {...}}` scopes entries to the case whose test directory holds that
@@ -100,6 +101,8 @@ def main() -> int:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for i in range(a.noise_lines):
         print(f"[fake] warming up {i}", flush=True)
+    for _ in range(int(script.get("noise_kb", 0))):  # a big log (file-size limit tests)
+        print("[fake] noise " + "x" * 1010, flush=True)
     if how == "crash_before_ready":
         print("[fake] fatal: cannot open engine", flush=True)
         return 7
