@@ -126,7 +126,7 @@ class HeteroRunner:
             for text in unread_slices(out.slices):  # never silent, as above
                 _warn(out, text)
             host_bound = busy_warning(out.gpu_busy, s.min_busy_pct)
-            if host_bound:  # --mig-require-busy fails it in report/hooks.py (a passed case)
+            if host_bound:  # --mig-require-busy fails it in surface/report_hooks.py (a passed case)
                 _warn(out, host_bound)
         finally:
             say.done()
