@@ -284,6 +284,12 @@ def _progress(request, test_dir, case_id: str = ""):
     return say
 
 
+def _warn(out: hetero_mod.HeteroOutcome, text: str) -> None:
+    """A case warning: in the record (`warnings`) and pytest's warnings summary."""
+    out.warnings.append(text)
+    warnings.warn(pytest.PytestWarning(f"pytest-mig: {out.case.id}: {text}"), stacklevel=3)
+
+
 def _record_properties(node, out: hetero_mod.HeteroOutcome, session: MigSession) -> None:
     """JUnit <property> entries (report/junit.py): figures as numbers, units apart."""
     record = outcome_record(out, "", "", node.nodeid)
