@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("results", ["results.*"]),
     ("gpu", ["gpu.*"]),
     ("bottom", ["", "types", "errors", "io", "datadir", "yamlload", "yamlpos", "redact",
-                "runid", "workload_contract", "cpu_native"]),
+                "runid", "workload_contract", "mlperf_names", "cpu_native"]),
 ]
 ISOLATED = {"hook objects"}  # each registered on its own: they share what lies below them
 PROGRAM = "workload"  # run as `python -m pytest_mig.workload`, never imported by the plugin

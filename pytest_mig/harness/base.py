@@ -8,6 +8,7 @@ from typing import Protocol
 
 from pytest_mig.errors import MigError, ResultParseError
 from pytest_mig.io import UnsafeFile, read_text
+from pytest_mig.mlperf_names import ACCURACY_FILE, DETAIL_FILE, SUMMARY_FILE
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.summary import parse_summary, token_throughput
 from pytest_mig.types import ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition, WorkSpec
@@ -44,8 +45,8 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
     """Read LoadGen's summary (and accuracy output in accuracy mode) from `result_dir`."""
     res = BenchmarkResult(benchmark=work.benchmark, scenario=work.scenario, mode=work.mode,
                           result_dir=result_dir)
-    summary_path = result_dir / "mlperf_log_summary.txt"
-    detail_path = result_dir / "mlperf_log_detail.txt"
+    summary_path = result_dir / SUMMARY_FILE
+    detail_path = result_dir / DETAIL_FILE
     if detail_path.exists():
         res.files["detail"] = detail_path
     if summary_path.exists():
@@ -62,7 +63,7 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
     if work.mode == ACCURACY:
         pass  # LoadGen's AccuracyOnly summary holds only warning/error counts: no verdict
     elif not summary_path.exists():
-        res.errors.append(f"no mlperf_log_summary.txt in {result_dir}")
+        res.errors.append(f"no {SUMMARY_FILE} in {result_dir}")
     else:
         try:
             s = parse_summary(summary_path)
@@ -81,9 +82,9 @@ def collect_loadgen_outputs(work: WorkSpec, result_dir: Path) -> BenchmarkResult
                 res.invalid_reasons.insert(0, f"metric is {bad}: {s.headline_name} = "
                                               f"{s.headline_value!r} is not a measurement")
     if work.mode == ACCURACY:
-        acc_path = result_dir / "accuracy.txt"
+        acc_path = result_dir / ACCURACY_FILE
         if not acc_path.exists():
-            res.errors.append(f"accuracy mode but no accuracy.txt in {result_dir}")
+            res.errors.append(f"accuracy mode but no {ACCURACY_FILE} in {result_dir}")
         else:
             res.files["accuracy"] = acc_path
             try:

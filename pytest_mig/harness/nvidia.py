@@ -19,7 +19,7 @@ from pytest_mig.errors import HarnessError, did_you_mean
 from pytest_mig.harness.base import READY_PATTERN, collect_loadgen_outputs
 from pytest_mig.harness.nvidia_logs import (MTIME_SLACK_S, apply_audits, describe_missing,
                                             find_audit_files, find_run_logs)
-from pytest_mig.results.accuracy import normalize_benchmark
+from pytest_mig.mlperf_names import normalize_benchmark
 from pytest_mig.types import (ACCURACY, BenchmarkResult, Finished, LaunchSpec, Partition,
                               WorkSpec)
 

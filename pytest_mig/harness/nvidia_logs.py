@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_mig.errors import ResultParseError
+from pytest_mig.mlperf_names import LOADGEN_FILES, SUMMARY_FILE
 from pytest_mig.results.audit import TEST_NAME, parse_audit
 from pytest_mig.results.folders import RUN_DIR, benchmark_matches, effective_scenario, prefer_variant
 from pytest_mig.types import BenchmarkResult
 
-LOADGEN_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt")
 # Which verdict files each audit leaves behind.
 AUDIT_KINDS = {"TEST01": ("accuracy", "performance"), "TEST04": ("performance",),
                "TEST05": ("performance",)}
@@ -80,7 +80,7 @@ def describe_missing(log_dir: Path, benchmark: str, scenario: str) -> str:
     others = sorted(str(f.parent.relative_to(log_dir)) for f in log_dir.rglob(LOADGEN_FILES[0]))
     if others:
         return where + "; found instead: " + ", ".join(others[:5])
-    return where + f"; {log_dir} holds no mlperf_log_summary.txt at all"
+    return where + f"; {log_dir} holds no {SUMMARY_FILE} at all"
 
 
 def find_audit_files(roots: list[Path], benchmark: str, scenario: str, test: str,

@@ -18,6 +18,7 @@ from allure_commons.utils import uuid4
 
 from pytest_mig.errors import ResultParseError
 from pytest_mig.io import UnsafeFile, read_bytes, read_tail
+from pytest_mig.mlperf_names import ACCURACY_FILE, SUMMARY_FILE
 from pytest_mig.redact import mask_argv
 from pytest_mig.report.busy import busy_text
 from pytest_mig.report.slices_text import aggregate_label, slices_table
@@ -64,11 +65,11 @@ def describe(config, out, session, slot=None) -> None:
     emit_steps(config, out)
     r = out.result
     if r is not None:
-        _attach_file(allure, r.files.get("summary"), "mlperf_log_summary.txt")
+        _attach_file(allure, r.files.get("summary"), SUMMARY_FILE)
         if r.files.get("detail"):
             allure.attach(detail_excerpt(Path(r.files["detail"])), name="detail excerpt",
                           attachment_type=allure.attachment_type.TEXT)
-        _attach_file(allure, r.files.get("accuracy"), "accuracy.txt")
+        _attach_file(allure, r.files.get("accuracy"), ACCURACY_FILE)
     if getattr(out, "slices", None) is not None:
         allure.attach(slices_table(out.slices), name="slices and aggregate",
                       attachment_type=allure.attachment_type.TEXT)

@@ -24,13 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_mig.errors import ConfigError, ResultParseError
+from pytest_mig.mlperf_names import ACCURACY_FILE, SUMMARY_FILE
 from pytest_mig.report.history import HistoryEntry
 from pytest_mig.results.accuracy import parse_accuracy
 from pytest_mig.results.audit import AuditVerdict, parse_audit
 from pytest_mig.results.folders import RunFolder, benchmark_matches, prefer_variant, submission_runs, variant_name
 from pytest_mig.results.summary import parse_summary
 
-SUMMARY = "mlperf_log_summary.txt"
 
 
 def metric_kind(name: str) -> str:
@@ -96,7 +96,7 @@ class PublishedBaselines:
                             benchmark=run.benchmark_dir, scenario=run.scenario)
         if run.performance is not None:
             try:
-                summary = parse_summary(run.performance / SUMMARY)
+                summary = parse_summary(run.performance / SUMMARY_FILE)
             except ResultParseError:
                 summary = None
             if summary is not None and summary.valid:
@@ -105,9 +105,9 @@ class PublishedBaselines:
                     metric = entry.metric  # same quantity under this LoadGen's name
                 base = replace(base, metric=metric, value=summary.headline_value,
                                p99_ns=summary.latencies_ns.get("p99"), latencies_ns=dict(summary.latencies_ns))
-        if run.accuracy is not None and (run.accuracy / "accuracy.txt").is_file():
+        if run.accuracy is not None and (run.accuracy / ACCURACY_FILE).is_file():
             try:
-                acc = parse_accuracy(run.accuracy / "accuracy.txt", run.benchmark_dir)
+                acc = parse_accuracy(run.accuracy / ACCURACY_FILE, run.benchmark_dir)
                 base = replace(base, accuracy_metric=acc.metric, accuracy=acc.value)
             except ResultParseError:
                 pass

@@ -9,7 +9,7 @@ One `_Format` per benchmark holds the line's regex and its renderer side by side
   quoted, sometimes spread over lines): `key` formats read every `'name': number` pair of
   the file, the last of each name winning.
 - A `hash=<hex>` that a submission tool glued to the end of a line is not part of it.
-- Submitters' folder names are mapped by `normalize_benchmark` (`resnet`, `ssd-small`,
+- Submitters' folder names are mapped by `normalize_benchmark` (mlperf_names.py: `resnet`, `ssd-small`,
   `llama3_1-8b`, `-99`/`-99.9`/`-interactive` suffixes).
 - A benchmark the formats do not know (open-division names such as `llama3_1-70b-fp8_dyn`,
   `efficientnet-*`) is read, with an `AccuracyWarning`, by metric names from the standard
@@ -31,19 +31,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from pytest_mig.errors import ResultParseError, did_you_mean
+from pytest_mig.mlperf_names import normalize_benchmark
 from pytest_mig.results.summary import load_text
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-SUFFIX = re.compile(r"(?:-interactive)?(?:-99(?:\.9)?)?$")
 HASH_SUFFIX = re.compile(r"hash=[0-9a-f]+$")
 NEVER = re.compile(r"(?!x)x")  # the line pattern of formats read only as a whole text
 # '<name>': <number> pairs of a printed Python dict or JSON object ('38.73' quoted too).
 PAIR = re.compile(rf"""['"](?P<key>[A-Za-z_][\w\-]*)['"]\s*:\s*['"]?(?P<value>{NUM})['"]?(?=\s*[,}}\n]|$)""")
-# Folder names submitters use for the same benchmark (v0.5 names, LLM spellings, edge variants).
-ALIASES = {"resnet": "resnet50", "ssd-small": "ssd-mobilenet", "ssd-large": "ssd-resnet34",
-           "llama3_1-405b": "llama3.1-405b", "llama3_1-8b": "llama3.1-8b", "llama3.1-8b-edge": "llama3.1-8b",
-           "llama3_1-8b-edge": "llama3.1-8b", "sdxl": "stable-diffusion-xl", "yolo-95": "yolo",
-           "wan22-a14b": "wan-2.2-t2v-a14b", "q3vl": "qwen3-vl-235b-a22b"}
 # Printed as integers by the LLM scripts.
 COUNT_KEYS = frozenset({"gen_len", "gen_num", "gen_tok_len", "num-samples", "good", "total", "queries"})
 
@@ -313,12 +308,6 @@ FORMATS: dict[str, _Format] = {
 ACCURACY_METRICS: dict[str, str] = {name: fmt.metric for name, fmt in FORMATS.items()}
 # Fields format_accuracy() needs for each benchmark, besides the metric value itself.
 ACCURACY_FIELDS: dict[str, tuple[str, ...]] = {name: fmt.needs for name, fmt in FORMATS.items()}
-
-
-def normalize_benchmark(benchmark: str) -> str:
-    """'BERT-99' -> 'bert', 'dlrm-99.9' -> 'dlrm', 'resnet' -> 'resnet50', 'llama3_1-8b' -> 'llama3.1-8b'."""
-    name = SUFFIX.sub("", benchmark.strip().lower())
-    return ALIASES.get(name, name)
 
 
 def _format_for(benchmark: str, where: str) -> tuple[str, _Format]:

@@ -19,9 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_mig.results.accuracy import normalize_benchmark
-
-LOADGEN_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt")
+from pytest_mig.mlperf_names import ACCURACY_FILE, SUMMARY_FILE, normalize_benchmark
 RUN_DIR = re.compile(r"^run_\d+$")
 TEST_DIR = re.compile(r"^TEST\d\d", re.IGNORECASE)
 
@@ -75,7 +73,7 @@ def submission_runs(root: Path) -> list[RunFolder]:
     """Every results/<system>/<benchmark>/<scenario> under `root` (root may be the system folder itself)."""
     found: dict[tuple[str, str, str], dict] = {}
     direct: dict[tuple[str, str, str], Path] = {}  # summaries right under performance/ (no run_N)
-    for summary in sorted(root.rglob("mlperf_log_summary.txt")):
+    for summary in sorted(root.rglob(SUMMARY_FILE)):
         rel = summary.relative_to(root).parts[:-1]
         if "compliance" in rel or any(TEST_DIR.match(p) for p in rel):
             continue
@@ -94,7 +92,7 @@ def submission_runs(root: Path) -> list[RunFolder]:
         found.setdefault(key, {"performance": None, "accuracy": None})
         if found[key]["performance"] is None:
             found[key]["performance"] = folder
-    for acc in sorted(root.rglob("accuracy.txt")):
+    for acc in sorted(root.rglob(ACCURACY_FILE)):
         rel = acc.relative_to(root).parts[:-1]
         if len(rel) >= 3 and rel[-1] == "accuracy" and not any(TEST_DIR.match(p) for p in rel):
             found.setdefault(_key(root, rel, len(rel) - 2), {"performance": None, "accuracy": None})

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from pytest_mig.io import write_atomic
+from pytest_mig.mlperf_names import DETAIL_FILE, SUMMARY_FILE
 from pytest_mig.workload_contract import PATH_RECORD
 
 from . import roofline, scoring, serving, sut
@@ -290,8 +291,8 @@ def run(cfg):
     sut.say(f"test finished in {test_s:.2f}s; logs in {log_dir}")
     sut.say(record["decode_line"])
     outcome = sut.RunOutcome(log_dir=log_dir, settings=shown, test_s=test_s,
-                             files={"summary": log_dir / "mlperf_log_summary.txt",
-                                    "detail": log_dir / "mlperf_log_detail.txt",
+                             files={"summary": log_dir / SUMMARY_FILE,
+                                    "detail": log_dir / DETAIL_FILE,
                                     "accuracy_log": log_dir / scoring.ACCURACY_LOG})
     if cfg.mode == "accuracy":
         del tokens_sut, engine  # the reference's fp32 cache needs the room

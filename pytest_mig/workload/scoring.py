@@ -15,11 +15,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from pytest_mig.io import write_atomic
+from pytest_mig.mlperf_names import ACCURACY_FILE, ACCURACY_LOG
 
 from .models import canonical_benchmark, decode_output
 from .models.rnnt import transcript
 
-ACCURACY_LOG = "mlperf_log_accuracy.json"
 METRICS = {"resnet50": "accuracy", "ssd-resnet34": "mAP", "ssd-mobilenet": "mAP", "bert": "F1",
            "rnnt": "accuracy", "dlrm": "AUC", "3d-unet": "mean", "retinanet": "mAP",
            "llama3.1-8b": "rouge1"}
@@ -327,7 +327,7 @@ def write_accuracy(log_dir: Path, result: AccuracyResult) -> tuple[Path, Path]:
     """accuracy.txt in the real script's format plus hash line, and machine-readable accuracy.json."""
     log_dir = Path(log_dir)
     line = format_accuracy_line(result.benchmark, result.fields)
-    text_path, json_path = log_dir / "accuracy.txt", log_dir / "accuracy.json"
+    text_path, json_path = log_dir / ACCURACY_FILE, log_dir / "accuracy.json"
     write_atomic(text_path, f"{line}\nhash={file_sha256(log_dir / ACCURACY_LOG)}\n", mode=0o666, fsync=False)
     payload = {"benchmark": result.benchmark, "metric": result.metric, "value": result.value,
                "reference": result.reference, "fields": result.fields}

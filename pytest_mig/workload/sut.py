@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from pytest_mig.io import atomic_path, write_atomic
+from pytest_mig.mlperf_names import DETAIL_FILE, SUMMARY_FILE
 from pytest_mig.workload_contract import PATH_RECORD
 
 from . import accel, compiled, duration, scoring
@@ -474,8 +475,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     lg.DestroySUT(sut)
     say(f"test finished in {test_s:.2f}s; logs in {log_dir}")
     outcome = RunOutcome(log_dir=log_dir, settings=prep.shown, test_s=test_s,
-                         files={"summary": log_dir / "mlperf_log_summary.txt",
-                                "detail": log_dir / "mlperf_log_detail.txt",
+                         files={"summary": log_dir / SUMMARY_FILE, "detail": log_dir / DETAIL_FILE,
                                 "accuracy_log": log_dir / scoring.ACCURACY_LOG})
     phases = {**prep.seconds, "test": round(test_s, 3)}
     if cfg.mode == "accuracy":
@@ -503,7 +503,7 @@ def _record_actual(log_dir: Path, path: dict[str, Any], phases: dict[str, float]
 
 def _publish(run_dir: Path, log_dir: Path) -> None:
     """Copy a finished test's summary and detail log to the top of the log dir (atomically)."""
-    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+    for name in (SUMMARY_FILE, DETAIL_FILE):
         src = run_dir / name
         if src.exists():
             with atomic_path(log_dir / name, mode=0o666, fsync=False) as tmp:

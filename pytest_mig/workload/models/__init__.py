@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytest_mig.mlperf_names import normalize_benchmark
+
 from ..datasets import SampleLoader
 from .bert import BERT
 from .common import Family
@@ -38,12 +40,9 @@ class Built(NamedTuple):
 
 
 def canonical_benchmark(name: str) -> str:
-    """'bert-99.9' -> 'bert'; raises ValueError for names no family knows."""
-    base = name
-    for suffix in ACCURACY_SUFFIXES:
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-            break
+    """'bert-99.9' -> 'bert' (mlperf_names.normalize_benchmark); ValueError for names no
+    family knows."""
+    base = normalize_benchmark(name)
     if base not in FAMILIES:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)} "
                          f"(optionally with {' or '.join(ACCURACY_SUFFIXES)})")
