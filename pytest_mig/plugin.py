@@ -42,6 +42,7 @@ from pytest_mig.report.records import (collect_results, failure_record, outcome_
                                        write_record)
 from pytest_mig.runid import new_run_id
 from pytest_mig.run.state import MigSession
+from pytest_mig.harness.registry import built_in
 from pytest_mig.run.settings import MLPERF_BOOLEAN, MLPERF_FLAGS, Settings
 
 # The suites' shared test body asserts as a test module does (pytest's assertion messages).
@@ -52,6 +53,11 @@ MARKERS = {
     "accuracy": "a pytest-mig case run in LoadGen AccuracyOnly mode",
     "mig": "a heterogeneous MIG case generated from a suite.yaml",
 }
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    from pytest_mig.surface import hookspecs
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser) -> None:
@@ -69,7 +75,10 @@ def _settings(config) -> Settings:
         if value:
             opts[key] = "1" if key in MLPERF_BOOLEAN else value
     history = config.getoption("mig_allure_history")
+    harnesses = built_in()
+    config.hook.pytest_mig_register_harnesses(registry=harnesses)
     return Settings(
+        harnesses=harnesses,
         backend=config.getoption("mig_backend") or "auto",
         backend_named=bool(config.getoption("mig_backend")),
         cpu_pinning=config.getoption("mig_cpu_pinning"),

@@ -83,8 +83,9 @@ def test_settings_refuse(kwargs, message):
      "--mig-main-startup=0.0: must be a finite number of seconds > 0"),
     (options.parse_sim_gpus, "0", "--mig-sim-gpus=0: needs at least 1 GPU and at most 16"),
     (options.parse_sim_gpus, "17", "--mig-sim-gpus=17: needs at least 1 GPU and at most 16"),
-    (options.parse_harness, "comand", "--harness=comand: unknown harness (did you mean "
-                                      "'command'?); choose one of loadgen, nvidia, command"),
+    (options.parse_harness, "Bad name", "--harness=Bad name: not a harness name; use lowercase "
+                                        "letters, digits, '-' and '_' (built in: loadgen, "
+                                        "nvidia, command)"),
     (options.parse_partition, "mgi", "--partition=mgi: unknown partition kind (did you mean "
                                      "'mig'?)"),
     (options.parse_backend, "simulatd", "--mig-backend=simulatd: unknown backend (did you mean "
@@ -126,6 +127,8 @@ def test_manage_and_layout_need_mig_partitions(partition, flag, manage, layout):
     (["--mig-backend=nvml", "--mig-sim-gpus=2"], "--mig-sim-gpus applies to the simulated GPU"),
     (["--mig-main-timeout=nan"], "--mig-main-timeout=nan: must be a finite number"),
     (["--harness=loadgne"], "--harness=loadgne: unknown harness (did you mean 'loadgen'?)"),
+    (["--harness=comand"], "--harness=comand: unknown harness (did you mean 'command'?); "
+                           "choose one of loadgen, nvidia, command"),
 ])
 def test_conflicts_are_usage_errors_at_configure_time(project, args, message):
     assert message in usage_error(project, *args)

@@ -16,9 +16,11 @@ from pytest_mig.yamlload import LOADER, safe_load
 # Loaded only when a case runs, a comparison is asked for or --mig-manage/--mig-layout is
 # given. A run that surely simulates prints its SIMULATED banner without opening the simulator;
 # the backend opens (and run.json is written) at the first case or for the run header.
+# The harness registry (harness/__init__.py, harness/registry.py: names, no adapter) is read at
+# configure time; the adapters load with the first case.
 LAZY_MODULES = ("pytest_mig.gpu.manage", "pytest_mig.gpu.leases", "pytest_mig.gpu.backend",
                 "pytest_mig.gpu.sim", "pynvml", "pytest_mig.orchestration.hetero_run",
-                "pytest_mig.harness",
+                "pytest_mig.harness.base", "pytest_mig.harness.loadgen",
                 "pytest_mig.results", "pytest_mig.surface.case_runner", "pytest_mig.report.compare",
                 "pytest_mig.report.html", "torch", "mlperf_loadgen")
 

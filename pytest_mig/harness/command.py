@@ -1,8 +1,8 @@
 """The `command` backend: any program, from an argv template with {placeholders}.
 
 Options: `command` (argv template, whitespace separated, split before substitution so a
-value can never inject extra arguments), `ready` (regex, default NVIDIA's ready line),
-`result_glob` (where the summary lands, relative to the log dir; default LoadGen's names).
+value can never inject extra arguments), `ready` (regex, default NVIDIA's ready line).
+The program leaves LoadGen's files in {log_dir}.
 """
 from __future__ import annotations
 
@@ -17,7 +17,18 @@ FIELDS = ("benchmark", "scenario", "mode", "log_dir", "min_duration_ms", "min_qu
           "target_qps", "sample_count", "role", "name", "device")
 
 
-OPTIONS = ("command", "ready", "result_glob")
+OPTIONS = ("command", "ready")
+
+
+def check_options(options: dict[str, str]) -> None:
+    """HarnessError for a template that cannot run or an option this harness does not read."""
+    if options.get("command"):
+        check_template(options["command"])
+    unknown = sorted({k.split(".")[0] for k in options} - set(OPTIONS))
+    if unknown:
+        raise HarnessError(f"--mig-harness-opt {unknown[0]}=...: the command harness has no "
+                           f"option {unknown[0]!r}; it reads {', '.join(OPTIONS)} (put the "
+                           "program's own options in --mig-command)")
 
 
 def check_template(text: str) -> None:

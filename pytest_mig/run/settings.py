@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_mig.errors import ConfigError, GpuError, HarnessError
+from pytest_mig.harness.registry import HarnessRegistry, built_in
 
 if TYPE_CHECKING:  # parsed at parse time by options.py; loaded only by runs that use them
     from pytest_mig.plan.shard import ShardSpec
@@ -27,7 +28,6 @@ BACKENDS = ("auto", "nvml", "simulated")
 BACKGROUND_LIFETIMES = ("per-test", "session")
 PARTITIONS = ("auto", "mig", "mps", "none")
 CPU_PINNING = ("auto", "off")
-HARNESS_NAMES = ("loadgen", "nvidia", "command")  # pytest_mig.harness.HARNESSES
 # The --mlperf-* flags: harness option key -> the flag that sets it (its dest is the flag's
 # name with underscores). Boolean flags set the key to "1".
 MLPERF_FLAGS = {"mlperf_root": "--mlperf-root", "docker": "--mlperf-docker",
@@ -55,6 +55,8 @@ class Settings:
     run_profile: str | None = None
     harness: str = "loadgen"
     harness_options: dict[str, str] = field(default_factory=dict)
+    # The --harness values of this run: the built-ins and what conftests register.
+    harnesses: HarnessRegistry = field(default_factory=built_in, compare=False, repr=False)
     lenient: bool = False
     reports: Path = Path("reports")
     lease_timeout_s: float = 600.0
@@ -98,7 +100,10 @@ class Settings:
         self._check_conflicts()
 
     def _check_harness(self) -> None:
-        """The harness gets only options it reads (refused here, not at run time)."""
+        """The harness exists and gets only options it reads (refused here, not at run time).
+        What a flag feeds (--mig-command, --mlperf-*) is checked against --harness here;
+        each harness checks its own options (harness/registry.py)."""
+        entry = self.harnesses.entry(self.harness)
         keys = {k.split(".")[0] for k in self.harness_options}
         if self.harness == "command" and not self.harness_options.get("command", "").strip():
             raise ConfigError("--harness=command needs --mig-command, the program to run, e.g. "
@@ -106,23 +111,12 @@ class Settings:
         if self.harness != "command" and "command" in keys:
             raise ConfigError(f"--mig-command is for --harness=command, but the harness is "
                               f"{self.harness}; add --harness=command or drop --mig-command")
+        own = {k: v for k, v in self.harness_options.items()
+               if self.harness == "nvidia" or k.split(".")[0] not in NVIDIA_ONLY}
         try:
             # An adapter loads only when it has options to check: with the harness package
             # come the result parsers, which a start-up does not need otherwise (~40 ms).
-            if self.harness == "command":
-                from pytest_mig.harness.command import OPTIONS, check_template
-                check_template(self.harness_options["command"])
-                unknown = sorted(keys - set(OPTIONS) - set(NVIDIA_ONLY))
-                if unknown:
-                    raise ConfigError(f"--mig-harness-opt {unknown[0]}=...: the command harness "
-                                      f"has no option {unknown[0]!r}; it reads "
-                                      f"{', '.join(OPTIONS)} (put the program's own options in "
-                                      "--mig-command)")
-            elif self.harness == "loadgen" and (own := {
-                    k: v for k, v in self.harness_options.items()
-                    if k.split(".")[0] not in NVIDIA_ONLY and k != "command"}):
-                from pytest_mig.harness.loadgen import check_options
-                check_options(own)
+            entry.check_options(own)
         except HarnessError as exc:
             raise ConfigError(str(exc)) from None
         nvidia_only = sorted(keys & set(NVIDIA_ONLY))
@@ -131,7 +125,6 @@ class Settings:
             raise ConfigError(f"{flag} (harness option {nvidia_only[0]}) is for --harness=nvidia, "
                               f"but the harness is {self.harness}; add --harness=nvidia or drop "
                               f"{flag}")
-
 
     def _check_conflicts(self) -> None:
         """--mig-manage / --mig-layout against --partition: ConfigError naming both, the fix."""

@@ -33,8 +33,8 @@ def mig_topology(mig_session):
 
 @pytest.fixture(scope="session")
 def mig_harness(mig_session):
-    from pytest_mig.harness import get_harness  # case time only: see the rules
-    return get_harness(mig_session.settings.harness, mig_session.settings.harness_options)
+    settings = mig_session.settings  # the adapter is imported now, at case time: see the rules
+    return settings.harnesses.build(settings.harness, settings.harness_options)
 
 
 @pytest.fixture

@@ -21,10 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_mig.errors import ConfigError, did_you_mean
+from pytest_mig.harness.registry import BUILT_IN
+from pytest_mig.harness.registry import NAME as HARNESS_NAME
 from pytest_mig.run.settings import (BACKENDS, BACKGROUND_LIFETIMES, CPU_PINNING,
                                      DEFAULT_MIN_BUSY_PCT, DEFAULT_SAMPLE_INTERVAL_S,
-                                     HARNESS_NAMES, MAX_DURATION_MS, MAX_SECONDS, MAX_SIM_GPUS,
-                                     PARTITIONS, Settings)
+                                     MAX_DURATION_MS, MAX_SECONDS, MAX_SIM_GPUS, PARTITIONS,
+                                     Settings)
 
 GROUP = ("mig", "pytest-mig: heterogeneous MIG benchmarking")
 NVIDIA_GROUP = ("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
@@ -78,10 +80,10 @@ def add_gpu_options(g) -> None:
 def add_harness_options(g) -> None:
     """What runs the main and the backgrounds."""
     g.addoption("--mig-harness", "--harness", dest="mig_harness", default=Settings.harness,
-                type=parse_harness, metavar="|".join(HARNESS_NAMES),
-                help="harness backend: loadgen (built in: LoadGen + PyTorch models), nvidia "
-                     "(NVIDIA's closed-division code, see --mlperf-root), command (any program, "
-                     f"--mig-command); --harness is the old name. Default: {Settings.harness}")
+                type=parse_harness, metavar="NAME",
+                help="harness backend: " + "; ".join(f"{e.name} ({e.summary})" for e in BUILT_IN)
+                + "; or one a conftest registers (pytest_mig_register_harnesses, "
+                f"docs/extending.md); --harness is the old name. Default: {Settings.harness}")
     g.addoption("--mig-harness-opt", action="append", default=[], metavar="KEY=VALUE",
                 type=parse_harness_opt,
                 help="harness option, e.g. precision=bf16 or size=small (repeatable)")
@@ -204,7 +206,18 @@ def _one_of(flag: str, what: str, choices: tuple[str, ...]) -> Callable[[str], s
 _backend = _one_of("--mig-backend", "backend", BACKENDS)
 parse_partition = _one_of("--partition", "partition kind", PARTITIONS)
 parse_background = _one_of("--mig-background", "lifetime", BACKGROUND_LIFETIMES)
-parse_harness = _one_of("--harness", "harness", HARNESS_NAMES)
+
+
+def parse_harness(value: str) -> str:
+    """A harness name; which names exist is known at configure time, once conftests and
+    plugins have registered theirs (harness/registry.py)."""
+    if not HARNESS_NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"--harness={value}: not a harness name; use lowercase letters, digits, '-' and "
+            f"'_' (built in: {', '.join(e.name for e in BUILT_IN)})")
+    return value
+
+
 parse_cpu_pinning = _one_of("--mig-cpu-pinning", "pinning", CPU_PINNING)
 
 
