@@ -41,6 +41,8 @@ def test_cells():
     assert interference_text({"slowdown": 0.5, "note": "x"}) == "slowdown=0.5, note=x"
     assert accuracy_text({"accuracy": 75.9, "accuracy_metric": "acc",
                           "accuracy_target": 75.69}) == "acc 75.9 (target 75.69)"
+    assert accuracy_text({"accuracy": 22.0, "accuracy_metric": "mAP", "accuracy_target": 19.8},
+                         0.99) == "mAP 22 (target 19.8 = 99.0% of reference 20)"
     assert accuracy_text({}) == "-"
     rec = {"health": [{"name": "bg1", "healthy": True, "problems": []},
                       {"name": "bg2", "healthy": False, "problems": ["exited with code 3"]}],

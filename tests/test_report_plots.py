@@ -90,3 +90,16 @@ def test_trend_draws_runs_and_the_fail_line(tmp_path: Path):
     assert has_color_near(png.colors, (30, 90, 220))  # passed runs
     assert has_color_near(png.colors, (200, 40, 40))  # fail line and the failed run's cross
     assert write_trend_png(entries, tmp_path / "none.png", ["other"], {}, None) is None
+
+
+def test_trend_runs_are_placed_by_their_time():
+    from datetime import datetime
+
+    from pytest_mig.report.plot_trend import run_time
+    e = _entry(1, 1.0)
+    assert run_time(e) is None  # neither a timestamp nor a dated run id
+    from dataclasses import replace
+    e = replace(e, run_id="20261207-001426-de4b709c")
+    assert run_time(e) == datetime(2026, 12, 7, 0, 14, 26)
+    e = replace(e, timestamp="2026-12-08T10:00:00+0000")
+    assert run_time(e) == datetime(2026, 12, 8, 10, 0, 0)

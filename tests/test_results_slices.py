@@ -69,7 +69,11 @@ def test_basis_window_for_backgrounds_headline_otherwise_latency_never_summed():
     assert bert.slices == 2 and bert.samples_per_s == pytest.approx(450.0)
     assert bert.normalised == pytest.approx(4.5) and bert.efficiency == pytest.approx(2.25)
     assert agg.benchmarks["resnet50"].normalised is None
-    assert agg.total_samples_per_s == pytest.approx(1450.0)
+    assert agg.total_samples_per_s is None  # resnet50 + bert samples/s are not one quantity
+    assert agg.total_normalised is None  # resnet50 has no isolated rate
+    both = aggregate([main, bg], isolated={"bert": (100.0, "x"), "resnet50": (500.0, "y")})
+    assert both.total_normalised == pytest.approx(2.5 + 2.0)
+    assert aggregate([bg, bg2]).total_samples_per_s == pytest.approx(450.0)
     record = {"case": "c", "slices": agg.to_dict(),
               "paths": {"dir": "/abs/reports/run-1/test_c"}}
     props = dict(case_properties(record, Path("/abs/reports"), simulated=True))
@@ -84,7 +88,9 @@ def test_basis_window_for_backgrounds_headline_otherwise_latency_never_summed():
     assert not any(k.startswith("mig_aggregate_total") or "normalised_total" in k for k in props)
     assert props["mig_dir"] == "run-1/test_c" and props["mig_simulated"] == "true"
     table = slices_table(agg)
-    assert "500 in 2.00s" in table and "aggregate all slices: 1450 samples/s" in table
+    assert "500 in 2.00s" in table and "aggregate all" not in table
+    assert "aggregate all benchmarks: 4.5 (each in units of its isolated rate)" in \
+        slices_table(both)
 
 
 def test_a_slice_without_result_says_why():

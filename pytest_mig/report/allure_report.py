@@ -130,8 +130,9 @@ def figures(out) -> dict[str, str]:
     if agg is not None:
         for b in agg.benchmarks.values():
             shown[f"aggregate {b.benchmark}"] = aggregate_label(b)
-        if agg.total_samples_per_s is not None:
-            shown["aggregate all slices"] = f"{agg.total_samples_per_s:.4g} samples/s"
+        if agg.total_normalised is not None:  # never samples/s of different models added
+            shown["aggregate all benchmarks (normalised)"] = (
+                f"{agg.total_normalised:.3g} isolated-rate units")
     busy = getattr(out, "gpu_busy", None) or {}
     if busy:
         shown["GPU busy main"] = f"{busy_text(busy)} ({busy.get('source', '')})"

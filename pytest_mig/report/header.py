@@ -90,8 +90,9 @@ def run_header(session) -> dict[str, Any]:
         "run_id": session.run_id,
         "backend": topo.backend,
         "simulated": topo.backend == "simulated",
-        "driver": topo.driver,
-        "nvml_version": topo.nvml_version,
+        # A simulator's driver/NVML versions are made up: a simulated run shows none.
+        "driver": None if topo.backend == "simulated" else topo.driver,
+        "nvml_version": None if topo.backend == "simulated" else topo.nvml_version,
         "gpus": [{"index": g.index, "name": g.name, "model": g.model_key,
                   "mig": g.mig_current} for g in topo.gpus],
         "layout": layout,

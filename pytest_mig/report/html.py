@@ -108,11 +108,18 @@ def warnings_text(rec: Mapping[str, Any]) -> str:
     return "; ".join(map(str, rec.get("warnings") or [])) or "-"
 
 
-def accuracy_text(res: Mapping[str, Any]) -> str:
+def accuracy_text(res: Mapping[str, Any], fraction: float | None = None) -> str:
+    """e.g. `mAP 22.1 (target 21.9 = 99% of the FP32 reference 22.1)`: the metric by name,
+    the target and the reference it is a fraction of."""
     if res.get("accuracy") is None:
         return "-"
     target = res.get("accuracy_target")
-    tail = f" (target {target:.4g})" if target is not None else ""
+    tail = ""
+    if target is not None:
+        tail = f" (target {target:.4g}"
+        if fraction:
+            tail += f" = {fraction:.1%} of reference {target / fraction:.4g}"
+        tail += ")"
     return f"{res.get('accuracy_metric') or 'accuracy'} {res['accuracy']:.4g}{tail}"
 
 
@@ -159,7 +166,7 @@ def rows_html(run_dir: Path, records: list[Mapping[str, Any]],
             f'<td class="case">{_e(rec["case"])}</td><td class="outcome">{_e(outcome)}</td>'
             f'<td class="num" data-v="{"" if value is None else value}">{_e(metric)}</td>'
             f'<td class="num" data-v="{change_v}">{change}</td>'
-            f"<td>{_e(accuracy_text(res))}</td>"
+            f"<td>{_e(accuracy_text(res, rec.get('accuracy_fraction')))}</td>"
             + (f'<td class="bad interference">{_e(untrusted_text(rec))}</td>'
                if untrusted_text(rec) else
                f"<td>{_e(interference_text(rec.get('interference')))}</td>")
@@ -239,7 +246,7 @@ def render_index(run_dir: Path, header: Mapping[str, Any], records: list[Mapping
 <title>pytest-mig run {_e(header.get('run_id', ''))}</title><style>{CSS}</style></head>
 <body>
 <h1>pytest-mig run {_e(header.get('run_id', ''))}</h1>{sim}
-<p class="meta">backend {_e(header.get('backend', '?'))}, driver {_e(header.get('driver', '?'))}; {_e(gpu_text or 'no GPUs')};
+<p class="meta">backend {_e(header.get('backend', '?'))}, driver {_e('n/a (simulated GPU)' if header.get('simulated') else header.get('driver') or '?')}; {_e(gpu_text or 'no GPUs')};
 harness {_e(header.get('harness', '?'))}; {_e(summary)}. <span id="js-status"></span></p>{shards}
 <h2>Cases</h2>
 <table id="cases"><thead><tr><th>case</th><th>outcome</th><th>headline metric</th>

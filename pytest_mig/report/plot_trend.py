@@ -2,13 +2,17 @@
 with the `--mig-compare-fail` threshold drawn as the line a next run must not cross.
 
 Rules: one panel per case (its key: case, GPU model, backend, so simulated numbers never
-sit on a hardware line); runs in history order; latency headlines in ms; the threshold of
+sit on a hardware line); the x-axis is the run's time (its history timestamp, else the
+date-time its run id starts with; runs in history order where neither reads); the legend
+lists only what was drawn; latency headlines in ms; the threshold of
 run k is computed from the runs before it as the compare gate does (last passed run, or the
 median of the last N passed runs); failed runs are drawn as red crosses, not joined.
 """
 from __future__ import annotations
 
+import re
 import statistics
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
@@ -21,6 +25,23 @@ MAX_PANELS = 12
 
 def _scale(metric: str) -> tuple[float, str]:
     return (1e-6, metric.replace("(ns)", "(ms)")) if "(ns)" in metric else (1.0, metric)
+
+
+RUN_ID_TIME = re.compile(r"(\d{8}-\d{6})")
+
+
+def run_time(entry: HistoryEntry) -> datetime | None:
+    """When the run ran: its timestamp (ISO 8601), else the time its run id starts with."""
+    for parse in (lambda: datetime.strptime(entry.timestamp, "%Y-%m-%dT%H:%M:%S%z"),
+                  lambda: datetime.fromisoformat(entry.timestamp),
+                  lambda: datetime.strptime(RUN_ID_TIME.match(entry.run_id).group(1),
+                                            "%Y%m%d-%H%M%S")):
+        try:
+            t = parse()
+            return t.replace(tzinfo=None)
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return None
 
 
 def threshold_line(values: list[tuple[float, bool]], pct: float, better: str,
@@ -59,7 +80,9 @@ def write_trend_png(entries: Iterable[HistoryEntry], path: Path, cases: Iterable
         runs = series[key]
         factor, label = _scale(runs[-1].metric)
         kind, better = headline_kind(runs[-1].metric)
-        xs = list(range(1, len(runs) + 1))
+        times = [run_time(e) for e in runs]
+        by_time = all(t is not None for t in times)
+        xs = times if by_time else list(range(1, len(runs) + 1))
         ys = [e.value * factor for e in runs]
         ok = [e.outcome == "passed" for e in runs]
         ax.plot([x for x, g in zip(xs, ok) if g], [y for y, g in zip(ys, ok) if g], "o-",
@@ -71,18 +94,25 @@ def write_trend_png(entries: Iterable[HistoryEntry], path: Path, cases: Iterable
         if pct is not None:
             line = threshold_line(list(zip(ys, ok)), pct, better, spec)
             pts = [(x, v) for x, v in zip(xs, line) if v is not None]
-            if pts:
+            if pts:  # a single point is a marker: a one-point step draws nothing
                 ax.step(*zip(*pts), where="mid", linestyle="--", color="#c82828",
+                        marker="_" if len(pts) == 1 else None, markersize=14,
                         label=f"--mig-compare-fail {kind}:{pct:g}% "
                               f"({'minimum' if better == HIGHER else 'maximum'})")
         case, gpu, backend = key
         ax.set_title(f"{case} on {gpu or '?'} [{backend or '?'}]", fontsize=10,
                      color=SIMULATED_COLOR if backend == "simulated" else "black")
         ax.set_ylabel(label, fontsize=8)
-        ax.set_xticks(xs)
-        ax.set_xticklabels([e.run_id[-12:] for e in runs], rotation=20, fontsize=7)
+        if by_time:
+            ax.tick_params(axis="x", labelrotation=20, labelsize=7)
+            fig.autofmt_xdate() if len(keys) == 1 else None
+        else:
+            ax.set_xticks(xs)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("run (history.jsonl order)")
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:  # only what was drawn
+            ax.legend(handles, labels, fontsize=7, loc="best")
+    axes[-1, 0].set_xlabel("run time" if all(run_time(e) for k in keys for e in series[k])
+                           else "run (history.jsonl order)")
     fig.tight_layout()
     return save(fig, path)

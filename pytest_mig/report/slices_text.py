@@ -56,8 +56,9 @@ def slices_table(agg: Aggregate) -> str:
     lines.append("")
     for b in agg.benchmarks.values():
         lines.append(f"aggregate {b.benchmark}: {aggregate_label(b)}")
-    if agg.total_samples_per_s is not None:
-        lines.append(f"aggregate all slices: {_num(agg.total_samples_per_s)} samples/s")
+    if agg.total_normalised is not None:  # samples/s of different models are never added
+        lines.append(f"aggregate all benchmarks: {agg.total_normalised:.3g} (each in units of "
+                     "its isolated rate)")
     lines.append("basis: main window = samples a background completed during the main's timed "
                  "phase (its completions.tsv); own run = its own LoadGen headline")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,9 @@ Rules:
 - The aggregate is per benchmark (sum of samples/s over its slices), and, when an isolated
   rate of that benchmark was measured, normalised against it: `normalised` = aggregate /
   isolated (in units of the isolated partition), `efficiency` = normalised / slices.
+- Samples/s of different models are not one quantity: `total_samples_per_s` is set only
+  when every slice runs one benchmark; the one cross-model total is `total_normalised`, the
+  sum of the benchmarks' normalised aggregates, set only when every benchmark has one.
 No pytest, no GPU, no processes: values in, values out.
 """
 from __future__ import annotations
@@ -81,12 +84,14 @@ class Aggregate:
 
     slices: list[SliceFigure] = field(default_factory=list)
     benchmarks: dict[str, BenchmarkAggregate] = field(default_factory=dict)
-    total_samples_per_s: float | None = None
+    total_samples_per_s: float | None = None  # one benchmark only
+    total_normalised: float | None = None  # every benchmark normalised to its isolated rate
 
     def to_dict(self) -> dict[str, Any]:
         return {"slices": [s.to_dict() for s in self.slices],
                 "benchmarks": {k: asdict(v) for k, v in self.benchmarks.items()},
-                "total_samples_per_s": self.total_samples_per_s}
+                "total_samples_per_s": self.total_samples_per_s,
+                "total_normalised": self.total_normalised}
 
 
 def slice_figure(name: str, role: str, benchmark: str, scenario: str, profile: str,
@@ -137,6 +142,8 @@ def aggregate(slices: list[SliceFigure],
             b.isolated_samples_per_s, b.isolated_basis = rate, basis
             b.normalised = b.samples_per_s / rate
             b.efficiency = b.normalised / b.slices
-    if agg.benchmarks:
-        agg.total_samples_per_s = sum(b.samples_per_s for b in agg.benchmarks.values())
+    if len(agg.benchmarks) == 1:
+        agg.total_samples_per_s = next(iter(agg.benchmarks.values())).samples_per_s
+    if agg.benchmarks and all(b.normalised is not None for b in agg.benchmarks.values()):
+        agg.total_normalised = sum(b.normalised or 0.0 for b in agg.benchmarks.values())
     return agg
