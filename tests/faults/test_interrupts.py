@@ -209,6 +209,33 @@ def test_pytest_killed_by_sigkill_leaves_no_command_workload(project):
     assert "guardian: killed workload group" in note, note
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_cleanup_finishes_the_reports_quickly(project, sig):
+    # The first signal starts the cleanup (backgrounds slow to honour SIGTERM); a second one,
+    # impatient, kills every workload and lets the reports finish: no second traceback.
+    slow = "ignore_sigterm"
+    proc = project.popen({"bg1": slow, "bg2": slow, "bg3": slow,
+                          "cases": {"resnet50": {"main": "hang"}}}, "--mig-background=session",
+                         "-p", "no:hypothesispytest")
+    wait_for_file(project.reports, f"*/{FAULTY_DIR}/main.pid")
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    time.sleep(1.5)
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("pytest still ran 60 s after two signals:\n" + project.output()[-4000:])
+    out = project.output()
+    assert code == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    assert f"pytest-mig: {sig.name} again during cleanup: every workload killed" in out, out[-3000:]
+    assert out.count("Traceback") <= 1 and "INTERNALERROR" not in out, out[-5000:]
+    assert (project.run_dir() / "results.json").exists()
+    assert project.wait_no_leftovers() == []
+
+
 def kill_worker_mid_case(project) -> tuple[int, str]:
     """Run both cases on two xdist workers sharing one GPU; SIGKILL the worker whose main
     hangs. Returns the hung main's pid and pytest's output."""

@@ -127,6 +127,8 @@ def main() -> int:
     if how == "never_ready":
         time.sleep(3600)
         return 0
+    if how == "ignore_sigterm":  # before the ready line: it is ignoring once it is ready
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("[fake] Starting running actual test.", flush=True)
     if how == "sigkill_self":
         time.sleep(0.2)
@@ -135,9 +137,7 @@ def main() -> int:
         time.sleep(0.3)
         print("[fake] segmentation fault (simulated)", flush=True)
         return 3
-    if how == "ignore_sigterm":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    elif how != "die_on_sigterm":
+    if how != "die_on_sigterm" and how != "ignore_sigterm":
         # Stopped in its timed phase (session backgrounds): end cleanly, exit 0.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if how in ("crash_during_main", "crash_after_main"):
