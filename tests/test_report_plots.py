@@ -10,7 +10,7 @@ import pytest
 from pngread import has_color_near, read_png
 from pytest_mig.report.compare import HIGHER, LOWER, CompareSpec
 from pytest_mig.report.history import HistoryEntry
-from pytest_mig.report.plot_timeline import panels, write_timeline_png
+from pytest_mig.report.plot_timeline import left_out, panels, write_timeline_png
 from pytest_mig.report.plot_trend import threshold_line, write_trend_png
 from pytest_mig.report.timeline import CSV_NAME, MetricsSampler, Timeline, read_timeline
 
@@ -31,7 +31,11 @@ def _timeline(simulated: bool) -> Timeline:
 
 def test_timeline_has_phase_markers_and_says_simulated_in_red(tmp_path: Path):
     tl = _timeline(simulated=True)
-    assert [p[0] for p in panels(tl)][:2] == ["GPU util %", "memory GiB"]
+    # the simulator's constant SM clock and temperature are left out, and said so
+    assert [p[0] for p in panels(tl)] == ["GPU util %", "memory GiB", "power W"]
+    assert left_out(tl) == ["SM clock MHz", "temperature C"]
+    assert [p[0] for p in panels(_timeline(simulated=False))][-2:] == ["SM clock MHz",
+                                                                       "temperature C"]
     png = read_png(write_timeline_png(tl, tmp_path / "t.png"))
     assert png.width == 1000 and png.height > 600
     for color in ((30, 90, 220), (200, 40, 40), (0, 150, 70)):  # main start/end, bg ready

@@ -2,7 +2,10 @@
 
 Panels: per-slice activity (GPM SM utilisation, when sampled), GPU utilisation, memory used
 (GPU and each MIG device), power, SM clock, temperature. A panel with no sample says why
-(`n/a`, never estimated). A simulated timeline says so in red in its title.
+(`n/a`, never estimated). A simulated timeline says so in red in its title and on every
+panel's axis; a simulated panel whose every value is one constant (made-up power, clock,
+temperature) is left out, and the title names what was left out. Phase events are vertical
+lines named in a legend below the panels with their times (never text stacked on text).
 Rules: reads a Timeline (report/timeline.py) only; matplotlib through report/plotting.py.
 """
 from __future__ import annotations
@@ -41,7 +44,22 @@ def panels(tl: Timeline) -> list[tuple[str, Series, str]]:
          "n/a: not reported by NVML"),
         ("temperature C", [("GPU", tl.series.get("temp_c", []))], "n/a: not reported by NVML"),
     ]
+    if tl.simulated:
+        out = [row for row in out if not _flat(row[1])]
     return out
+
+
+def _flat(series: Series) -> bool:
+    """Every sampled value of every line the same (a constant stand-in), at least one sample."""
+    values = {v for _, vals in series for v in vals if v is not None}
+    return len(values) == 1
+
+
+def left_out(tl: Timeline) -> list[str]:
+    """The simulated panels panels() leaves out as flat."""
+    kept = {label for label, _, _ in panels(tl)}
+    return [label for label in ("GPU util %", "memory GiB", "power W", "SM clock MHz",
+                                "temperature C") if tl.simulated and label not in kept]
 
 
 def write_timeline_png(tl: Timeline, path: Path) -> Path | None:
@@ -53,10 +71,15 @@ def write_timeline_png(tl: Timeline, path: Path) -> Path | None:
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.7 * len(rows) + 1.0), sharex=True,
                              squeeze=False)
     source = "SIMULATED: values made up, not measured" if tl.simulated else "measured (NVML)"
-    fig.suptitle(f"GPU {tl.meta.get('gpu', '?')}: {source}",
+    gone = left_out(tl)
+    fig.suptitle(f"GPU {tl.meta.get('gpu', '?')}: {source}"
+                 + (f"\n(flat simulated panels left out: {', '.join(gone)})" if gone else ""),
                  color=SIMULATED_COLOR if tl.simulated else "black", fontsize=12)
+    events = sorted(tl.phases.items(), key=lambda kv: kv[1])
+    handles = []
     for ax, (label, series, note) in zip(axes[:, 0], rows):
-        ax.set_ylabel(label, fontsize=9)
+        ax.set_ylabel(label + ("\n(simulated)" if tl.simulated else ""), fontsize=9,
+                      color=SIMULATED_COLOR if tl.simulated else "black")
         ax.grid(True, alpha=0.3)
         drawn = False
         for legend, values in series:
@@ -69,14 +92,11 @@ def write_timeline_png(tl: Timeline, path: Path) -> Path | None:
             ax.set_yticks([])
         elif len(series) > 1:
             ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(series)))
-        for name, at in tl.phases.items():
-            ax.axvline(at, color=PHASE_COLORS.get(name, "#333333"), linestyle="--",
-                       linewidth=1.6)
-    top = axes[0, 0]
-    for k, (name, at) in enumerate(sorted(tl.phases.items(), key=lambda kv: kv[1])):
-        top.annotate(PHASE_TEXT.get(name, name), xy=(at, 1.0), xycoords=("data", "axes fraction"),
-                     xytext=(2, 2 + 9 * (k % 2)), textcoords="offset points", fontsize=7,
-                     color=PHASE_COLORS.get(name, "#333333"))
+        handles = [ax.axvline(at, color=PHASE_COLORS.get(name, "#333333"), linestyle="--",
+                              linewidth=1.6) for name, at in events]
+    if events:  # one legend entry per event: its name and time, readable however close
+        fig.legend(handles, [f"{PHASE_TEXT.get(name, name)} ({at:.1f} s)" for name, at in events],
+                   loc="lower center", ncol=min(4, len(events)), fontsize=8, frameon=False)
     axes[-1, 0].set_xlabel("seconds since sampling started")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 if events else 0, 1, 1))
     return save(fig, path)
