@@ -103,6 +103,7 @@ def _settings(config) -> Settings:
         min_duration_ms=config.getoption("mig_min_duration"),
         pass_env=tuple(config.getoption("mig_env")),
         min_busy_pct=config.getoption("mig_min_busy"),
+        rounds=config.getoption("mig_rounds"),
         require_busy=config.getoption("mig_require_busy"))
 
 

@@ -186,3 +186,36 @@ def test_table_and_failure_message():
         "better, threshold 5%)")
     again = Comparison.from_dict(json.loads(json.dumps(comps[0].to_dict())))
     assert again == comps[0]
+
+
+def test_gate_fails_only_beyond_threshold_and_the_baselines_own_spread():
+    from dataclasses import replace
+    noisy = replace(entry(100.0, "r1"), rounds=5, value_min=88.0, value_max=104.0)
+    b = Baselines(CompareSpec("last"), [noisy], "now")
+    (inside,) = b.compare(entry(90.0, "now"), {"throughput": 5.0})  # -10 %, inside 88-104
+    assert not inside.regressed and inside.within_spread
+    assert (inside.baseline_min, inside.baseline_max) == (88.0, 104.0)
+    assert "inside the baseline's spread 88-104" in inside.verdict()
+    (outside,) = b.compare(entry(87.0, "now"), {"throughput": 5.0})  # below its lowest round
+    assert outside.regressed and not outside.within_spread
+    # without rounds: the threshold alone, as before
+    (plain,) = Baselines(CompareSpec("last"), [entry(100.0, "r1")], "now").compare(
+        entry(90.0, "now"), {"throughput": 5.0})
+    assert plain.regressed
+    # median:N: the last N runs' own range is the spread
+    runs = [entry(v, f"r{i}") for i, v in enumerate([100.0, 92.0, 101.0])]
+    (med,) = Baselines(CompareSpec("median", 3), runs, "now").compare(entry(93.0, "now"),
+                                                                        {"throughput": 5.0})
+    assert med.baseline == 100.0 and med.within_spread and not med.regressed
+    (low,) = Baselines(CompareSpec("median", 3), runs, "now").compare(entry(91.0, "now"),
+                                                                        {"throughput": 5.0})
+    assert low.regressed
+
+
+def test_rounds_reach_history_from_the_record():
+    rec = {"case": CASE, "outcome": "passed", "result": {"metric": "Samples per second",
+                                                          "value": 100.0},
+           "rounds": {"n": 3, "values": [99.0, 100.0, 104.0], "min": 99.0, "max": 104.0}}
+    e = entry_from_record(rec, "r9", "simulated")
+    assert (e.rounds, e.value_min, e.value_max) == (3, 99.0, 104.0)
+    assert HistoryEntry.from_dict(json.loads(e.to_json())) == e

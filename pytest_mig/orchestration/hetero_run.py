@@ -13,6 +13,7 @@ untrusted: `interference` is None and `interference_untrusted` holds the figure 
 from __future__ import annotations
 
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class HeteroSettings:
     # Seconds the main is expected to take from launch to exit; None: not known yet.
     expected_main_s: float | None = None
     cpu_plan: CpuPlan | None = None  # CPU shares of this GPU's workloads (gpu/affinity.py)
+    rounds: int = 1  # the main runs this many times in the case (--mig-rounds)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class HeteroOutcome:
     placement: dict[str, dict] = field(default_factory=dict)  # workload -> CPU cores, note
     activity: dict = field(default_factory=dict)  # per-slice GPM means over the main's run
     gpu_busy: dict = field(default_factory=dict)  # share of each slice busy (report/busy.py)
+    rounds: dict = field(default_factory=dict)  # --mig-rounds > 1: n, values, min, max, spread
 
     @property
     def interference(self) -> float | None:
@@ -184,10 +187,11 @@ def background_duration_ms(case: Case, settings: HeteroSettings) -> int:
     if prof.background_min_duration_ms:
         return prof.background_min_duration_ms
     buffer_ms = prof.end_time_buffer_min_s * 1000
+    rounds = max(1, settings.rounds)  # every round of the main runs under load
     if settings.expected_main_s is not None:
-        return int(settings.expected_main_s * 1200 + buffer_ms + 1000)
-    main_ms = prof.min_duration_ms * 1.5 if case.mode == PERFORMANCE else 0
-    return int(main_ms + settings.main_startup_s * 1000 + buffer_ms)
+        return int(settings.expected_main_s * 1200 * rounds + buffer_ms + 1000)
+    main_ms = prof.min_duration_ms * 1.5 * rounds if case.mode == PERFORMANCE else 0
+    return int(main_ms + settings.main_startup_s * 1000 * rounds + buffer_ms)
 
 
 def plan_workspecs(case: Case, slot: Slot, test_dir: Path,
@@ -322,11 +326,48 @@ def _start_backgrounds(bg_plan, harness: Harness, log_dir: Path, settings: Heter
 
 def _run_main(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec, test_dir: Path,
               settings: HeteroSettings, out: HeteroOutcome, say) -> None:
+    """The main, `settings.rounds` times back to back under the same backgrounds (round k > 1
+    logs to main-r<k>/); the result kept is the median round's, `out.rounds` holds them all."""
+    n = max(1, settings.rounds)
+    if n == 1:
+        _run_main_once(case, slot, harness, main_work, test_dir, settings, out, say)
+        return
+    results: list[BenchmarkResult] = []
+    first_start = None
+    for k in range(1, n + 1):
+        work = main_work if k == 1 else replace(main_work, log_dir=test_dir / f"main-r{k}")
+        _run_main_once(case, slot, harness, work, test_dir, settings, out, say,
+                       round_label=f"round {k}/{n}", log_name="main.log" if k == 1
+                       else f"main-r{k}.log", command_name="main" if k == 1 else f"main-r{k}")
+        first_start = first_start or out.phases["main_start"]
+        if out.result is not None:
+            results.append(out.result)
+    out.phases["main_start"] = first_start
+    values = [r.metric_value for r in results if r.metric_value is not None]
+    if not values:
+        return
+    ordered = sorted(results, key=lambda r: r.metric_value if r.metric_value is not None
+                     else float("inf"))
+    median_result = ordered[(len(ordered) - 1) // 2]
+    mid = statistics.median(values)
+    out.rounds = {"n": n, "values": values, "median": mid, "min": min(values),
+                  "max": max(values),
+                  "spread_pct": (max(values) - min(values)) / abs(mid) * 100.0 if mid else None,
+                  "kept": "median round" if len(values) % 2 else "lower middle round"}
+    out.result = median_result
+    say(f"main rounds: median {mid:.4g}, min {min(values):.4g}, max {max(values):.4g}")
+
+
+def _run_main_once(case: Case, slot: Slot, harness: Harness, main_work: WorkSpec,
+                   test_dir: Path, settings: HeteroSettings, out: HeteroOutcome, say,
+                   round_label: str = "", log_name: str = "main.log",
+                   command_name: str = "main") -> None:
     spec = harness.launch(main_work, slot.main, env_for(slot.main, settings.run_id),
-                          test_dir / "main.log")
-    out.commands["main"] = list(spec.argv)
+                          test_dir / log_name)
+    out.commands[command_name] = list(spec.argv)
     out.phases["main_start"] = time.time()
-    say(f"main {case.benchmark} {case.scenario} {case.mode} running")
+    say(f"main {case.benchmark} {case.scenario} {case.mode} running"
+        + (f" ({round_label})" if round_label else ""))
     main = Workload("main", spec).start()
     place(out, settings, 0, "main", main, say)
     try:

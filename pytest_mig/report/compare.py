@@ -111,6 +111,11 @@ class Comparison:
     spread_pct: float | None = None  # (max - min) / median of the baseline runs, median mode
     threshold_pct: float | None = None
     regressed: bool = False
+    # The baseline's own spread: min and max of its rounds (--mig-rounds) or of the last N
+    # runs (median:N); a change inside it is noise, never a regression.
+    baseline_min: float | None = None
+    baseline_max: float | None = None
+    within_spread: bool = False  # beyond the threshold, but inside the baseline's spread
     baseline_problem: str = ""  # the baseline run(s) had this metric, but none usable
 
     @property
@@ -136,6 +141,9 @@ class Comparison:
             return "no baseline"
         if self.regressed:
             return f"REGRESSED (> {self.threshold_pct:g}%)"
+        if self.within_spread:
+            return (f"ok: beyond {self.threshold_pct:g}% but inside the baseline's spread "
+                    f"{_num(self.baseline_min)}-{_num(self.baseline_max)}")
         return "ok" if self.threshold_pct is not None else ""
 
     def sentence(self) -> str:
@@ -221,6 +229,28 @@ class Baselines:
         spread = (max(last) - min(last)) / abs(mid) * 100.0 if mid else None
         return mid, len(last), spread
 
+    def band(self, entry: HistoryEntry, kind: str, metric: str) -> tuple[float, float] | None:
+        """(min, max) the baseline itself spans: its rounds (a --mig-rounds run's headline) or,
+        for median:N, the last N runs; None when one single value is all there is."""
+        entries = self.by_key.get(entry.key, []) if not self.published else []
+        if not entries:
+            return None
+        if self.spec.mode == "median":
+            values = [v for e in entries if (v := _value_of(e, kind, metric)) is not None
+                      and usable(v)][-self.spec.n:]
+            lows = [e.value_min for e in entries[-self.spec.n:]
+                    if kind in ("throughput", "latency", "metric") and e.value_min is not None]
+            highs = [e.value_max for e in entries[-self.spec.n:]
+                     if kind in ("throughput", "latency", "metric") and e.value_max is not None]
+            if len(values) + len(lows) < 2:
+                return None
+            return min(values + lows), max(values + highs)
+        last = [e for e in entries if _value_of(e, kind, metric) is not None]
+        if (last and kind in ("throughput", "latency", "metric")
+                and last[-1].value_min is not None and last[-1].value_max is not None):
+            return last[-1].value_min, last[-1].value_max
+        return None
+
     def unusable(self, entry: HistoryEntry, kind: str, metric: str) -> str:
         """Why the baseline a --mig-compare=PATH names gives no usable value for this metric
         of `entry`'s case ('' when it gives one, or has none): NaN (null once written),
@@ -262,7 +292,13 @@ class Baselines:
                 c.regressed = True  # a NaN or non-positive value is never "ok"
             elif threshold is not None and change is not None:
                 worse = -change if better == HIGHER else change
-                c.regressed = worse > threshold
+                band = self.band(entry, kind, metric)
+                outside = True
+                if band is not None:
+                    c.baseline_min, c.baseline_max = band
+                    outside = value < band[0] if better == HIGHER else value > band[1]
+                c.regressed = worse > threshold and outside
+                c.within_spread = worse > threshold and not outside
             out.append(c)
         return out
 

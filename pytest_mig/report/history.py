@@ -47,6 +47,10 @@ class HistoryEntry:
     interference: float | None = None  # 1 - hetero/isolated, with --mig-isolated-baseline
     duration_s: float | None = None  # seconds the case's test call took
     accuracy_fraction: float | None = None  # the case's target (0.99 | 0.999): picks bert-99 vs bert-99.9
+    # --mig-rounds > 1: the headline's rounds (value is their median); None for one round
+    rounds: int | None = None
+    value_min: float | None = None
+    value_max: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -74,7 +78,8 @@ class HistoryEntry:
         return cls(**known)
 
 
-_FIELD_TYPES = {"value": "number", "p99_ns": "number", "accuracy": "number",
+_FIELD_TYPES = {"value": "number", "rounds": "number", "value_min": "number",
+                "value_max": "number", "p99_ns": "number", "accuracy": "number",
                 "interference": "number", "duration_s": "number", "accuracy_fraction": "number",
                 "accuracy_metric": "text?",
                 "latencies_ns": "latencies"}
@@ -108,7 +113,16 @@ def entry_from_record(record: dict[str, Any], run_id: str, backend: str,
         metric=res.get("metric") or "", value=_finite(res.get("value")), p99_ns=lat.get("p99"),
         latencies_ns=lat, accuracy_metric=res.get("accuracy_metric"),
         accuracy=_finite(res.get("accuracy")), interference=_finite(record.get("interference")),
-        duration_s=_finite(record.get("duration_s")), accuracy_fraction=_finite(record.get("accuracy_fraction")))
+        duration_s=_finite(record.get("duration_s")), accuracy_fraction=_finite(record.get("accuracy_fraction")),
+        **_rounds(record.get("rounds")))
+
+
+def _rounds(rounds: Any) -> dict[str, Any]:
+    """The history fields of a record's `rounds` (none for a one-round case)."""
+    if not isinstance(rounds, dict) or not isinstance(rounds.get("n"), int):
+        return {}
+    return {"rounds": rounds["n"], "value_min": _finite(rounds.get("min")),
+            "value_max": _finite(rounds.get("max"))}
 
 
 def append_history(path: Path, entries: Iterable[HistoryEntry]) -> int:

@@ -53,6 +53,7 @@ def outcome_record(outcome, test_outcome: str, message: str, nodeid: str) -> dic
         "activity": dict(getattr(outcome, "activity", {}) or {}),
         # {value 0..1, source, window, simulated, samples, backgrounds: {name: {value, source}}}
         "gpu_busy": dict(getattr(outcome, "gpu_busy", {}) or {}) or None,
+        "rounds": dict(getattr(outcome, "rounds", {}) or {}) or None,  # --mig-rounds > 1
         "health": [dataclasses.asdict(w) for w in outcome.health.workloads],
         "background_min_duration_ms": outcome.background_min_duration_ms,
         "phases": outcome.phases,

@@ -39,6 +39,7 @@ MLPERF_BOOLEAN = frozenset({"verbose", "start_from_device"})
 NVIDIA_ONLY = {k: v for k, v in MLPERF_FLAGS.items() if k != "start_from_device"}
 MAX_SECONDS = 7 * 24 * 3600.0  # a week: anything longer is a typo (1e35)
 MAX_DURATION_MS = 24 * 3600 * 1000  # a day of timed phase
+MAX_ROUNDS = 50  # --mig-rounds: more is a typo, not a measurement plan
 MAX_SIM_GPUS = 16  # the largest hosts (HGX/DGX) have 16; the simulator's PCI bus ids too
 DEFAULT_SIM_GPU = "A100-SXM4-80GB"
 DEFAULT_SAMPLE_INTERVAL_S = 0.2  # --mig-sample-interval (read by report/timeline.py)
@@ -69,6 +70,7 @@ class Settings:
     min_duration_ms: int | None = None  # overrides the run profile's main min duration
     pass_env: tuple[str, ...] = ()  # --mig-env: caller's variables workloads inherit
     min_busy_pct: float = DEFAULT_MIN_BUSY_PCT  # --mig-min-busy (report/busy.py)
+    rounds: int = 1  # --mig-rounds: each main runs this many times in its case (median kept)
     require_busy: bool = False  # --mig-require-busy: below --mig-min-busy fails the case
     backend_named: bool = False  # --mig-backend given: a pytest-mig run even without suites
     cpu_pinning: str = "auto"  # auto | off (gpu/affinity.py)

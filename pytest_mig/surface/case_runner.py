@@ -157,7 +157,7 @@ class HeteroRunner:
             run_id=self.session.run_id, main_startup_s=s.main_startup_s,
             main_timeout_s=s.main_timeout_s, lenient=s.lenient,
             expected_main_s=self.session.durations.expect(case),
-            isolated_baseline=s.isolated_baseline,
+            isolated_baseline=s.isolated_baseline, rounds=s.rounds,
             cpu_plan=_cpu_plan(self.session, self.slot, case))
 
     def _baselines_first(self, case: Case, pool, say) -> None:

@@ -25,8 +25,8 @@ from pytest_mig.harness.registry import BUILT_IN
 from pytest_mig.harness.registry import NAME as HARNESS_NAME
 from pytest_mig.run.settings import (BACKENDS, BACKGROUND_LIFETIMES, CPU_PINNING,
                                      DEFAULT_MIN_BUSY_PCT, DEFAULT_SAMPLE_INTERVAL_S,
-                                     MAX_DURATION_MS, MAX_SECONDS, MAX_SIM_GPUS, PARTITIONS,
-                                     Settings)
+                                     MAX_DURATION_MS, MAX_ROUNDS, MAX_SECONDS, MAX_SIM_GPUS,
+                                     PARTITIONS, Settings)
 
 GROUP = ("mig", "pytest-mig: heterogeneous MIG benchmarking")
 NVIDIA_GROUP = ("mig-nvidia", "pytest-mig: NVIDIA MLPerf harness (--harness=nvidia)")
@@ -158,6 +158,11 @@ def add_report_options(g) -> None:
                 default=DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
                 help="GPU metric sampling interval per case (timeline.csv/.png); 0 turns it "
                      f"off. Default: {DEFAULT_SAMPLE_INTERVAL_S:g}")
+    g.addoption("--mig-rounds", type=parse_rounds, default=Settings.rounds, metavar="N",
+                help="run each main N times in its case (backgrounds sized to outlast all N); "
+                     "the headline is the median, with min, max and spread in results.json; "
+                     "the gate fails only beyond both the threshold and the baseline's own "
+                     f"spread. Default: {Settings.rounds}")
     g.addoption("--mig-min-busy", type=parse_min_busy, default=Settings.min_busy_pct,
                 metavar="PCT",
                 help="warn when the main's slice was busy less than PCT %% of its timed phase "
@@ -255,6 +260,15 @@ def parse_sim_gpus(text: str) -> int:
     if n is None or not 1 <= n <= MAX_SIM_GPUS:
         raise argparse.ArgumentTypeError(
             f"--mig-sim-gpus={text}: needs at least 1 GPU and at most {MAX_SIM_GPUS}")
+    return n
+
+
+def parse_rounds(text: str) -> int:
+    n = _whole(text)
+    if n is None or not 1 <= n <= MAX_ROUNDS:
+        raise argparse.ArgumentTypeError(
+            f"--mig-rounds={text}: must be a whole number from 1 to {MAX_ROUNDS}, e.g. "
+            "--mig-rounds=3")
     return n
 
 
