@@ -103,3 +103,14 @@ def test_page_renders_in_headless_chromium(tmp_path: Path):
     assert (49, 163, 107) in png.colors and (214, 69, 69) in png.colors  # passed / failed bars
 
 
+
+
+def test_the_baseline_tick_never_covers_the_value():
+    import re
+
+    from pytest_mig.report.html import bar_chart
+    svg = bar_chart("t", [("case", 480.0, "passed", 500.86)])  # baseline beyond the bar's end
+    (tick,) = re.findall(r'<line class="baseline" x1="([\d.]+)"', svg)
+    (text_x, text) = re.findall(r'<text x="([\d.]+)" y="\d+" font-size="12">([^<]*)</text>', svg)[0]
+    assert float(text_x) > float(tick)
+    assert text == "480 (baseline 500.86)"

@@ -184,7 +184,7 @@ def bar_chart(title: str, bars: list[tuple[str, float, str, float | None]]) -> s
     top = 8
     height = top + row_h * len(bars) + 8
     vmax = max([v for _, v, _, _ in bars] + [b for *_, b in bars if b is not None] + [1e-12])
-    parts = [f'<svg class="bars" xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 90}" '
+    parts = [f'<svg class="bars" xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 220}" '
              f'height="{height}" role="img" aria-label="{_e(title)}">']
     for i, (label, value, outcome, base) in enumerate(bars):
         y = top + i * row_h
@@ -194,10 +194,12 @@ def bar_chart(title: str, bars: list[tuple[str, float, str, float | None]]) -> s
         parts.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="16" '
                      f'fill="{COLORS.get(outcome, "#888")}"><title>{_e(label)}: {_num(value)}'
                      "</title></rect>")
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 15}" font-size="12">{_num(value)}'
-                     "</text>")
-        if base is not None:
-            bx = label_w + base / vmax * bar_w
+        bx = None if base is None else label_w + base / vmax * bar_w
+        # the value is written past both the bar and the baseline tick, never under the tick
+        text_x = max(label_w + w, bx or 0.0) + 5
+        text = _num(value) + ("" if base is None else f" (baseline {_num(base)})")
+        parts.append(f'<text x="{text_x:.1f}" y="{y + 15}" font-size="12">{_e(text)}</text>')
+        if bx is not None:
             parts.append(f'<line class="baseline" x1="{bx:.1f}" x2="{bx:.1f}" y1="{y + 1}" '
                          f'y2="{y + 21}" stroke="#222" stroke-width="2" stroke-dasharray="3,2">'
                          f"<title>baseline {_num(base)}</title></line>")
