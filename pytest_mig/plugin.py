@@ -7,9 +7,8 @@ Rules:
 - Hooks stay thin: the work happens in run/state.py, plan/suite.py,
   orchestration/hetero_run.py and report/.
 - Stash keys live in keys.py.
-- Imports at the top, except what only some runs need, loaded where used so that every
-  pytest start-up (benchmarks/startup.py) stays cheap: the suite parser (suite.py: a run
-  without suites never needs it), the shard plugin (--mig-shard only), pytest-timeout.
+- Late imports (docs/architecture.md, start-up cost): the suite parser, the shard plugin
+  (--mig-shard only), pytest-timeout.
 """
 from __future__ import annotations
 

@@ -11,8 +11,6 @@ from typing import Any, Mapping
 PERFORMANCE = "performance"
 ACCURACY = "accuracy"
 TEST_MODES = (PERFORMANCE, ACCURACY)
-# LoadGen's own names for the two modes we run.
-LOADGEN_MODE = {PERFORMANCE: "PerformanceOnly", ACCURACY: "AccuracyOnly"}
 
 
 @dataclass(frozen=True)

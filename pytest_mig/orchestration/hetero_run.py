@@ -29,8 +29,8 @@ from pytest_mig.gpu.affinity import CpuPlan, Placement, pin
 from pytest_mig.results.slices import Aggregate, aggregate, is_throughput, slice_figure
 from pytest_mig.results.window import window_in_dir
 from pytest_mig.workload_contract import SLICE_ENV
-from pytest_mig.types import (ACCURACY, PERFORMANCE, BenchmarkResult, Case, Finished,
-                              HealthReport, Partition, Slot, WorkSpec)
+from pytest_mig.types import (PERFORMANCE, BenchmarkResult, Case, Finished, HealthReport,
+                              Partition, Slot, WorkSpec)
 
 
 class WorkloadFailure(AssertionError):

@@ -96,10 +96,6 @@ def pass_env(names: tuple[str, ...] | list[str]) -> None:
     _passed[:] = list(names)
 
 
-def passed_env_names() -> tuple[str, ...]:
-    return tuple(_passed)
-
-
 def child_env(extra: Mapping[str, str], run_id: str) -> dict[str, str]:
     """An explicit environment for a workload: an allow-list of ours, the variables named by
     --mig-env, plus `extra`."""
@@ -624,11 +620,6 @@ def markers_of(pid: int) -> dict[str, str]:
     wanted = tuple(m.encode() + b"=" for m in MARKERS)
     return {item.split(b"=", 1)[0].decode(): item.split(b"=", 1)[1].decode("utf-8", "replace")
             for item in env if item.startswith(wanted)}
-
-
-def run_marker_of(pid: int) -> str | None:
-    """The PYTEST_MIG_RUN_ID in a process's environment, if it has one and we may read it."""
-    return markers_of(pid).get(RUN_MARKER)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ One `_Format` per benchmark holds the line's regex and its renderer side by side
 """
 from __future__ import annotations
 
-import ast
 import json
 import re
 import warnings
@@ -203,12 +202,6 @@ _MAP = _Format(
     re.compile(rf"^mAP=(?P<mAP>{NUM})%$"), _read_percent("mAP"),
     lambda v, f: f"mAP={v:.3f}%")
 
-def _read_rouge(match: re.Match[str]) -> tuple[float, dict[str, float]]:
-    data = ast.literal_eval(match.group(0))
-    numbers = {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))}
-    return numbers["rouge1"], numbers
-
-
 # KiTS19 (v6.0): 'Accuracy: mean = 0.90862, threshold = 0.90679 (Passed)' then '  - Kidney: 0.94862' lines.
 _KITS_VERDICT = re.compile(rf"^Accuracy: mean = (?P<mean>{NUM}), threshold = (?P<threshold>{NUM}) "
                            rf"\((?P<verdict>Passed|Failed)\)[ \t]*$(?P<classes>(?:\n[ \t]*- \w+: {NUM}[ \t]*$)*)", re.M)
@@ -236,16 +229,6 @@ def _read_dlrm3(match: re.Match[str]) -> tuple[float, dict[str, float]]:
         fields["samples"] = float(ratings["lifetime_gauc_num_samples"])
     return fields["AUC"], fields
 
-
-def _render_rouge(value: float, f: Mapping[str, float]) -> str:
-    return repr({"rouge1": float(value), **{k: v for k, v in f.items() if k != "rouge1"}})
-
-
-# MLCommons' LLM evaluation.py prints its result dict (rouge1/2/L/Lsum, gen_len, ...).
-_ROUGE = _Format(
-    "rouge1", "evaluation.py",
-    "{'rouge1': 38.7792, 'rouge2': 15.9075, 'rougeL': 24.4957, 'rougeLsum': 35.793, 'gen_len': 8167644}",
-    re.compile(rf"^\{{'rouge1': {NUM}(?:, '[A-Za-z_0-9]+': {NUM})*\}}$"), _read_rouge, _render_rouge)
 
 FORMATS: dict[str, _Format] = {
     "resnet50": _IMAGENET,

@@ -27,9 +27,7 @@ if TYPE_CHECKING:
     from pytest_mig.gpu.slots import SlotProblem
     from pytest_mig.run.state import MigSession
 
-# The GPU-management modules (gpu.manage, planner, slots, leases) load where they are used:
-# a run needs them only when a case runs, and they would add about 0.1 s to every start-up
-# (tests/test_startup.py checks that a collection loads none of gpu.manage and gpu.leases).
+# Late imports (docs/architecture.md, start-up cost): gpu.manage, planner, slots, leases.
 
 EVENTS_DIR = "mig-manage"  # one file per process (xdist worker or the only one)
 SUMMARY_FILE = "mig-manage.json"

@@ -116,8 +116,7 @@ class Settings:
         own = {k: v for k, v in self.harness_options.items()
                if self.harness == "nvidia" or k.split(".")[0] not in NVIDIA_ONLY}
         try:
-            # An adapter loads only when it has options to check: with the harness package
-            # come the result parsers, which a start-up does not need otherwise (~40 ms).
+            # start-up: an adapter loads only when it has options to check.
             entry.check_options(own)
         except HarnessError as exc:
             raise ConfigError(str(exc)) from None

@@ -1,10 +1,8 @@
 """Run-wide state of one pytest-mig run: settings, run id and directory, GPU backend, suites.
 
 Plain Python (no pytest import) so the plugin hooks stay thin and this stays testable.
-Imports at the top, except what a run needs only once it opens its GPU backend, loads a
-suite or runs a case (the GPU backend, the suite parser, MPS, session backgrounds, leases,
-hetero's duration estimator): every pytest start-up imports this module, so those load where
-they are used (benchmarks/startup.py, tests/test_startup.py).
+Late imports (docs/architecture.md, start-up cost): the GPU backend, the suite parser, MPS,
+session backgrounds, leases, the duration estimator.
 """
 from __future__ import annotations
 

@@ -2,9 +2,7 @@
 `hetero` (what a test body calls: `outcome = hetero.run(mig_case)`).
 
 Rules: declarations only; what a case does lives in case_runner.py, imported inside the
-case fixtures with the harness adapters: they load the orchestration, GPU slot, result
-parsers, Allure and timeline modules, which a pytest start-up and a collection do not need
-(benchmarks/startup.py).
+case fixtures with the harness adapters (a late import: docs/architecture.md, start-up cost).
 """
 from __future__ import annotations
 

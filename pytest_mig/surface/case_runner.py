@@ -2,12 +2,11 @@
 main with its backgrounds (`hetero.run`), record its properties and progress.
 
 Rules:
-- case_fixtures.py declares the fixtures and imports this module only when a case runs: a pytest
-  start-up and a collection never load it, nor the orchestration, GPU slot, Allure and
-  timeline modules it imports (benchmarks/startup.py measures what that saves).
+- case_fixtures.py imports this module only when a case runs (docs/architecture.md,
+  start-up cost).
 - Orchestration happens in orchestration/hetero_run.py; this module turns pytest's request
-  into its inputs
-  and its outcome into pytest's (skips, warnings, properties, report sections).
+  into its inputs and its outcome into pytest's (skips, warnings, properties, report
+  sections).
 """
 from __future__ import annotations
 

@@ -2,10 +2,8 @@
 run's `LayoutManager` (layout_manager.py), cases ordered by layout, the summary printed.
 
 Rules: a thin hook object; plugin.py creates and registers it, options.py declares its
-options; the state and the work live in layout_manager.py (no pytest there). The GPU
-management modules (gpu.layouts, gpu.manage, ordering with the planner) load where they are
-used: only --mig-manage/--mig-layout runs and cases need them, and every start-up would pay
-about 0.1 s for them (tests/test_startup.py).
+options; the state and the work live in layout_manager.py (no pytest there). Late imports
+(docs/architecture.md, start-up cost): gpu.layouts, gpu.manage, ordering with the planner.
 """
 from __future__ import annotations
 

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import datasets
 from .common import Family, Inputs, Sample
 
 FP8 = torch.float8_e4m3fn

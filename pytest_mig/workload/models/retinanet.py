@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import datasets
-from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, stack_samples
+from .common import Family, Inputs, Sample, fit_batchnorm, stack_samples
 from .resnet import Bottleneck, stem
 from .ssd import nms
 
