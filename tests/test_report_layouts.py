@@ -30,11 +30,12 @@ def test_rows_sum_each_benchmark_and_leave_missing_figures_out():
     mixed, whole = layout_rows(RECORDS)
     assert (mixed.layout, mixed.instances) == ("3x2g+1g", "3 x 2g.35gb + 1g.18gb")
     assert mixed.aggregate == {"resnet50": 190.0, "bert": 40.0}
-    assert mixed.total_samples_per_s == 230.0
+    assert mixed.total_samples_per_s is None  # resnet50 + bert samples/s: not one quantity
     assert (whole.layout, whole.instances, whole.total_samples_per_s) == ("1x7g", "7g.141gb",
                                                                           250.0)
-    assert "| 3x2g+1g | r-3x2g | 3 x 2g.35gb + 1g.18gb | main 2g.35gb 100, bg1-bert" in \
-        markdown([mixed, whole])
+    md = markdown([mixed, whole])
+    assert "| 3x2g+1g | r-3x2g | 3 x 2g.35gb + 1g.18gb | main 2g.35gb 100, bg1-bert" in md
+    assert "| resnet50 190, bert 40 | " in md
     assert layout_rows([{"case": "x", "layout": "7x1g", "slices": None}])[0] \
         .total_samples_per_s is None
 
@@ -49,8 +50,10 @@ def test_files_written_and_read_back_without_matplotlib(tmp_path, monkeypatch):
         table = list(csv.DictReader(fh, delimiter="\t"))
     mixed = [t for t in table if t["layout"] == "3x2g+1g"]
     assert [t["slice"] for t in mixed] == ["main", "bg1-bert", "bg2-resnet50", "bg3-bert",
-                                           "aggregate:resnet50", "aggregate:bert", "aggregate"]
-    assert mixed[3]["samples_per_s"] == "n/a" and mixed[-1]["samples_per_s"] == "230"
+                                           "aggregate:resnet50", "aggregate:bert"]  # no total
+    assert mixed[3]["samples_per_s"] == "n/a" and mixed[-1]["samples_per_s"] == "40"
+    whole = [t for t in table if t["layout"] == "1x7g"]
+    assert whole[-1]["slice"] == "aggregate" and whole[-1]["samples_per_s"] == "250"
     assert [r.to_dict() for r in read_rows(tmp_path / "layouts.json")] == \
         json.loads((tmp_path / "layouts.json").read_text())["layouts"]
     assert write_layouts(tmp_path / "none", RECORDS[:1]) == []  # no layout case: nothing

@@ -4,8 +4,10 @@ cases), each slice's samples/s and the aggregate per layout, as layouts.tsv / la
 Rules:
 - One row per case that ran under a named layout (record key `layout`); its slices and sums
   are the case's own `slices` figures (results/slices.py), never recomputed from elsewhere.
-- The aggregate of a row is the sum of its slices' samples/s, per benchmark and in total;
-  a slice without a throughput figure adds nothing and shows `n/a` (never a made-up number).
+- The aggregate of a row is the sum of its slices' samples/s per benchmark; a total over the
+  row only when all its slices run one benchmark (samples/s of different models are not one
+  quantity); a slice without a throughput figure adds nothing and shows `n/a` (never a
+  made-up number).
 - Rows keep the run's order of layouts (first appearance), cases by id within a layout.
 No pytest, no matplotlib here (report/plot_layouts.py draws the picture).
 """
@@ -85,8 +87,8 @@ def layout_rows(records: Iterable[dict[str, Any]]) -> list[LayoutRow]:
         for s in slices:
             if s.samples_per_s is not None:
                 row.aggregate[s.benchmark] = row.aggregate.get(s.benchmark, 0.0) + s.samples_per_s
-        if row.aggregate:
-            row.total_samples_per_s = sum(row.aggregate.values())
+        if len(row.aggregate) == 1:  # one model: its sum is the row's total
+            row.total_samples_per_s = next(iter(row.aggregate.values()))
         rows.append(row)
     order = {name: n for n, name in enumerate(dict.fromkeys(x.layout for x in rows))}
     return sorted(rows, key=lambda x: (order[x.layout], x.case))
@@ -107,19 +109,22 @@ def tsv(rows: list[LayoutRow]) -> str:
         for bench, rate in row.aggregate.items():
             lines.append("\t".join([*head, f"aggregate:{bench}", "aggregate", bench,
                                     row.instances, _num(rate), "sum of slices"]))
-        lines.append("\t".join([*head, "aggregate", "aggregate", "all", row.instances,
-                                _num(row.total_samples_per_s), "sum of slices"]))
+        if row.total_samples_per_s is not None:
+            lines.append("\t".join([*head, "aggregate", "aggregate", "all", row.instances,
+                                    _num(row.total_samples_per_s), "sum of slices"]))
     return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[LayoutRow]) -> str:
     """The per-layout summary: instances, each slice's samples/s, the aggregate."""
-    out = ["| layout | case | instances | slices (samples/s) | aggregate samples/s | outcome |",
+    out = ["| layout | case | instances | slices (samples/s) | aggregate samples/s per "
+           "benchmark | outcome |",
            "|---|---|---|---|---|---|"]
     for row in rows:
         per = ", ".join(f"{s.name} {s.profile} {_num(s.samples_per_s)}" for s in row.slices)
+        agg = ", ".join(f"{b} {_num(v)}" for b, v in row.aggregate.items()) or "n/a"
         out.append(f"| {row.layout} | {row.case} | {row.instances} | {per or 'n/a'} | "
-                   f"{_num(row.total_samples_per_s)} | {row.outcome} |")
+                   f"{agg} | {row.outcome} |")
     return "\n".join(out) + "\n"
 
 

@@ -24,7 +24,7 @@ def write_layouts_png(rows: list[LayoutRow], path: Path, title_note: str = "") -
     colour = {b: cmap(i % 10) for i, b in enumerate(benches)}
     several = len({r.benchmark for r in rows}) > 1
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rows) + 2), 4.6))
-    top = max((r.total_samples_per_s or 0.0) for r in rows) or 1.0
+    top = max(sum(s.samples_per_s or 0.0 for s in r.slices) for r in rows) or 1.0
     for x, row in enumerate(rows):
         bottom = 0.0
         for s in row.slices:
@@ -36,13 +36,15 @@ def write_layouts_png(rows: list[LayoutRow], path: Path, title_note: str = "") -
                 ax.text(x, bottom + s.samples_per_s / 2, s.profile, ha="center", va="center",
                         fontsize=7, color="white")
             bottom += s.samples_per_s
-        label = "n/a" if row.total_samples_per_s is None else f"{row.total_samples_per_s:.4g}"
+        # the sum on top only for one model; several: each benchmark's aggregate
+        label = (f"{row.total_samples_per_s:.4g}" if row.total_samples_per_s is not None else
+                 "\n".join(f"{b} {v:.4g}" for b, v in row.aggregate.items()) or "n/a")
         ax.text(x, bottom + 0.01 * top, label, ha="center", va="bottom", fontsize=9,
                 fontweight="bold")
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([f"{r.layout}\n{r.instances}" + (f"\n{r.benchmark}" if several else "")
                         for r in rows], fontsize=8)
-    ax.set_ylabel("samples/s (stacked per slice; aggregate on top)")
+    ax.set_ylabel("samples/s (stacked per slice; per-benchmark aggregate on top)")
     ax.set_ylim(0, top * 1.15)
     ax.grid(True, axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[b]) for b in benches]
