@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from pytest_mig.errors import MigError
 from pytest_mig.gpu.gpm import GpmReader
 from pytest_mig.report.busy import gpu_busy, main_window, slot_shares
+from pytest_mig.report.files import write_problem
 from pytest_mig.report.plot_timeline import write_timeline_png
 from pytest_mig.report.plotting import MISSING
 from pytest_mig.workload_contract import PATH_RECORD, planned_run_s
@@ -352,7 +353,10 @@ def case_timeline(interval: float, session: Any, slot: Any, out: Any,
         interrupted = True
         raise
     finally:
-        sampler.stop(out.phases, draw=not interrupted)
+        try:
+            sampler.stop(out.phases, draw=not interrupted)
+        except OSError as exc:  # disk full, the run folder deleted: one line on the case
+            out.warnings.append(write_problem(sampler.out_csv, exc).removeprefix("pytest-mig: "))
         if gpm is not None:
             gpm.close()
         try:

@@ -9,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from pytest_mig.orchestration.process import Workload, child_env
 from pytest_mig.report.files import REPORT_INCOMPLETE
 from pytest_mig.types import LaunchSpec
@@ -91,3 +93,39 @@ def test_a_log_cut_short_is_a_warning_on_the_case_and_in_results_json(project):
     cut = [w for w in rec["warnings"] if "log cut short" in w]
     assert any(w.startswith("bg1-bert: log cut short: ") and "bg1-bert.log: File too large" in w
                for w in cut), rec["warnings"]
+
+
+@pytest.fixture
+def few_inodes(tmp_path):
+    """A tmpfs of 10 MB with 8 inodes (root only): creating files runs out of inodes first."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m,nr_inodes=8", "tmpfs",
+                           str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_inode_exhaustion_is_named_as_such_not_as_a_full_disk(few_inodes):
+    from pytest_mig.io import write_json_atomic
+    from pytest_mig.report.files import write_problem
+    with pytest.raises(OSError) as info:
+        for i in range(20):
+            write_json_atomic(few_inodes / f"r{i}.json", {"i": i}, fsync=False)
+    line = write_problem(few_inodes / "results.json", info.value)
+    assert "no inodes left on that file system" in line and "0 of " in line, line
+    assert "MB free there" in line  # the bytes were there all along
+
+
+def test_a_run_folder_deleted_mid_run_is_named(tmp_path):
+    from pytest_mig.report.files import write_problem
+    run = tmp_path / "reports" / "run1"
+    (run / "test_x").mkdir(parents=True)
+    import shutil
+    shutil.rmtree(run)
+    with pytest.raises(OSError) as info:  # as the timeline's writer appends its note
+        open(run / "test_x" / "timeline.csv", "a").close()
+    line = write_problem(run / "test_x" / "timeline.csv", info.value)
+    assert f"its folder {run} was deleted during the run" in line, line
