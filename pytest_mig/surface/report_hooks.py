@@ -75,6 +75,8 @@ def report_lost(config, line: str) -> None:
         mig.write_errors.append(line)
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None and not hasattr(config, "workerinput"):
+        if getattr(tr._tw, "width_of_current_line", 0):  # after pytest's "[100%]": own line
+            tr._tw.line()
         tr.write_line(line, red=True)
     else:  # an xdist worker: the controller shows its warnings
         warnings.warn(pytest.PytestWarning(line), stacklevel=2)

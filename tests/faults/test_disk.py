@@ -129,3 +129,26 @@ def test_a_run_folder_deleted_mid_run_is_named(tmp_path):
         open(run / "test_x" / "timeline.csv", "a").close()
     line = write_problem(run / "test_x" / "timeline.csv", info.value)
     assert f"its folder {run} was deleted during the run" in line, line
+
+
+def test_a_full_disk_under_the_simulated_gpus_state_is_one_line(tmp_path):
+    # 4 KB free: the simulator's state write is a GpuError naming the file and the space,
+    # which pytest-mig reports in one line (it was an INTERNALERROR of 64 lines).
+    from pytest_mig.errors import GpuError
+    from pytest_mig.gpu.sim.state import StateFile
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        (mnt / "filler").write_bytes(b"x" * 4096)
+        f = StateFile(mnt / "simulated-gpu.json")
+        with pytest.raises(GpuError, match=r"cannot write the simulated GPU's state .*"
+                                           r"simulated-gpu.json: No space left on device "
+                                           r"\(.* MB and .* inodes free there\)"):
+            with f.locked():
+                f.write({"blob": "y" * 20000})
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,8 +35,12 @@ class StateFile:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as fh:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.lock_path, "a+")
+        except OSError as exc:
+            raise self._cannot_write(self.lock_path, exc) from None
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -63,7 +68,22 @@ class StateFile:
     def write(self, state: State) -> None:
         """Replace the file atomically (callers hold `locked()`); no fsync: it changes many
         times a second and lives only as long as the run."""
-        write_atomic(self.path, json.dumps(state, indent=1, sort_keys=True) + "\n", fsync=False)
+        try:
+            write_atomic(self.path, json.dumps(state, indent=1, sort_keys=True) + "\n",
+                         fsync=False)
+        except OSError as exc:  # disk full, no inodes, read-only: one line, not a traceback
+            raise self._cannot_write(self.path, exc) from None
+
+    @staticmethod
+    def _cannot_write(path: Path, exc: OSError) -> GpuError:
+        try:
+            st = os.statvfs(path.parent)
+            free = f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB and {st.f_favail} inodes free there"
+        except OSError:
+            free = "free space unknown"
+        return GpuError(f"cannot write the simulated GPU's state {path}: "
+                        f"{exc.strerror or exc} ({free}); free space there or point "
+                        "--mig-reports at another file system")
 
 
 def stable_uuid(prefix: str, seed: int, *parts: object) -> str:
