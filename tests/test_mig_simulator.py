@@ -394,7 +394,9 @@ def test_state_writes_are_atomic(sim, monkeypatch):
 
     monkeypatch.setattr(pytest_mig.io.os, "fdopen",
                         lambda fd, *a, **kw: HalfWriter(real_fdopen(fd, *a, **kw)))
-    with pytest.raises(OSError, match="disk full"):
+    # One line naming the state file (a GpuError), not a raw OSError traceback.
+    from pytest_mig.errors import GpuError
+    with pytest.raises(GpuError, match="cannot write the simulated GPU's state .*disk full"):
         sim.nvmlDeviceCreateGpuInstance(sim.nvmlDeviceGetHandleByIndex(0), 19)
     assert sim.state_path.read_text() == before
     assert sorted(p.name for p in sim.state_path.parent.iterdir()) == ["gpu.json", "gpu.json.lock"]
