@@ -194,3 +194,31 @@ def test_a_background_stopped_during_the_main_fails_the_case_saying_since_when(p
     assert "s after the main started) while the main ran" in message, message
     assert recs[HEALTHY]["outcome"] == "passed", out[-3000:]
     assert_clean(project)
+
+
+def test_a_frozen_background_is_named_abandoned_and_the_reports_are_written(project, freezer):
+    # A background frozen in a cgroup (as one stuck in the GPU driver after an Xid) ignores
+    # even SIGKILL: the case fails naming it and its state, the other workloads are stopped,
+    # pytest ends in bounded time and writes every report.
+    import os
+    import time
+    proc = project.popen({"cases": {"resnet50": {"main": "trigger"}}})
+    trigger = project.path / "trigger"
+    _wait_for(lambda: [trigger])
+    pid = int(_wait_for(lambda: list(project.reports.glob(f"*/{FAULTY_DIR}/bg1-bert.pid")))
+              .read_text())
+    freezer.freeze(pid)
+    time.sleep(1.5)  # the watch samples every 0.5 s
+    trigger.unlink()
+    assert proc.wait(timeout=240) == 1, project.output()[-3000:]
+    out = project.output()
+    recs = project.records()
+    message = recs[FAULTY]["message"]
+    assert "bg1-bert: was frozen (D: stuck in the kernel or driver" in message, message
+    assert "frozen by the cgroup freezer" in message
+    assert f"pytest-mig: workload bg1-bert: pid {pid} would not die" in out, out[-3000:]
+    assert "abandoned" in out
+    assert recs[HEALTHY]["outcome"] == "passed", out[-3000:]
+    run = project.run_dir()
+    assert (run / "results.json").exists() and (run / "index.html").exists()
+    assert os.path.exists(f"/proc/{pid}")  # still frozen: the freezer fixture ends it
