@@ -51,9 +51,10 @@ def batch_for(name: str, device: str) -> int:
     """The largest batch of the throughput sweep (the best on the H100); models added since: the
     harness's CUDA default."""
     import harness_throughput as ht
-    from pytest_mig.workload import accel
+    from pytest_mig.workload import slice_batch
 
-    sweep = ht.SWEEP.get(name) or (accel.GPU_BATCH_SIZES.get(name, 8),)
+    row = slice_batch.load_table().rows.get(name)
+    sweep = ht.SWEEP.get(name) or ((row.full_gpu_batch if row else 8),)
     return sweep[-1] if device == "cuda" else min(sweep[0], 16)
 
 

@@ -8,6 +8,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from pytest_mig.workload.batching import BatchWorker
 
 
@@ -83,3 +85,60 @@ def test_a_failing_batch_ends_the_process_with_exit_1_and_its_traceback():
     assert proc.returncode == 1
     assert "RuntimeError: model blew up on [7]" in proc.stderr
     assert "not reached" not in proc.stdout
+
+
+def test_chunk_queue_slices_batches_across_issued_chunks_in_order():
+    from pytest_mig.workload.batching import ChunkQueue
+
+    queue = ChunkQueue()
+    queue.put([10, 11, 12], [0, 1, 2])
+    queue.put([13, 14], [3, 4])
+    assert len(queue) == 5
+    first = queue.take(2)
+    assert (first.ids, first.indices, len(first)) == ([10, 11], [0, 1], 2)
+    second = queue.take(2)  # the end of one chunk and the start of the next
+    assert (second.ids, second.indices) == ([12, 13], [2, 3])
+    rest = queue.take(100)
+    assert (rest.ids, rest.indices, len(queue)) == ([14], [4], 0)
+    with pytest.raises(ValueError, match="3 response ids for 2 sample indices"):
+        queue.put([1, 2, 3], [0, 1])
+
+
+def test_a_worker_on_a_chunk_queue_gets_chunks():
+    from pytest_mig.workload.batching import ChunkQueue
+
+    class Chunks(BatchWorker):
+        def __init__(self) -> None:
+            self.seen: list[tuple[list[int], list[int]]] = []
+            super().__init__(4, "chunk-worker", ChunkQueue())
+
+        def _run(self, batch, draining):
+            self.seen.append((batch.ids, batch.indices))
+
+    worker = Chunks()
+    worker.issue(list(range(100, 106)), list(range(6)))
+    worker.stop()
+    assert [i for ids, _ in worker.seen for i in ids] == list(range(100, 106))
+    assert all(len(ids) <= 4 for ids, _ in worker.seen)
+
+
+def test_in_flight_batches_are_settled_before_the_worker_ends():
+    class Ahead(BatchWorker):
+        def __init__(self) -> None:
+            self.pending: list[list[int]] = []
+            self.settled: list[list[int]] = []
+            super().__init__(2, "ahead-worker")
+
+        def _run(self, batch, draining):
+            self.pending.append(batch)  # launched, left in flight
+
+        def _settle(self):
+            if not self.pending:
+                return False
+            self.settled.append(self.pending.pop(0))
+            return True
+
+    worker = Ahead()
+    worker.issue(range(5))
+    worker.stop()
+    assert worker.settled == [[0, 1], [2, 3], [4]] and not worker.pending

@@ -88,10 +88,10 @@ def test_cache_folder_is_keyed_by_torch_device_model_shape_precision(tmp_path, m
     assert compiled.default_cache_base() == tmp_path / "xdg" / "pytest-mig" / "inductor"
 
 
-def test_compiled_buckets_offline_one_shape_latency_scenarios_powers_of_two():
-    assert accel.compiled_buckets(256, "Offline") == (256,)
-    assert accel.compiled_buckets(8, "Server") == (1, 2, 4, 8)
-    assert accel.compiled_buckets(1, "SingleStream") == (1,)
+def test_run_buckets_offline_one_shape_latency_scenarios_powers_of_two():
+    assert accel.run_buckets(256, "Offline") == (256,)
+    assert accel.run_buckets(8, "Server") == (1, 2, 4, 8)
+    assert accel.run_buckets(1, "SingleStream") == (1,)
     assert accel.options_for("bert", "bf16", compile_mode="max-autotune").describe().endswith("compile=max-autotune")
 
 
@@ -105,7 +105,7 @@ def test_compiled_offline_pads_every_batch_to_its_one_shape():
     model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
     opts = accel.AccelOptions(torch.float32, None, cuda_graphs=False, start_from_device=False,
                               compile_mode="default")
-    predictor = accel.AccelPredictor(model, loader, post, opts, CPU, 6, accel.compiled_buckets(6, "Offline"))
+    predictor = accel.AccelPredictor(model, loader, post, opts, CPU, 6, accel.run_buckets(6, "Offline"))
     assert predictor.fixed_shapes and predictor.runner is None and predictor.buckets == (6,)
     got = predictor([4, 1, 7])
     assert seen == [6]  # one shape: one compile serves the run

@@ -252,3 +252,21 @@ def test_cpu_duty_must_be_a_fraction():
     for bad in ("0", "1.5", "-0.1"):
         with pytest.raises(SystemExit):
             cli.parser().parse_args(base + ["--cpu-duty", bad])
+
+
+@pytest.mark.parametrize("benchmark", ["ssd-mobilenet", "rnnt"])  # folded convs + buffers; cuDNN LSTMs
+def test_a_cached_fitted_model_gives_the_same_outputs(benchmark, tmp_path):
+    from pytest_mig.workload.models import build, cached_model_path
+
+    fresh = build(benchmark, "tiny", seed=3, cache_dir=tmp_path)
+    path = cached_model_path(tmp_path, benchmark, "tiny", 3)
+    assert path.is_file()
+    again = build(benchmark, "tiny", seed=3, cache_dir=tmp_path)  # loaded, not fitted
+    inputs = fresh.make_inputs([0, 1])
+    with torch.inference_mode():
+        expected = fresh.postprocess(fresh.model(*inputs))
+        got = again.postprocess(again.model(*inputs))
+    assert [a.tobytes() for a in got] == [e.tobytes() for e in expected]
+    path.write_bytes(b"torn")  # an unreadable cache file is fitted again and replaced
+    assert build(benchmark, "tiny", seed=3, cache_dir=tmp_path).model is not None
+    assert path.stat().st_size > 4

@@ -32,8 +32,10 @@ def for_benchmark(options, benchmark: str) -> dict[str, str]:
 
 
 # Switches: `until_stopped` is set for session-lifetime backgrounds; the others are the
-# GPU path's (NVIDIA's start_from_device: samples resident in GPU memory).
+# GPU path's (NVIDIA's start_from_device: samples resident in GPU memory, the built-in
+# harness's default on CUDA; host_resident_samples keeps them in host memory instead).
 FLAGS = {"until_stopped": "--until-stopped", "start_from_device": "--start-from-device",
+         "host_resident_samples": "--no-start-from-device",
          "no_cuda_graphs": "--no-cuda-graphs", "no_channels_last": "--no-channels-last"}
 
 

@@ -1,10 +1,12 @@
 """GPU path of the built-in harness: weights cast to bf16/fp16, channels-last conv nets,
-one CUDA graph per batch size (partial batches padded up) and device-resident QSL samples.
+one CUDA graph per batch size (partial batches padded up, the output's reduction captured with
+the model), device-resident QSL samples gathered by index, and batches launched ahead (two in
+flight) with their reduced outputs copied to pinned host memory once per batch.
 Optionally the model's compiled code (`compiled.py`, torch.compile) is what the graphs hold.
 
 CUDA only: on the CPU the harness keeps `models.Predictor` (autocast).
-Fixed shapes: with graphs or compile every batch is padded up to a bucket size; compiled
-Offline runs one bucket, the largest batch, so one compile serves the whole run.
+Fixed shapes: with graphs or compile every batch is padded up to a bucket size; Offline runs
+one bucket, the largest batch, so one capture (and one compile) serves the whole run.
 """
 from __future__ import annotations
 
@@ -19,17 +21,15 @@ from torch import nn
 
 from .datasets import Sample, SampleLoader
 from .models.rnnt import BLANK, RNNT
+from .resident import ResidentSet
+from .responses import BatchOutput
 
 CAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = {"resnet50": torch.channels_last, "ssd-resnet34": torch.channels_last,
                   "ssd-mobilenet": torch.channels_last, "3d-unet": torch.channels_last_3d}
 FORMAT_RANK = {torch.channels_last: 4, torch.channels_last_3d: 5}
+IN_FLIGHT = 2  # batches queued on the GPU at once: the host answers one while the GPU runs the next
 GRAPH_WARMUP = 3  # eager runs on a side stream before capture (cuDNN autotuning, lazy caches)
-# Default Offline batch per benchmark on CUDA. On a whole H100 at --size full the sweep in
-# benchmarks/results/h100_harness_throughput.json gains at most 7% from larger batches except
-# RNN-T (4096: about 2x), whose larger batches need more memory than a 1g.10gb slice has.
-GPU_BATCH_SIZES = {"resnet50": 256, "ssd-resnet34": 16, "ssd-mobilenet": 256, "bert": 128,
-                   "rnnt": 1024, "dlrm": 256, "3d-unet": 4}
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,11 @@ def bucket_sizes(max_batch: int) -> tuple[int, ...]:
     return (*sizes, max_batch)
 
 
-def compiled_buckets(max_batch: int, scenario: str) -> tuple[int, ...]:
-    """Batch sizes a compiled model runs (one compile each): Offline only its largest batch
-    (LoadGen issues every sample at once, so only the last batch is partial); latency
-    scenarios, whose batches are small and vary, every `bucket_sizes` entry."""
+def run_buckets(max_batch: int, scenario: str) -> tuple[int, ...]:
+    """Batch sizes the GPU path runs (one graph capture, cuDNN autotune and compile each):
+    Offline only its largest batch (LoadGen issues every sample at once, so only the last
+    batch is partial: padded up); latency scenarios, whose batches are small and vary, every
+    `bucket_sizes` entry. One shape for Offline keeps warm-up to one capture."""
     return (max_batch,) if scenario == "Offline" else bucket_sizes(max_batch)
 
 
@@ -206,14 +207,20 @@ def check_static_shapes(static: Sequence[torch.Tensor], inputs: Sequence[torch.T
 class GraphRunner:
     """One CUDA graph per batch size, all in one memory pool; inputs are copied into static buffers.
 
-    Sharing the pool is safe because replays run one at a time and each output is consumed
-    (post-processed to host arrays) before the next replay.
+    Sharing the pool is safe because replays run in order on one stream and each output is
+    consumed (reduced and copied to pinned host memory) on that stream before the next replay.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, device: torch.device,
+                 head: Callable[[Any], Any] | None = None) -> None:
         self.model, self.device = model, device
+        self.head = head  # the output's reduction (Family.reduce), captured in the same graph
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], Any]] = {}
         self._pool: Any = None
+
+    def _forward(self, static: Sequence[torch.Tensor]) -> Any:
+        output = self.model(*static)
+        return self.head(output) if self.head is not None else output
 
     def capture(self, size: int, inputs: Sequence[torch.Tensor]) -> None:
         static = tuple(t.clone() for t in inputs)  # clone keeps the (channels-last) layout
@@ -221,11 +228,11 @@ class GraphRunner:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.inference_mode(), torch.cuda.stream(side):
             for _ in range(GRAPH_WARMUP):
-                self.model(*static)
+                self._forward(static)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            output = self.model(*static)
+            output = self._forward(static)
         if self._pool is None:
             self._pool = graph.pool()
         self.graphs[size] = (graph, static, output)
@@ -312,24 +319,62 @@ class DecoderGraphRunner:
         return torch.stack(emitted, dim=1)
 
 
-def runner_for(model: nn.Module, device: torch.device) -> GraphRunner | DecoderGraphRunner:
-    """Whole-forward graphs for fixed-shape models; step graphs for RNN-T's data-dependent decoder."""
-    return DecoderGraphRunner(model, device) if isinstance(model, RNNT) else GraphRunner(model, device)
+def runner_for(model: nn.Module, device: torch.device,
+               head: Callable[[Any], Any] | None = None) -> GraphRunner | DecoderGraphRunner:
+    """Whole-forward graphs for fixed-shape models (with the output's reduction when given);
+    step graphs for RNN-T's data-dependent decoder."""
+    return DecoderGraphRunner(model, device) if isinstance(model, RNNT) else GraphRunner(model, device, head)
 
 
 class AccelPredictor:
-    """The GPU counterpart of `models.Predictor`: QSL indices in, one output array per sample out."""
+    """The GPU counterpart of `models.Predictor`: QSL indices in, outputs on the host out.
+
+    `launch(indices)` queues a batch on the GPU and returns `finish()`, which waits for it and
+    gives a `responses.BatchOutput`; `__call__` does both and gives one array per sample. With
+    a `reduce` (the family's), the batch is gathered from device-resident samples by index,
+    run (graph replay), reduced on the device and copied to pinned host memory in one
+    asynchronous copy; `in_flight` pinned slots let that many batches be queued at once.
+    Without one (RNN-T, the LLM) `launch` computes and post-processes at once.
+    """
 
     def __init__(self, model: nn.Module, make_inputs: SampleLoader, postprocess: Callable[[Any], list[np.ndarray]],
                  opts: AccelOptions, device: torch.device, max_batch: int,
-                 buckets: Sequence[int] | None = None) -> None:
+                 buckets: Sequence[int] | None = None, reduce: Callable[[Any], Any] | None = None,
+                 in_flight: int = IN_FLIGHT) -> None:
         self.model, self.make_inputs, self.postprocess = model, make_inputs, postprocess
-        self.opts, self.device = opts, device
+        self.opts, self.device, self.reduce = opts, device, reduce
         self.buckets = tuple(sorted(buckets)) if buckets else bucket_sizes(max_batch)
-        self.runner = runner_for(model, device) if opts.cuda_graphs else None
+        self.runner = runner_for(model, device, reduce) if opts.cuda_graphs else None
         self.fixed_shapes = self.runner is not None or opts.compile_mode is not None
+        self.resident: ResidentSet | None = None
         if opts.start_from_device:
-            make_inputs.resident = lambda sample: resident_sample(sample, device, opts.dtype)
+            if make_inputs.stack_keys:
+                self.resident = ResidentSet(make_inputs.stack_keys, device, opts.dtype, opts.memory_format,
+                                            slots=in_flight + 1)
+                make_inputs.resident_set = self.resident
+            else:
+                make_inputs.resident = lambda sample: resident_sample(sample, device, opts.dtype)
+        self.in_flight = in_flight
+        self._slots: list[dict[str, torch.Tensor]] = [{} for _ in range(in_flight + 1)]
+        self._slot = 0
+
+    @property
+    def resident_inputs(self) -> bool:
+        """Batches are gathered on the device from the resident set (else collated from samples)."""
+        return self.resident is not None
+
+    def describe_io(self) -> dict[str, Any]:
+        """How batches reach the model and outputs reach LoadGen (for the path record)."""
+        if self.resident is not None:
+            inputs = "device-resident set, batches gathered on the device by index"
+        elif self.opts.start_from_device:
+            inputs = "device-resident samples, collated per batch"
+        else:
+            inputs = "host-resident samples, copied to the device per batch"
+        outputs = ("reduced on the device, one copy to pinned host memory per batch" if self.reduce is not None
+                   else "post-processed on the host per batch")
+        return {"inputs": inputs, "outputs": outputs,
+                "in_flight": self.in_flight if self.reduce is not None else 1}
 
     def capture(self, indices: Sequence[int]) -> float:
         """Capture every bucket's graph (compiling first where compiled) up front, so no
@@ -341,28 +386,71 @@ class AccelPredictor:
                 self._graph_for(size, padded)
             else:  # compiled, no graphs: the first call compiles
                 with torch.inference_mode():
-                    self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(padded)))
+                    self.model(*self._inputs(padded))
         torch.cuda.synchronize(self.device)
         return time.perf_counter() - started
+
+    def _inputs(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """Model inputs in the model's dtype and layout: gathered on the device when resident."""
+        if self.resident is not None and self.resident.holds(indices):
+            return self.resident.gather(indices)
+        return tuple(prepare_input(t, self.opts) for t in self.make_inputs(indices))
 
     def _graph_for(self, size: int, indices: Sequence[int]) -> None:
         assert self.runner is not None
         if size not in self.runner.graphs:
-            batch = self.make_inputs(pad_indices(indices, size))
-            self.runner.capture(size, tuple(prepare_input(t, self.opts) for t in batch))
+            self.runner.capture(size, self._inputs(pad_indices(indices, size)))
+
+    def _run(self, indices: Sequence[int]) -> Any:
+        """The batch's output (reduced where `reduce` is given), on the device, `len(indices)` rows."""
+        count = len(indices)
+        if self.fixed_shapes and count <= self.buckets[-1]:
+            size = bucket_for(count, self.buckets)
+            padded = pad_indices(indices, size)
+            if self.runner is not None:
+                self._graph_for(size, padded)
+                output = self.runner(size, self._inputs(padded))
+                if self.reduce is not None and isinstance(self.runner, GraphRunner):
+                    return take_samples(output, count, size)  # the graph reduced it
+            else:
+                output = self.model(*self._inputs(padded))
+            output = take_samples(output, count, size)
+        else:
+            output = self.model(*self._inputs(indices))
+        return self.reduce(output) if self.reduce is not None else output
+
+    def _to_host(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` copied (asynchronously) into this launch's pinned slot buffer `name`."""
+        slot = self._slots[self._slot]
+        buf = slot.get(name)
+        if buf is None or buf.dtype != tensor.dtype or buf.numel() < tensor.numel():
+            buf = slot[name] = torch.empty(max(tensor.numel(), 1), dtype=tensor.dtype,
+                                           pin_memory=self.device.type == "cuda")
+        host = buf[:tensor.numel()].view(tensor.shape)
+        host.copy_(tensor, non_blocking=True)
+        return host
+
+    def launch(self, indices: Sequence[int]) -> Callable[[], Any]:
+        with torch.inference_mode():
+            output = self._run(indices)
+            if self.reduce is None:  # computed and post-processed now: nothing left in flight
+                result = self.postprocess(output)
+                return lambda: result
+            rows, counts = output
+            rows_host = self._to_host("rows", rows.contiguous())
+            counts_host = self._to_host("counts", counts) if counts is not None else None
+            self._slot = (self._slot + 1) % len(self._slots)
+            done = None
+            if self.device.type == "cuda":
+                done = torch.cuda.Event(blocking=True)  # the waiting thread sleeps, leaving the core to LoadGen
+                done.record()
+
+        def finish() -> BatchOutput:
+            if done is not None:
+                done.synchronize()
+            return BatchOutput(rows_host.numpy(), None if counts_host is None else counts_host.numpy())
+        return finish
 
     def __call__(self, indices: Sequence[int]) -> list[np.ndarray]:
-        count = len(indices)
-        with torch.inference_mode():
-            if self.fixed_shapes and count <= self.buckets[-1]:
-                size = bucket_for(count, self.buckets)
-                padded = pad_indices(indices, size)
-                if self.runner is not None:
-                    self._graph_for(size, padded)
-                    output = self.runner(size, self.make_inputs(padded))
-                else:
-                    output = self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(padded)))
-                output = take_samples(output, count, size)
-            else:
-                output = self.model(*(prepare_input(t, self.opts) for t in self.make_inputs(indices)))
-            return self.postprocess(output)
+        output = self.launch(indices)()
+        return output.arrays() if isinstance(output, BatchOutput) else output

@@ -91,9 +91,10 @@ def parser() -> argparse.ArgumentParser:
                           "rnnt graphs each greedy-decoder step, its encoder runs eager)")
     gpu.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                      help="channels-last layout for the conv nets (default: on)")
-    gpu.add_argument("--start-from-device", action="store_true",
-                     help="hold QSL samples in GPU memory, loaded when LoadGen loads them "
-                          "(a no-op on the CPU, where samples already live in host memory)")
+    gpu.add_argument("--start-from-device", action=argparse.BooleanOptionalAction, default=None,
+                     help="hold QSL samples in GPU memory, loaded when LoadGen loads them, and gather "
+                          "batches there by index (default: on for CUDA; --no-start-from-device keeps "
+                          "them in host memory, copied per batch; a no-op on the CPU)")
     p.add_argument("--compile", choices=COMPILE_SETTINGS, default="auto",
                    help="torch.compile the model: auto (CUDA: the mode fixtures/compile_modes.yaml "
                         "names for the benchmark; CPU: off), off, or a mode; a failing compile falls "

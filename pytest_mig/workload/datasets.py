@@ -2,13 +2,14 @@
 
 Primitives shape realistic-looking inputs (smooth images and volumes, tokenised
 question/context pairs, speech features, click logs); `SampleLoader` is the
-QSL's in-memory store that LoadGen loads and unloads.
+QSL's in-memory store that LoadGen loads and unloads (on the GPU path, with a `resident.ResidentSet`
+beside it that holds the same samples stacked in device memory).
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,13 +101,17 @@ class SampleLoader:
     def __init__(self, benchmark: str, size: str, seed: int,
                  make: Callable[[torch.Generator], Sample],
                  collate: Callable[[Sequence[Sample]], tuple[torch.Tensor, ...]],
-                 device: torch.device) -> None:
+                 device: torch.device, stack_keys: Sequence[str] = ()) -> None:
         self.benchmark, self.size, self.seed = benchmark, size, seed
+        # Inputs whose batch is a plain stack of same-shaped samples (empty: collate does more).
+        self.stack_keys = tuple(stack_keys)
         self._make, self._collate, self.device = make, collate, device
         self._cache: dict[int, Sample] = {}
         self._lock = threading.Lock()
         # Where loaded samples live: the GPU path sets a transform to device memory (start_from_device).
         self.resident: Callable[[Sample], Sample] | None = None
+        # Where loaded samples also live, stacked on the device (resident.ResidentSet; GPU path).
+        self.resident_set: Any = None
         # Keep samples across unloads: back-to-back tests load the same set each time.
         self.retain = False
 
@@ -127,6 +132,8 @@ class SampleLoader:
                 if index not in self._cache:
                     sample = self.sample(index)
                     self._cache[index] = self.resident(sample) if self.resident is not None else sample
+                if self.resident_set is not None:
+                    self.resident_set.add(index, self._cache[index])
 
     def unload(self, indices: Iterable[int]) -> None:
         if self.retain:
@@ -134,6 +141,8 @@ class SampleLoader:
         with self._lock:
             for index in indices:
                 self._cache.pop(index, None)
+                if self.resident_set is not None:
+                    self.resident_set.remove(index)
 
     @property
     def loaded(self) -> int:

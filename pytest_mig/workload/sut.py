@@ -11,6 +11,7 @@ to <log-dir>/harness_path.json (PATH_RECORD), which the plugin copies into resul
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import json
@@ -30,11 +31,12 @@ from pytest_mig.io import atomic_path, write_atomic
 from pytest_mig.mlperf_names import DETAIL_FILE, SUMMARY_FILE
 from pytest_mig.workload_contract import PATH_RECORD
 
-from . import accel, compiled, duration, scoring
-from .batching import BatchWorker
+from . import accel, compiled, duration, responses, scoring, slice_batch
+from .batching import BatchWorker, Chunk, ChunkQueue
 from .completions import CompletionLog
 from .datasets import SampleLoader
-from .models import Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, resolve_device
+from .models import (Built, Predictor, apply_precision, build, canonical_benchmark, decode_output, reduce_for,
+                     resolve_device)
 from .stopping import StopRequest
 
 PREFIX = "[pytest-mig loadgen]"
@@ -62,7 +64,7 @@ SERVER_LATENCY_MS = {"tiny": 100.0, "small": 400.0, "full": 1000.0}
 SERVER_LATENCY_FACTOR = 50.0
 BATCH_SIZES = {"tiny": 32, "small": 16, "full": 8}
 SERVER_MAX_BATCH = 8
-GPU_BATCH_DEFAULT = 16  # Offline batch on CUDA for models accel.GPU_BATCH_SIZES does not list
+GPU_BATCH_DEFAULT = 16  # Offline batch on CUDA for models the slice table (slice_batch) does not list
 SAMPLE_MEMORY_BYTES = 1 << 30  # performance sample set budget
 CALIBRATION_BUDGET_S = 0.25
 STOP_GRACE_S = 1.0
@@ -94,7 +96,7 @@ class RunConfig:
     batch_size: int | None = None
     cuda_graphs: bool | None = None  # None: on for CUDA (where the model allows)
     channels_last: bool | None = None  # None: on for the conv nets on CUDA
-    start_from_device: bool = False  # QSL samples held in GPU memory, in the compute dtype
+    start_from_device: bool | None = None  # QSL samples held in GPU memory (None: on for CUDA)
     compile: str = "auto"  # off | auto | a torch.compile mode (compiled.SETTINGS)
     compile_cache: Path | None = None  # base folder of the compile cache (None: compiled.default_cache_base)
     started: float | None = None  # time.monotonic() when the process started, for ready_s
@@ -141,12 +143,23 @@ def say(message: str) -> None:
 
 
 def batch_size_for(cfg: RunConfig, device: torch.device | None = None) -> int:
+    return batch_choice(cfg, device)[0]
+
+
+def batch_choice(cfg: RunConfig, device: torch.device | None = None) -> tuple[int, str]:
+    """(batch, how it was chosen): an explicit batch size; on CUDA Offline the slice's batch
+    (`slice_batch`: the table scaled to the slice's SMs and memory); else the scenario's."""
     if cfg.batch_size:
-        return cfg.batch_size
+        return cfg.batch_size, "batch_size given (override)"
     if device is not None and device.type == "cuda" and cfg.scenario == "Offline":
-        return accel.GPU_BATCH_SIZES.get(canonical_benchmark(cfg.benchmark), GPU_BATCH_DEFAULT)
-    return {"Offline": BATCH_SIZES[cfg.size], "Server": min(SERVER_MAX_BATCH, BATCH_SIZES[cfg.size]),
-            "SingleStream": 1, "MultiStream": MULTISTREAM_SAMPLES}[cfg.scenario]
+        choice = slice_batch.choose(canonical_benchmark(cfg.benchmark), slice_batch.measure(device),
+                                    slice_batch.load_table())
+        if choice is not None:
+            return choice.batch, f"slice rule: {choice.rule}"
+        return GPU_BATCH_DEFAULT, f"default {GPU_BATCH_DEFAULT} (no row in {slice_batch.TABLE})"
+    batch = {"Offline": BATCH_SIZES[cfg.size], "Server": min(SERVER_MAX_BATCH, BATCH_SIZES[cfg.size]),
+             "SingleStream": 1, "MultiStream": MULTISTREAM_SAMPLES}[cfg.scenario]
+    return batch, f"{cfg.scenario} default for --size {cfg.size}"
 
 
 def _time_calls(fn: Callable[[], object], device: torch.device, threads: int, min_runs: int = 3,
@@ -242,37 +255,61 @@ def test_settings(cfg: RunConfig, cal: Calibration, batched_capacity: bool = Fal
 class BatchingSUT(BatchWorker):
     """Queues issued samples; one worker runs them in batches of up to `max_batch` and completes them.
 
+    LoadGen's fast issue callback (`lg.ConstructFastSUT(sut.issue, sut.flush)`) queues response
+    ids and sample indices as lists (`batching.ChunkQueue`): no Python object per sample. A
+    predictor with `launch(indices)` (the GPU path) starts a batch and returns a `finish()`
+    that waits for it: up to `in_flight` batches are started before the oldest is finished, so
+    the host answers one batch while the GPU computes the next. Any other predictor is a plain
+    call. Each batch is answered to LoadGen in one call (`responses.Responder`).
+
     With `duty` < 1 (a paced background on the CPU) the worker rests after each batch so that
     it computes at most that fraction of the time: a steady, real, smaller load; with a `pacer`
     (a per-test background's Offline test) it rests longer where that ends the test as planned. Draining
     (SIGTERM) answers everything queued or still to come at once, without inference.
     """
 
-    def __init__(self, predictor: Callable[[Sequence[int]], list[np.ndarray]], max_batch: int,
+    def __init__(self, predictor: Callable[[Sequence[int]], Any], max_batch: int,
                  completions: CompletionLog | None = None, duty: float = 1.0,
-                 pacer: duration.PlanPacer | None = None) -> None:
+                 pacer: duration.PlanPacer | None = None, in_flight: int = 1) -> None:
         self.predictor, self.duty, self.pacer = predictor, duty, pacer
         self.completions = completions  # completions.tsv: what the plugin counts per window
-        super().__init__(max_batch, "sut-worker")
+        launch = getattr(predictor, "launch", None)
+        self._launch: Callable[[Sequence[int]], Callable[[], Any]] = (
+            launch if launch is not None else (lambda indices: _done(predictor(indices))))
+        self.in_flight = max(1, in_flight)
+        self._pending: collections.deque = collections.deque()  # (chunk, finish, started)
+        self._responder = responses.Responder()
+        super().__init__(max_batch, "sut-worker", ChunkQueue())
 
     def stop(self) -> None:
         super().stop()
         if self.completions is not None:
             self.completions.close()
 
-    def _run(self, batch: list, draining: bool) -> None:
-        empty = np.zeros(0, dtype=np.uint8)
-        t0 = time.perf_counter()
-        outputs = [empty] * len(batch) if draining else self.predictor([s.index for s in batch])
-        responses = [lg.QuerySampleResponse(s.id, out.ctypes.data if out.nbytes else 0, out.nbytes)
-                     for s, out in zip(batch, outputs)]
-        lg.QuerySamplesComplete(responses)  # copies the bytes: `outputs` may go now
-        if self.completions is not None and not draining:
+    def _run(self, batch: Chunk, draining: bool) -> None:
+        if draining:
+            self._responder.complete(batch.ids, None)
+            return
+        self._pending.append((batch, self._launch(batch.indices), time.perf_counter()))
+        if len(self._pending) >= self.in_flight:
+            self._settle()
+
+    def _settle(self) -> bool:
+        if not self._pending:
+            return False
+        batch, finish, t0 = self._pending.popleft()
+        self._responder.complete(batch.ids, finish())  # LoadGen copies the bytes: the outputs may go now
+        if self.completions is not None:
             self.completions.add(len(batch))
-        if self.duty < 1.0 and not draining:
+        if self.duty < 1.0:
             compute, now = time.perf_counter() - t0, time.perf_counter()
             self.rest(self.pacer.rest_after(len(batch), compute, now) if self.pacer is not None
                       else compute * (1.0 / self.duty - 1.0))
+        return True
+
+
+def _done(outputs: Any) -> Callable[[], Any]:
+    return lambda: outputs
 
 
 def _start_test(sut: object, qsl: object, ts: lg.TestSettings, log_dir: Path) -> threading.Thread:
@@ -327,12 +364,13 @@ def _predictors(cfg: RunConfig, name: str, built: Built, device: torch.device, b
         return (Predictor(runnable, loader, postprocess, cfg.precision, device), ref,
                 f"autocast compile={mode or 'off'}")
     accel.setup_cuda()
-    opts = accel.options_for(name, cfg.precision, cfg.cuda_graphs, cfg.channels_last, cfg.start_from_device,
-                             compile_mode=mode)
+    opts = accel.options_for(name, cfg.precision, cfg.cuda_graphs, cfg.channels_last,
+                             cfg.start_from_device is not False, compile_mode=mode)
     fast = _compiled_copy(accel.prepare_model(runnable, name, opts, copy_first=runnable is reference),
                           reference, mode)
-    buckets = accel.compiled_buckets(batch, cfg.scenario) if mode else None
-    predictor = accel.AccelPredictor(fast, loader, postprocess, opts, device, batch, buckets)
+    buckets = accel.run_buckets(batch, cfg.scenario)
+    predictor = accel.AccelPredictor(fast, loader, postprocess, opts, device, batch, buckets,
+                                     reduce_for(name, cfg.size))
     ref = None
     if reference is not None:  # the same weights, fp32, as built: no graphs, no layout change
         plain = accel.options_for(name, "fp32", cuda_graphs=False, channels_last=False)
@@ -363,7 +401,7 @@ def _uncompiled(predictor: Predictor | accel.AccelPredictor) -> Predictor | acce
     if isinstance(predictor, accel.AccelPredictor):
         return accel.AccelPredictor(model, predictor.make_inputs, predictor.postprocess,
                                     replace(predictor.opts, compile_mode=None), predictor.device,
-                                    predictor.buckets[-1])
+                                    predictor.buckets[-1], predictor.buckets, predictor.reduce)
     return Predictor(model, predictor.make_inputs, predictor.postprocess, predictor.precision, predictor.device)
 
 
@@ -373,12 +411,16 @@ def prepare(cfg: RunConfig) -> Prepared:
     name = canonical_benchmark(cfg.benchmark)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    built = build(name, cfg.size, cfg.seed, device)
-    batch = batch_size_for(cfg, device)
+    # On CUDA a fitted model is kept beside the compile cache: a warm start loads it instead of
+    # fitting again (the full-size fits are most of the time before the model first runs).
+    models_cache = (cfg.compile_cache or compiled.default_cache_base()) / "models" if device.type == "cuda" else None
+    built = build(name, cfg.size, cfg.seed, device, cache_dir=models_cache)
+    batch, batch_rule = batch_choice(cfg, device)
     choice = compiled.choose(cfg.compile, name, device)
     path: dict[str, Any] = {"benchmark": name, "precision": cfg.precision,
                             "precision_reason": cfg.precision_reason, "compile": choice.mode or "off", "compile_requested": choice.requested,
-                            "compile_reason": choice.reason, "compile_cache": None}
+                            "compile_reason": choice.reason, "compile_cache": None,
+                            "batch_size": batch, "batch_rule": batch_rule}
     if choice.mode:
         cache = compiled.cache_dir(name, cfg.size, cfg.precision, batch, device, cfg.compile_cache)
         compiled.use_cache(cache)
@@ -403,6 +445,8 @@ def prepare(cfg: RunConfig) -> Prepared:
         cal, warm_s = _warm(predictor, cfg, batch, device)
     path["path"] = predictor.opts.describe() if isinstance(predictor, accel.AccelPredictor) else (
         f"autocast compile={path['compile']}")
+    if isinstance(predictor, accel.AccelPredictor):
+        path.update(predictor.describe_io())
     path["warm_s"] = round(warm_s, 2)
     say(f"calibration: 1 sample {cal.latency_s * 1e3:.3f} ms ({cal.single_qps:.1f}/s), "
         f"batch {cal.batch_size} {cal.batch_s * 1e3:.3f} ms ({cal.batch_qps:.1f} samples/s, "
@@ -429,6 +473,11 @@ def prepare(cfg: RunConfig) -> Prepared:
     seconds = {"build": round(built_s, 3), "calibration": round(warm_s, 3)}
     return Prepared(name, device, loader, predictor, reference, batch, ts, shown, perf_count, path,
                     seconds, duty, planned)
+
+
+def _in_flight(prep: Prepared) -> int:
+    """Batches the SUT keeps queued on the device (1 on the CPU: each is computed when launched)."""
+    return int(prep.path.get("in_flight", 1))
 
 
 def _ready(prep: Prepared, cfg: RunConfig, log_dir: Path) -> None:
@@ -463,8 +512,8 @@ def run(cfg: RunConfig) -> RunOutcome:
     prep = prepare(cfg)
     pacer = (duration.PlanPacer(prep.duty, prep.plan.test_s, prep.plan.samples)
              if prep.duty < 1.0 and cfg.scenario == "Offline" and prep.plan is not None else None)
-    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty, pacer)
-    sut = lg.ConstructSUT(batching.issue, batching.flush)
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty, pacer, in_flight=_in_flight(prep))
+    sut = lg.ConstructFastSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     _ready(prep, cfg, log_dir)
     started = time.perf_counter()
@@ -472,7 +521,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     test_s = time.perf_counter() - started
     batching.stop()
     lg.DestroyQSL(qsl)
-    lg.DestroySUT(sut)
+    lg.DestroyFastSUT(sut)
     say(f"test finished in {test_s:.2f}s; logs in {log_dir}")
     outcome = RunOutcome(log_dir=log_dir, settings=prep.shown, test_s=test_s,
                          files={"summary": log_dir / SUMMARY_FILE, "detail": log_dir / DETAIL_FILE,
@@ -521,8 +570,8 @@ def run_until_stopped(cfg: RunConfig, stop: StopRequest) -> int:
     capped = replace(cfg, min_duration_ms=min(cfg.min_duration_ms, UNTIL_STOPPED_TEST_MS))
     prep = prepare(capped)
     prep.loader.retain = True  # LoadGen loads the same performance set before every test
-    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty)
-    sut = lg.ConstructSUT(batching.issue, batching.flush)
+    batching = BatchingSUT(prep.predictor, prep.batch, CompletionLog(log_dir), prep.duty, in_flight=_in_flight(prep))
+    sut = lg.ConstructFastSUT(batching.issue, batching.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, prep.perf_count, prep.loader.load, prep.loader.unload)
     stop.armed = True  # from here a signal ends the current test instead of the process
     _ready(prep, cfg, log_dir)

@@ -4,13 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import datasets
-from .common import Family, Inputs, Sample, stack_samples, to_numpy_rows
+from .common import Family, Inputs, Sample, reduced_postprocess, stack_samples
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,8 @@ def _collate(samples: Sequence[Sample]) -> Inputs:
     return stack_samples(samples, ("input_ids", "token_type_ids", "attention_mask"))
 
 
-def _postprocess(spans: torch.Tensor, cfg: BertConfig) -> list[np.ndarray]:
-    return to_numpy_rows(spans.int(), "int32")
+def _reduce(spans: torch.Tensor, cfg: BertConfig) -> tuple[torch.Tensor, None]:
+    return spans.int(), None
 
 
 def _no_fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
@@ -113,4 +112,5 @@ def _no_fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
 
 
 BERT = Family(name="bert", configs=CONFIGS, construct=BertQA, make_sample=_make_sample, collate=_collate,
-              postprocess=_postprocess, fit=_no_fit, output_dtype="int32", output_row=2)
+              postprocess=reduced_postprocess(_reduce), fit=_no_fit, output_dtype="int32", output_row=2,
+              stack_keys=("input_ids", "token_type_ids", "attention_mask"), reduce=_reduce)

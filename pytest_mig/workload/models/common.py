@@ -30,6 +30,13 @@ class Family:
     fit: Callable[[nn.Module, Sequence[Inputs]], None]
     output_dtype: str  # numpy dtype of one response's bytes
     output_row: int  # values per output row (1 = flat)
+    # Inputs whose batch is a plain stack of same-shaped samples: the GPU path holds them stacked
+    # on the device and gathers batches there by index (empty: collate does more, e.g. pads).
+    stack_keys: tuple[str, ...] = ()
+    # (model output, config) -> (rows [B, ...] in output_dtype, valid items per row [B] or None),
+    # on the model's device: the GPU path copies these to the host once per batch. Where given,
+    # `postprocess` is `reduced_postprocess(reduce)`, so both paths answer the same bytes.
+    reduce: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
 
 class ConvBN(nn.Module):
@@ -82,6 +89,24 @@ def fit_batchnorm(model: nn.Module, batches: Sequence[Inputs]) -> None:
 def stack_samples(samples: Sequence[Sample], keys: Sequence[str]) -> Inputs:
     """Collate fixed-shape samples by stacking each named tensor along a new batch dim."""
     return tuple(torch.stack([s[k] for s in samples]) for k in keys)
+
+
+def split_rows(rows: np.ndarray, counts: np.ndarray | None) -> list[np.ndarray]:
+    """One flat array per sample from a batch's rows (the first `counts[i]` items of row i)."""
+    flat = rows.reshape(rows.shape[0], -1)
+    if counts is None:
+        return [np.ascontiguousarray(row) for row in flat]
+    per_item = int(np.prod(rows.shape[2:], dtype=np.int64))
+    return [np.ascontiguousarray(row[:int(n) * per_item]) for row, n in zip(flat, counts)]
+
+
+def reduced_postprocess(reduce: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor | None]]
+                        ) -> Callable[[Any, Any], list[np.ndarray]]:
+    """The per-sample arrays of `reduce`'s rows: the CPU path's postprocess for a family with a reduce."""
+    def postprocess(output: Any, cfg: Any) -> list[np.ndarray]:
+        rows, counts = reduce(output, cfg)
+        return split_rows(rows.detach().cpu().numpy(), None if counts is None else counts.cpu().numpy())
+    return postprocess
 
 
 def to_numpy_rows(tensor: torch.Tensor, dtype: str) -> list[np.ndarray]:

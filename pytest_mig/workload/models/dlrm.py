@@ -4,12 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import datasets
-from .common import Family, Inputs, Sample
+from .common import Family, Inputs, Sample, reduced_postprocess
 
 DENSE_FEATURES = 13
 LOGIT_STD = 1.5
@@ -93,10 +92,10 @@ def _collate(samples: Sequence[Sample]) -> Inputs:
     return torch.cat([s["dense"] for s in samples]), torch.cat([s["sparse"] for s in samples])
 
 
-def _postprocess(probs: torch.Tensor, cfg: DLRMConfig) -> list[np.ndarray]:
-    rows = probs.detach().float().cpu().numpy().reshape(-1, cfg.pairs)
-    return [np.ascontiguousarray(row, dtype="float32") for row in rows]
+def _reduce(probs: torch.Tensor, cfg: DLRMConfig) -> tuple[torch.Tensor, None]:
+    return probs.float().reshape(-1, cfg.pairs), None
 
 
 DLRM_FAMILY = Family(name="dlrm", configs=CONFIGS, construct=DLRM, make_sample=_make_sample, collate=_collate,
-                     postprocess=_postprocess, fit=_fit, output_dtype="float32", output_row=1)
+                     postprocess=reduced_postprocess(_reduce), fit=_fit, output_dtype="float32", output_row=1,
+                     reduce=_reduce)

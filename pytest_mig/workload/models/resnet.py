@@ -4,12 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import datasets
-from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, stack_samples, to_numpy_rows
+from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, reduced_postprocess, stack_samples
 
 
 # Scale of each residual branch's last BN. Trained ResNets keep branches small; at 1 a random
@@ -149,12 +148,13 @@ def _collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
     return stack_samples(samples, ("image",))
 
 
-def _postprocess(logits: torch.Tensor, cfg: ResNetConfig) -> list[np.ndarray]:
+def _reduce(logits: torch.Tensor, cfg: ResNetConfig) -> tuple[torch.Tensor, None]:
     """Top-1 class per image (int32), what the accuracy script compares with the label."""
-    return to_numpy_rows(torch.argmax(logits, dim=1, keepdim=True).int(), "int32")
+    return torch.argmax(logits, dim=1, keepdim=True).int(), None
 
 
 RESNET50 = Family(
     name="resnet50", configs=CONFIGS, construct=ResNet50, make_sample=_make_sample,
-    collate=_collate, postprocess=_postprocess, fit=_fit, output_dtype="int32", output_row=1,
+    collate=_collate, postprocess=reduced_postprocess(_reduce), fit=_fit, output_dtype="int32", output_row=1,
+    stack_keys=("image",), reduce=_reduce,
 )

@@ -11,15 +11,14 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import datasets
-from .common import Family, Inputs, Sample, fit_batchnorm, stack_samples
+from .common import Family, Inputs, Sample, fit_batchnorm, reduced_postprocess, stack_samples
 from .resnet import Bottleneck, stem
-from .ssd import nms
+from .ssd import detections
 
 RATIOS = (0.5, 1.0, 2.0)
 SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
@@ -161,21 +160,11 @@ class RetinaNet(nn.Module):
         return boxes, torch.sigmoid(logits * self.logit_scale)
 
 
-def _postprocess(outputs: tuple[torch.Tensor, torch.Tensor], cfg: RetinaNetConfig) -> list[np.ndarray]:
+def _reduce(outputs: tuple[torch.Tensor, torch.Tensor], cfg: RetinaNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image: rows (x1, y1, x2, y2, score, label) of the kept detections, float32."""
-    boxes, scores_all = outputs
-    results = []
-    for image_boxes, image_scores in zip(boxes, scores_all):
-        anchor_idx, class_idx = torch.nonzero(image_scores > cfg.score_threshold, as_tuple=True)
-        scores = image_scores[anchor_idx, class_idx]
-        if scores.numel() > cfg.pre_nms:
-            top = torch.topk(scores, cfg.pre_nms).indices
-            anchor_idx, class_idx, scores = anchor_idx[top], class_idx[top], scores[top]
-        cand = image_boxes[anchor_idx]
-        keep = nms(cand, scores, class_idx, cfg.nms_iou, cfg.max_detections)
-        rows = torch.cat([cand[keep], scores[keep, None], class_idx[keep, None].float()], dim=1)
-        results.append(np.ascontiguousarray(rows.cpu().numpy(), dtype="float32").reshape(-1))
-    return results
+    boxes, scores = outputs
+    return detections(boxes, scores, cfg.score_threshold, cfg.pre_nms, cfg.nms_iou, cfg.max_detections,
+                      label_offset=0)
 
 
 def _fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
@@ -203,5 +192,5 @@ def _collate(samples: Sequence[Sample]) -> Inputs:
 
 
 RETINANET = Family(name="retinanet", configs=CONFIGS, construct=RetinaNet, make_sample=_make_sample,
-                   collate=_collate, postprocess=_postprocess, fit=_fit, output_dtype="float32",
-                   output_row=6)
+                   collate=_collate, postprocess=reduced_postprocess(_reduce), fit=_fit, output_dtype="float32",
+                   output_row=6, stack_keys=("image",), reduce=_reduce)

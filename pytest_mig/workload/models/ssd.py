@@ -5,12 +5,11 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import datasets
-from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, stack_samples
+from .common import ConvBN, Family, Inputs, Sample, fit_batchnorm, reduced_postprocess, stack_samples
 from .mobilenet import MobileNetV1Trunk
 from .resnet import ResNet34Trunk
 
@@ -155,39 +154,68 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
 
 
+def greedy_keep(over: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Greedy NMS over score-sorted candidates, batched: `over` [B, K, K] (j suppresses i when
+    over[b, j, i], only j < i counts), `valid` [B, K]; returns kept [B, K]. K steps of a few
+    batch-wide kernels, no host sync: the same on the CPU, eager on the GPU and inside a CUDA graph."""
+    count = over.shape[-1]
+    later = torch.ones(count, count, dtype=torch.bool, device=over.device).triu(1)
+    over = over & later
+    suppressed = ~valid
+    for i in range(count):
+        suppressed |= over[:, i, :] & ~suppressed[:, i:i + 1]
+    return ~suppressed
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou: float, keep_max: int) -> torch.Tensor:
     """Greedy per-class NMS over score-sorted candidates; returns kept indices (best first)."""
     order = torch.argsort(scores, descending=True)
     boxes, labels = boxes[order], labels[order]
-    over = ((box_iou(boxes, boxes) > iou) & (labels[:, None] == labels[None, :])).cpu().numpy()
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep: list[int] = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        if len(keep) == keep_max:
-            break
-        suppressed |= over[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+    over = (box_iou(boxes, boxes) > iou) & (labels[:, None] == labels[None, :])
+    kept = greedy_keep(over[None], torch.ones(1, len(order), dtype=torch.bool, device=order.device))[0]
+    return order[kept.nonzero()[:keep_max, 0]]
 
 
-def _postprocess(outputs: tuple[torch.Tensor, torch.Tensor], cfg: SSDConfig) -> list[np.ndarray]:
-    """Per image: rows (x1, y1, x2, y2, score, label) of the kept detections, float32."""
+def batched_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU per batch element: [B, N, 4] x [B, M, 4] -> [B, N, M]."""
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    top_left = torch.maximum(a[:, :, None, :2], b[:, None, :, :2])
+    bottom_right = torch.minimum(a[:, :, None, 2:], b[:, None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp(min=1e-12)
+
+
+def detections(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, pre_nms: int, iou: float,
+               max_detections: int, label_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, on the device and batched: the `pre_nms` best (anchor, class) scores above
+    `threshold`, greedy per-class NMS, the `max_detections` best kept. Returns rows
+    [B, max_detections, 6] float32 of (x1, y1, x2, y2, score, class + label_offset), best first,
+    and the kept count per image [B] (rows past it are zero)."""
+    batch, anchors, classes = scores.shape
+    k = min(pre_nms, anchors * classes)
+    top, flat = torch.topk(scores.reshape(batch, -1).float(), k, dim=1)  # sorted, best first
+    anchor, label = flat // classes, flat % classes
+    cand = torch.gather(boxes.float(), 1, anchor[..., None].expand(batch, k, 4))
+    over = (batched_box_iou(cand, cand) > iou) & (label[:, :, None] == label[:, None, :])
+    kept = greedy_keep(over, top > threshold)
+    kept &= torch.cumsum(kept.int(), dim=1) <= max_detections
+    order = torch.argsort((~kept).to(torch.uint8), dim=1, stable=True)[:, :max_detections]
+    rows = torch.cat([cand, top[..., None], (label + label_offset).float()[..., None]], dim=2)
+    rows = torch.gather(rows, 1, order[..., None].expand(batch, order.shape[1], 6))
+    counts = kept.sum(dim=1).int()
+    rows = rows * (torch.arange(rows.shape[1], device=rows.device)[None, :] < counts[:, None])[..., None]
+    if rows.shape[1] < max_detections:
+        rows = torch.cat([rows, rows.new_zeros(batch, max_detections - rows.shape[1], 6)], dim=1)
+    return rows.contiguous(), counts
+
+
+def _reduce(outputs: tuple[torch.Tensor, torch.Tensor], cfg: SSDConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: rows (x1, y1, x2, y2, score, label) of the kept detections, float32 (label 0,
+    the background, is never a detection)."""
     boxes, probs = outputs
-    results = []
-    for image_boxes, image_probs in zip(boxes, probs):
-        fg = image_probs[:, 1:]
-        anchor_idx, class_idx = torch.nonzero(fg > cfg.score_threshold, as_tuple=True)
-        scores = fg[anchor_idx, class_idx]
-        if scores.numel() > cfg.pre_nms:
-            top = torch.topk(scores, cfg.pre_nms).indices
-            anchor_idx, class_idx, scores = anchor_idx[top], class_idx[top], scores[top]
-        cand = image_boxes[anchor_idx]
-        keep = nms(cand, scores, class_idx, cfg.nms_iou, cfg.max_detections)
-        rows = torch.cat([cand[keep], scores[keep, None], (class_idx[keep, None] + 1).float()], dim=1)
-        results.append(np.ascontiguousarray(rows.cpu().numpy(), dtype="float32").reshape(-1))
-    return results
+    return detections(boxes, probs[..., 1:], cfg.score_threshold, cfg.pre_nms, cfg.nms_iou,
+                      cfg.max_detections, label_offset=1)
 
 
 def _fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
@@ -221,7 +249,8 @@ def _collate(samples: Sequence[Sample]) -> Inputs:
 
 def _family(name: str, configs: dict[str, SSDConfig]) -> Family:
     return Family(name=name, configs=configs, construct=SSD, make_sample=_make_sample, collate=_collate,
-                  postprocess=_postprocess, fit=_fit, output_dtype="float32", output_row=6)
+                  postprocess=reduced_postprocess(_reduce), fit=_fit, output_dtype="float32", output_row=6,
+                  stack_keys=("image",), reduce=_reduce)
 
 
 SSD_RESNET34 = _family("ssd-resnet34", SSD_RESNET34_CONFIGS)

@@ -4,12 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import datasets
-from .common import ACTIVE_BIAS, Family, Inputs, Sample, stack_samples, to_numpy_rows
+from .common import ACTIVE_BIAS, Family, Inputs, Sample, reduced_postprocess, stack_samples
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,8 @@ def _collate(samples: Sequence[Sample]) -> Inputs:
     return stack_samples(samples, ("volume",))
 
 
-def _postprocess(labels: torch.Tensor, cfg: UNetConfig) -> list[np.ndarray]:
-    return to_numpy_rows(labels.to(torch.uint8), "uint8")
+def _reduce(labels: torch.Tensor, cfg: UNetConfig) -> tuple[torch.Tensor, None]:
+    return labels.to(torch.uint8), None
 
 
 def _no_fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
@@ -91,4 +90,5 @@ def _no_fit(model: nn.Module, batches: Sequence[Inputs]) -> None:
 
 
 UNET3D = Family(name="3d-unet", configs=CONFIGS, construct=UNet3D, make_sample=_make_sample, collate=_collate,
-                postprocess=_postprocess, fit=_no_fit, output_dtype="uint8", output_row=1)
+                postprocess=reduced_postprocess(_reduce), fit=_no_fit, output_dtype="uint8", output_row=1,
+                stack_keys=("volume",), reduce=_reduce)
