@@ -1,6 +1,6 @@
 """A batch per slice: the GPU path's Offline batch from the slice's SMs and memory.
 
-Rules: the table is data (`pytest_mig/data/gpu_batch.yaml`, one row per benchmark: the batch
+Rules: the table is data (`fixtures/gpu_batch.yaml`, one row per benchmark: the batch
 that keeps a whole 132-SM GPU busy, a floor, and working memory per sample); the rule scales
 the whole-GPU batch by the slice's share of SMs, rounds to the nearest power of two, keeps it
 within [min_batch, full_gpu_batch], then within what `memory_fraction` of the slice's memory
@@ -8,7 +8,7 @@ holds. The slice is what the process sees: a MIG instance reports its own SMs an
 under CUDA MPS the SMs are CUDA_MPS_ACTIVE_THREAD_PERCENTAGE of the device's and the memory
 CUDA_MPS_PINNED_DEVICE_MEM_LIMIT (the limits pytest-mig sets per share). An explicit batch
 (--batch-size, the suites' batch_size) overrides all of this. `choose` is pure; `measure`
-reads the device. Imports torch (lazily), yaml and pytest_mig.datadir only.
+reads the device. Imports torch (lazily), yaml, pytest_mig.datadir and the workload contract only.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import yaml
 
 from pytest_mig.datadir import data_path
+from pytest_mig.workload_contract import SLICE_ENV
 
 TABLE = "gpu_batch.yaml"
 MPS_SM_ENV = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
@@ -108,6 +109,7 @@ def measure(device: Any, env: Mapping[str, str] | None = None) -> Slice:
 
     env = os.environ if env is None else env
     props = torch.cuda.get_device_properties(device)
+    told = env.get(SLICE_ENV, "")  # the plugin's "<kind>:<profile>", for the record
     sms, memory = props.multi_processor_count, int(props.total_memory)
     name = props.name or ""
     source = "mig instance" if "MIG" in name else "whole gpu"
@@ -117,7 +119,7 @@ def measure(device: Any, env: Mapping[str, str] | None = None) -> Slice:
             fraction = min(100.0, max(0.0, float(share))) / 100.0
         except ValueError:
             fraction = 1.0
-        source = f"mps {fraction:.0%} of {sms} SMs"
+        source = f"mps {fraction:.0%} of {sms} SMs" + (f", {told}" if told else "")
         limit = parse_memory_limit(env.get(MPS_MEMORY_ENV, ""))
         return Slice(sms * fraction, sms, min(memory, limit) if limit else memory, source)
     return Slice(float(sms), sms, memory, source)
