@@ -3,7 +3,7 @@
 # workloads keep their slice busy? Stages in priority order, each only while the DEADLINE
 # leaves it room (a stage not run is said in $OUT/stages.txt):
 #   1. sweep_default: suites/sweeps with each workload's own slice batch (no batch_size):
-#      resnet50 on every profile, bert / ssd-mobilenet / ssd-resnet34 on 1g.18gb and 7g.141gb
+#      resnet50 on every profile, bert / ssd-mobilenet / ssd-resnet34 on the 1g and 7g profiles
 #   2. peers: the harness's resnet50 model loop vs torchvision (eager, reduce-overhead), batch 1024
 #   3. sweep_bs<N>: resnet50 on every profile at each batch of BATCHES (samples/s vs batch)
 #   4. peers_more: bert vs transformers BERT-large, retinanet vs torchvision RetinaNet
@@ -72,7 +72,7 @@ sweep() {  # sweep NAME -k EXPR [batch]: one pytest run of suites/sweeps
   [ -n "$r" ] && [ -f "$r/results.json" ] && cp "$r/results.json" "$OUT/results_$name.json"
   return 0
 }
-stage sweep_default 150 sweep sweep_default "resnet50 or 1g.18gb or 7g.141gb"
+stage sweep_default 150 sweep sweep_default "resnet50 or 1g. or 7g."  # smallest and whole-GPU profiles of any GPU
 stage peers 60 bounded python3 benchmarks/peers.py --benchmarks resnet50 "${PEERS[@]}" --json "$OUT/peers.json" --deadline 90
 for bs in ${BATCHES:-64 256}; do
   stage "sweep_bs$bs" 100 sweep "sweep_bs$bs" resnet50 "$bs"
