@@ -143,7 +143,6 @@ def pytest_configure(config) -> None:
     config.stash[SESSION_KEY] = mig
     _register_hook_objects(config, mig)
     if mig_run:
-        mig.on_backend_open = lambda opened: _write_run_json(config, opened)
         install_sigterm_handler()
         announce_with(lambda line: _say(config, line))
         set_guardian_note(mig.run_dir / "orphans.log")
@@ -220,21 +219,12 @@ def pytest_sessionstart(session) -> None:
     simulated = mig.surely_simulated() and not mig.backend_open
     if not simulated:
         try:
-            simulated = mig.topology().backend == "simulated"  # run.json: _write_run_json
+            simulated = mig.topology().backend == "simulated"  # writes run.json
         except MigError as exc:
             raise pytest.UsageError(str(exc)) from None
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if simulated and tr is not None and (tr.verbosity < 0 or tr.no_header):
         tr.write_line(simulated_banner(mig.settings.harness), yellow=True, bold=True)
-
-
-def _write_run_json(config, mig: MigSession) -> None:
-    """run.json, the run header: written by each process when it opens the GPU backend (so
-    by the first case whatever the verbosity), replaced atomically; MigError propagates."""
-    try:
-        write_json_atomic(mig.ensure_run_dir() / "run.json", run_header(mig))
-    except OSError as exc:
-        write_failed(config, mig.run_dir / "run.json", exc)
 
 
 def pytest_report_header(config) -> list[str] | None:
@@ -281,7 +271,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     """Before -k/-m deselect: every case id collected (for the zero-selection hint)."""
     mig = config.stash.get(SESSION_KEY, None)
     if mig is not None:
-        mig.collected_case_ids = [c for c in map(_case_id, items) if c]
+        mig.record_collection([c for c in map(_case_id, items) if c])
 
 
 @pytest.hookimpl(trylast=True)
@@ -292,7 +282,7 @@ def pytest_collection_finish(session) -> None:
     if (mig is None or hasattr(config, "workerinput") or not uses_suites(config, mig.settings)
             or mig.settings.shard is not None):
         return  # a shard the plan left empty still writes its run folder (the merge reads it)
-    mig.selected_cases = sum(1 for item in session.items if _case_id(item))
+    mig.record_selection(sum(1 for item in session.items if _case_id(item)))
     ids = getattr(mig, "collected_case_ids", [])
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if mig.selected_cases or not ids or tr is None:

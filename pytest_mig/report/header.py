@@ -104,5 +104,5 @@ def run_header(session) -> dict[str, Any]:
         "run_profile": session.settings.run_profile,
         "python": platform.python_version(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **({"shard": session.shard} if getattr(session, "shard", None) else {}),  # fleet/
+        **({"shard": session.shard} if session.shard else {}),  # --mig-shard
     }

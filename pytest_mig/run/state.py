@@ -1,6 +1,9 @@
 """Run-wide state of one pytest-mig run: settings, run id and directory, GPU backend, suites.
 
 Plain Python (no pytest import) so the plugin hooks stay thin and this stays testable.
+Its collaborators are typed and its state changes through its own methods: hook objects
+tell it what they learnt (record_collection, use_layouts, record_shard, hold_lease), and
+it writes the run header (run.json) itself when its GPU backend opens.
 Late imports (docs/architecture.md, start-up cost): the GPU backend, the suite parser, MPS,
 session backgrounds, leases, the duration estimator.
 """
@@ -10,26 +13,32 @@ import os
 import re
 import time
 from pathlib import Path
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pytest_mig.errors import ConfigError
 from pytest_mig.gpu.probe import nvml_library_loads
-from pytest_mig.orchestration.process import RUN_MARKER, reap_orphans, sweep_escaped
+from pytest_mig.orchestration.process import RUN_MARKER, announce, reap_orphans, sweep_escaped
 from pytest_mig.runid import is_real_dir, make_run_dir, new_key, new_run_id  # noqa: F401
 from pytest_mig.run.settings import Settings
 from pytest_mig.types import Case
 
 if TYPE_CHECKING:
+    from pytest_mig.gpu.leases import GpuLease
+    from pytest_mig.gpu.mps import MpsDaemon
+    from pytest_mig.gpu.nvml import Nvml
     from pytest_mig.gpu.slots import SlotProblem
-    from pytest_mig.orchestration.hetero_run import DurationEstimator
+    from pytest_mig.gpu.topology import Topology
+    from pytest_mig.orchestration.background import BackgroundPool
+    from pytest_mig.orchestration.hetero_run import DurationEstimator, HeteroOutcome
+    from pytest_mig.plan.suite import Suite
 
 
 @runtime_checkable
 class LayoutPreparer(Protocol):
     """The seam between a case's slot (case_fixtures.py) and the run's MIG layouts: given the
     leased GPU, reach the case's layout or say why the case is skipped. Implemented by
-    layout_manager.LayoutManager; `MigSession.manager` holds it (set by manage_hooks.py)."""
+    layout_manager.LayoutManager; `MigSession.manager` holds it (manage_hooks.py hands it
+    over with MigSession.use_layouts)."""
 
     def prepare(self, index: int, case: Case) -> SlotProblem | None: ...
 
@@ -52,20 +61,19 @@ class MigSession:
         reports = settings.reports if settings.reports.is_absolute() else rootdir / settings.reports
         self.reports_root = reports
         self.run_dir = reports / run_id
-        self._nvml: Any = None
-        self._topology: Any = None
-        self.suites: dict[Path, Any] = {}
-        self.mps_daemons: dict[str, Any] = {}
-        self.pool: Any = None  # background.BackgroundPool, for session-lifetime backgrounds
-        self.held_lease: Any = None  # kept across tests while session backgrounds run
+        self._nvml: Nvml | None = None
+        self._topology: Topology | None = None
+        self.suites: dict[Path, Suite] = {}
+        self.mps_daemons: dict[str, MpsDaemon] = {}
+        self.pool: BackgroundPool | None = None  # for session-lifetime backgrounds
+        self.held_lease: GpuLease | None = None  # kept across tests while session backgrounds run
         self._durations: DurationEstimator | None = None
         # --mig-isolated-baseline with session backgrounds: baselines measured before the
         # pool started (case id -> HeteroOutcome holding them); test names already tried.
-        self.baselines: dict[str, Any] = {}
+        self.baselines: dict[str, HeteroOutcome] = {}
         self.baselines_done: set[str] = set()
-        self.manager: LayoutPreparer | None = None  # each case's MIG layout (manage_hooks.py)
-        # Called once, when the backend opens in this process (plugin.py writes run.json).
-        self.on_backend_open: Callable[[MigSession], None] | None = None
+        self.manager: LayoutPreparer | None = None  # each case's MIG layout (use_layouts)
+        self.shard: dict[str, object] | None = None  # --mig-shard: this shard (record_shard)
         self.write_errors: list[str] = []  # report files that could not be written (one line)
         # How many cases this run selected (the controller after collection; None: unknown,
         # e.g. an xdist controller, which does not collect). 0: nothing is reported and the
@@ -105,7 +113,7 @@ class MigSession:
 
     @property
     def nvml(self):
-        """The GPU backend, opened at first use (then `on_backend_open` is called once)."""
+        """The GPU backend, opened at first use (then run.json is written: the run header)."""
         if self._nvml is None:
             # start-up: the NVML wrapper, pynvml and the simulator load only when a run opens
             # its backend (the first case, or the run header), never to collect.
@@ -115,9 +123,44 @@ class MigSession:
             self._nvml = open_backend(
                 self.settings.backend, state_path=self.run_dir / "simulated-gpu.json",
                 sim_model=self.settings.sim_gpu, sim_gpus=self.settings.sim_gpus)
-            if self.on_backend_open is not None:
-                self.on_backend_open(self)
+            self.write_run_header()
         return self._nvml
+
+    def write_run_header(self) -> None:
+        """run.json, the run header: written by each process when it opens the GPU backend (so
+        by the first case whatever the verbosity), replaced atomically. A write that fails
+        is one line on the terminal and in write_errors (the run's exit status says so)."""
+        from pytest_mig.io import write_json_atomic
+        from pytest_mig.report.files import write_problem
+        from pytest_mig.report.header import run_header
+        path = self.ensure_run_dir() / "run.json"
+        try:
+            write_json_atomic(path, run_header(self))
+        except OSError as exc:
+            line = write_problem(path, exc)
+            self.write_errors.append(line)
+            announce(line)
+
+    # -- what the hook objects tell the run --------------------------------------------------
+    def record_collection(self, case_ids: list[str]) -> None:
+        """Every case id collected, before -k/-m deselect (the zero-selection hint)."""
+        self.collected_case_ids = list(case_ids)
+
+    def record_selection(self, count: int) -> None:
+        """How many cases this run selected (0: nothing is reported, the folder goes)."""
+        self.selected_cases = count
+
+    def use_layouts(self, manager: LayoutPreparer) -> None:
+        """The run's MIG layouts (--mig-manage/--mig-layout): each case's slot asks it."""
+        self.manager = manager
+
+    def record_shard(self, info: dict[str, object]) -> None:
+        """This process runs one shard (--mig-shard): the run header names it."""
+        self.shard = dict(info)
+
+    def hold_lease(self, lease: GpuLease) -> None:
+        """Keep a GPU lease until session end: session backgrounds live on that GPU."""
+        self.held_lease = lease
 
     @property
     def backend_open(self) -> bool:

@@ -50,7 +50,7 @@ def leased_slot(mig_session: MigSession, mig_case: Case) -> Iterator[Slot]:
         lease = leases.acquire(list(by_uuid), mig_session.lock_dir(),
                                mig_session.settings.lease_timeout_s, prefer=has_profile)
         if session_bg:  # session backgrounds live on this GPU: keep it until session end
-            mig_session.held_lease = lease
+            mig_session.hold_lease(lease)
     try:
         topo = mig_session.topology(refresh=True)
         gpu = next(g for g in topo.gpus if g.uuid == lease.gpu_uuid)

@@ -41,7 +41,7 @@ class ManagePlugin:
         self.manager = LayoutManager(
             session, self.manage, layout, Owner.current(session.run_id, owner_pid),
             worker=(worker or {}).get("workerid", "main"), run_hint=hint.strip())
-        session.manager = self.manager
+        session.use_layouts(self.manager)
         self.summary: dict[str, Any] | None = None
 
     @pytest.hookimpl(optionalhook=True)

@@ -79,7 +79,7 @@ class ShardPlugin:
         self.durations_path = (session.settings.shard_durations
                                or session.reports_root / HISTORY_NAME)
         self.commit = git_commit(Path(str(config.rootpath)))
-        session.shard = {**spec.to_dict(), "commit": self.commit}  # report/header.py shows it
+        session.record_shard({**spec.to_dict(), "commit": self.commit})  # in the run header
         self.skipped: dict[str, str] = {}
         self.empty_by_plan = False
 
