@@ -58,9 +58,9 @@ stop_mps() {
 trap stop_mps EXIT
 if [ "$DEVICE" = cuda ] && { [ "$part" = all ] || [ "$part" = probe ]; }; then
   timeout ${PROBE_T:-100} python3 benchmarks/llm_decode_probe.py "$RUNS/probe_whole.json" \
-    --batches 16,256 --contexts 640,1152 --upcast 2>&1 | tee "$RUNS/probe_whole.txt" | tail -25
+    ${PROBE_ARGS:---batches 16,256 --contexts 640,1152 --upcast} 2>&1 | tee "$RUNS/probe_whole.txt" | tail -25
   mkdir -p $MPS_DIR $MPS_DIR.log
-  if CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR CUDA_MPS_LOG_DIRECTORY=$MPS_DIR.log nvidia-cuda-mps-control -d; then
+  if [ "${SHARE_PROBE:-1}" = 1 ] && CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR CUDA_MPS_LOG_DIRECTORY=$MPS_DIR.log nvidia-cuda-mps-control -d; then
     CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=${SHARE_PCT:-12} \
       CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=16384M timeout ${PROBE_T:-100} \
       python3 benchmarks/llm_decode_probe.py "$RUNS/probe_1g18gb_share.json" --batches 16 --contexts 640,1152 \
@@ -90,7 +90,7 @@ if [ "$part" = all ] || [ "$part" = hetero ]; then
   collect hetero reports/llm_hetero
 fi
 if [ "$part" = all ] || [ "$part" = whole ]; then
-  for sc in Offline SingleStream; do
+  for sc in ${WHOLE_SCENARIOS:-Offline SingleStream}; do
     extra=()
     [ $sc = SingleStream ] && extra=(--min-query-count ${SS_QUERIES:-32})
     timeout ${WHOLE_T:-100} "${WORKLOAD[@]}" --scenario $sc --min-duration-ms $([ $sc = Offline ] && echo $MIN_MS || echo 5000) \
