@@ -11,7 +11,7 @@
 # results.tar.gz (every run's results.json and main logs). Each pytest run is the plugin's own
 # CUDA MPS share per MIG profile (--partition=mps); the daemon it starts is stopped on every path.
 # Never changes MIG mode.
-#   OUT=/tmp/out DEADLINE=540 BATCHES="64 256" MIN_MS=2000 bash benchmarks/gpu_saturation.sh
+#   OUT=/tmp/out DEADLINE=540 BATCHES="64 256" MIN_MS=2000 [SWEEP_K="-k of stage 1"] bash benchmarks/gpu_saturation.sh
 # CPU check (no GPU, simulated H200, tiny models): DRY=1 OUT=/tmp/sat bash benchmarks/gpu_saturation.sh
 set -u
 OUT=${OUT:-/tmp/out}
@@ -72,7 +72,7 @@ sweep() {  # sweep NAME -k EXPR [batch]: one pytest run of suites/sweeps
   [ -n "$r" ] && [ -f "$r/results.json" ] && cp "$r/results.json" "$OUT/results_$name.json"
   return 0
 }
-stage sweep_default 150 sweep sweep_default "resnet50 or 1g. or 7g."  # smallest and whole-GPU profiles of any GPU
+stage sweep_default 150 sweep sweep_default "${SWEEP_K:-resnet50 or 1g. or 7g.}"  # smallest and whole-GPU profiles of any GPU
 stage peers 60 bounded python3 benchmarks/peers.py --benchmarks resnet50 "${PEERS[@]}" --json "$OUT/peers.json" --deadline 90
 for bs in ${BATCHES:-64 256}; do
   stage "sweep_bs$bs" 100 sweep "sweep_bs$bs" resnet50 "$bs"
