@@ -72,7 +72,7 @@ sweep() {  # sweep NAME -k EXPR [batch]: one pytest run of suites/sweeps
   [ -n "$r" ] && [ -f "$r/results.json" ] && cp "$r/results.json" "$OUT/results_$name.json"
   return 0
 }
-stage sweep_default 150 sweep sweep_default "${SWEEP_K:-resnet50 or 1g. or 7g.}"  # smallest and whole-GPU profiles of any GPU
+stage sweep_default "${SWEEP_NEED:-150}" sweep sweep_default "${SWEEP_K:-resnet50 or 1g. or 7g.}"  # smallest and whole-GPU profiles of any GPU
 stage peers 60 bounded python3 benchmarks/peers.py --benchmarks resnet50 "${PEERS[@]}" --json "$OUT/peers.json" --deadline 90
 for bs in ${BATCHES:-64 256}; do
   stage "sweep_bs$bs" 100 sweep "sweep_bs$bs" resnet50 "$bs"
