@@ -224,7 +224,7 @@ def pytest_sessionstart(session) -> None:
             raise pytest.UsageError(str(exc)) from None
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if simulated and tr is not None and (tr.verbosity < 0 or tr.no_header):
-        tr.write_line(simulated_banner(mig.settings.harness), yellow=True, bold=True)
+        tr.write_line(simulated_banner(mig.settings), yellow=True, bold=True)
 
 
 def pytest_report_header(config) -> list[str] | None:

@@ -35,6 +35,7 @@ def test_the_documented_harness_runs_a_session(project):
                                      "--mig-reports", str(project.path / "reports"),
                                      timeout=300)
     r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines(["*SIMULATED GPU: * CPU timings of tiny_harness.py, not GPU results*"])
     run_dir = next(p for p in (project.path / "reports").iterdir() if p.is_dir())
     (rec,) = json.loads((run_dir / "results.json").read_text())["tests"]
     assert rec["result"]["valid"] is True

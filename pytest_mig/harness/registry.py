@@ -36,6 +36,11 @@ class HarnessEntry:
     factory: Union[Factory, str]  # or "module:attribute", imported when first used
     check: Union[Check, str, None] = None
     summary: str = ""
+    words: str = ""  # what the run header calls it; default: "the <name> harness"
+
+    @property
+    def called(self) -> str:
+        return self.words or f"the {self.name} harness"
 
     def build(self, options: Mapping[str, str]) -> Harness:
         return _resolve(self.factory)(dict(options))
@@ -54,9 +59,9 @@ class HarnessRegistry:
             self._put(entry)
 
     def add(self, name: str, factory: Union[Factory, str], check: Union[Check, str, None] = None,
-            summary: str = "") -> None:
+            summary: str = "", words: str = "") -> None:
         """Add the harness `--harness=<name>` selects (the hook's one call per harness)."""
-        self._put(HarnessEntry(name, factory, check, summary))
+        self._put(HarnessEntry(name, factory, check, summary, words))
 
     def _put(self, entry: HarnessEntry) -> None:
         if not NAME.match(entry.name):
@@ -92,12 +97,14 @@ def _resolve(target):
 BUILT_IN = (
     HarnessEntry("loadgen", "pytest_mig.harness.loadgen:LoadgenHarness",
                  "pytest_mig.harness.loadgen:check_options",
-                 "the built-in harness: real LoadGen driving PyTorch models"),
+                 "the built-in harness: real LoadGen driving PyTorch models",
+                 "the built-in harness"),
     HarnessEntry("nvidia", "pytest_mig.harness.nvidia:NvidiaHarness", None,
-                 "NVIDIA's closed-division code: make run_harness in --mlperf-root"),
+                 "NVIDIA's closed-division code: make run_harness in --mlperf-root",
+                 "NVIDIA's harness"),
     HarnessEntry("command", "pytest_mig.harness.command:CommandHarness",
                  "pytest_mig.harness.command:check_options",
-                 "any program: --mig-command argv template"),
+                 "any program: --mig-command argv template", "your --mig-command program"),
 )
 
 

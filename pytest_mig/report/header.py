@@ -12,14 +12,11 @@ from pytest_mig.redact import mask_options
 from pytest_mig.workload_contract import BACKGROUND_CPU_DUTY
 
 
-HARNESS_WORDS = {"loadgen": "the built-in harness", "nvidia": "NVIDIA's harness",
-                 "command": "your --mig-command program"}
-
-
-def simulated_banner(harness: str) -> str:
-    """The SIMULATED banner, naming the harness in use (--harness)."""
+def simulated_banner(settings) -> str:
+    """The SIMULATED banner, naming the harness in use as its registry entry calls it."""
+    called = settings.harnesses.entry(settings.harness).called
     return ("pytest-mig: *** SIMULATED GPU: no hardware is used; timings are CPU timings of "
-            f"{HARNESS_WORDS.get(harness, f'the {harness} harness')}, not GPU results ***")
+            f"{called}, not GPU results ***")
 
 
 def header_lines(session) -> list[str]:
@@ -27,7 +24,7 @@ def header_lines(session) -> list[str]:
     s = session.settings
     lines = [topo.describe() if hasattr(topo, "describe") else str(topo)]
     if topo.backend == "simulated":
-        lines.append(simulated_banner(s.harness))
+        lines.append(simulated_banner(s))
     duty = background_cpu_duty(session)
     if duty is not None:
         try:

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.hookspec
 def pytest_mig_register_harnesses(registry) -> None:
-    """Add harnesses to this run: `registry.add(name, factory, check=None, summary="")`.
+    """Add harnesses to this run: `registry.add(name, factory, check=None, summary="", words="")`.
 
     `registry` is a pytest_mig.harness.registry.HarnessRegistry holding the built-in ones;
     `factory(options: dict[str, str])` returns an object keeping the protocol of
