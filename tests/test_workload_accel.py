@@ -66,6 +66,26 @@ def test_take_samples_keeps_rows_of_the_first_samples():
         accel.take_samples(torch.zeros(10), 1, 4)
     with pytest.raises(TypeError, match="of type dict"):
         accel.take_samples({"x": per_pair}, 1, 4)
+    rows, counts = accel.take_samples((per_pair, None), 2, 4)  # a reduction without counts
+    assert torch.equal(rows, per_pair[:6]) and counts is None
+
+
+@pytest.mark.parametrize("benchmark", ["bert", "dlrm", "ssd-mobilenet"])
+def test_a_reduction_taken_from_a_padded_batch_is_the_reduction_of_the_batch(benchmark):
+    """What a graph replay gives (the reduction of a padded batch, then its first rows) is what
+    the eager path gives (the reduction of the batch itself)."""
+    from pytest_mig.workload.models import reduce_for
+
+    model, loader, _ = build(benchmark, "tiny", seed=0)
+    reduce = reduce_for(benchmark, "tiny")
+    assert reduce is not None
+    runner = accel.GraphRunner(model, CPU, reduce)  # its forward: model then head, as captured
+    with torch.inference_mode():
+        padded = runner._forward(loader(accel.pad_indices([0, 1, 2], 4)))
+        eager = reduce(model(*loader([0, 1, 2])))
+    taken = accel.take_samples(padded, 3, 4)
+    for got, want in zip(taken, eager):
+        assert (got is None and want is None) or torch.equal(got, want)
 
 
 def test_options_defaults_per_benchmark():

@@ -108,8 +108,11 @@ def pad_indices(indices: Sequence[int], size: int) -> list[int]:
 def take_samples(output: Any, count: int, size: int) -> Any:
     """The first `count` samples of a model output computed for `size` (tensors or nested tuples).
 
-    A tensor's leading dim holds a whole number of rows per sample (DLRM: pairs per query).
+    A tensor's leading dim holds a whole number of rows per sample (DLRM: pairs per query);
+    None (a reduction's absent counts) stays None.
     """
+    if output is None:
+        return None
     if isinstance(output, torch.Tensor):
         rows, rest = divmod(output.shape[0], size)
         if rest:

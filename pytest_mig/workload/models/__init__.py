@@ -127,9 +127,13 @@ def _load_cached(path: Path, device: torch.device) -> nn.Module | None:
 
 
 def _store(path: Path, model: nn.Module) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, fsync=False) as tmp:
-        torch.save(model, tmp)
+    """Keep the fitted model at `path`; a model that cannot be kept (unpicklable) just is not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, fsync=False) as tmp:
+            torch.save(model, tmp)
+    except Exception:  # noqa: BLE001  (a cache that cannot be written costs the next start a fit, nothing more)
+        return
 
 
 def decode_output(benchmark: str, raw: bytes) -> np.ndarray:
