@@ -46,7 +46,7 @@ WORKLOAD=(python3 -m pytest_mig.workload --benchmark llama3.1-8b --mode performa
           --device $DEVICE --precision $LLM_PRECISION)
 nvidia-smi -L 2>/dev/null
 nvidia-smi --query-gpu=name,memory.total,mig.mode.current --format=csv 2>/dev/null | tee "$RUNS/gpu.csv"
-git rev-parse HEAD 2>/dev/null > "$RUNS/commit.txt"
+cat COMMIT_MEASURED > "$RUNS/commit.txt" 2>/dev/null || git rev-parse HEAD > "$RUNS/commit.txt"  # COMMIT_MEASURED: a copy without .git
 start=$(date +%s)
 MPS_DIR=/tmp/llm-probe-mps
 stop_mps() {
