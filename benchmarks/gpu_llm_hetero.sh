@@ -57,7 +57,7 @@ stop_mps() {
 }
 trap stop_mps EXIT
 if [ "$DEVICE" = cuda ] && { [ "$part" = all ] || [ "$part" = probe ]; }; then
-  timeout ${PROBE_T:-100} python3 benchmarks/llm_decode_probe.py "$RUNS/probe_whole.json" \
+  [ "${WHOLE_PROBE:-1}" = 1 ] && timeout ${PROBE_T:-100} python3 benchmarks/llm_decode_probe.py "$RUNS/probe_whole.json" \
     ${PROBE_ARGS:---batches 16,256 --contexts 640,1152 --upcast} 2>&1 | tee "$RUNS/probe_whole.txt" | tail -25
   mkdir -p $MPS_DIR $MPS_DIR.log
   if [ "${SHARE_PROBE:-1}" = 1 ] && CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR CUDA_MPS_LOG_DIRECTORY=$MPS_DIR.log nvidia-cuda-mps-control -d; then
@@ -91,7 +91,7 @@ if [ "$part" = all ] || [ "$part" = hetero ]; then
 fi
 if [ "$part" = all ] || [ "$part" = whole ]; then
   for sc in ${WHOLE_SCENARIOS:-Offline SingleStream}; do
-    extra=()
+    extra=(${WHOLE_ARGS:-})
     [ $sc = SingleStream ] && extra=(--min-query-count ${SS_QUERIES:-32})
     timeout ${WHOLE_T:-100} "${WORKLOAD[@]}" --scenario $sc --min-duration-ms $([ $sc = Offline ] && echo $MIN_MS || echo 5000) \
       "${extra[@]}" --log-dir "$PWD/reports/llm_whole_$sc" > "$RUNS/whole_${sc}_run.txt" 2>&1

@@ -265,7 +265,16 @@ class Layer(nn.Module):
             end = seg.start + seg.count
             keys[seg.slot, :, seg.start:end] = k[row:row + seg.count].transpose(0, 1).to(keys.dtype)
             values[seg.slot, :, seg.start:end] = v[row:row + seg.count].transpose(0, 1).to(values.dtype)
-            # Query heads grouped under their KV head: [1, KV, group * count, D] (no K/V copies).
+            if seg.start == 0:  # a whole prompt: plain causal attention (flash kernel), K/V per query head
+                qs = q[row:row + seg.count].transpose(0, 1)[None]
+                ks = k[row:row + seg.count].transpose(0, 1).repeat_interleave(group, dim=0)[None]
+                vs = v[row:row + seg.count].transpose(0, 1).repeat_interleave(group, dim=0)[None]
+                att = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True)
+                outs.append(att[0].transpose(0, 1).reshape(seg.count, cfg.heads * hd))
+                row += seg.count
+                continue
+            # A later chunk attends the cached prefix: query heads grouped under their KV head,
+            # [1, KV, group * count, D], with an explicit causal mask (no K/V copies).
             qs = q[row:row + seg.count].view(seg.count, cfg.kv_heads, group, hd).permute(1, 2, 0, 3)
             qs = qs.reshape(1, cfg.kv_heads, group * seg.count, hd)
             slots = torch.arange(end, device=x.device)
