@@ -158,7 +158,15 @@ def _say(config, line: str) -> None:
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is None or hasattr(config, "workerinput"):
         raise OSError("no terminal")  # process.announce falls back to stderr
+    _own_line(tr)
     tr.write_line(line, yellow=True)
+
+
+def _own_line(tr) -> None:
+    """After pytest's progress ('[100%]') the cursor may sit at the end of a line that
+    pytest's write_line does not end: end it, so each pytest-mig line is a line of its own."""
+    if getattr(getattr(tr, "_tw", None), "width_of_current_line", 0):
+        tr._tw.line()
 
 
 def _register_hook_objects(config, mig: MigSession) -> None:
@@ -449,6 +457,7 @@ def _finish_session_backgrounds(session, mig: MigSession) -> None:
         write_failed(session.config, mig.run_dir / name, exc)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
+        _own_line(tr)
         tr.write_line(f"pytest-mig: session backgrounds: {mig.pool.starts} started, "
                       f"{mig.pool.restarts} restarted, "
                       + (f"{mig.pool.pauses} paused for isolated baselines, " if mig.pool.pauses
@@ -468,6 +477,7 @@ def pytest_sessionfinish(session) -> None:
               else take_escaped() + mig.sweep(everyone=not hasattr(session.config, "workerinput")))
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if killed and tr is not None:
+        _own_line(tr)
         tr.write_line(f"pytest-mig: killed {len(killed)} escaped process(es) the run's "
                       f"workloads left running: {'; '.join(killed)}", yellow=True)
     if hasattr(session.config, "workerinput") or session.config.option.collectonly:
@@ -481,4 +491,5 @@ def pytest_sessionfinish(session) -> None:
         write_failed(session.config, mig.run_dir / "results.json", exc)
     else:
         if tr is not None:
+            _own_line(tr)
             tr.write_line(f"pytest-mig: results in {path}")
