@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -229,3 +230,38 @@ def test_the_roofline_credits_a_slice_with_its_profiles_share_of_the_bandwidth()
     assert roofline.slice_bandwidth("NVIDIA H100 80GB HBM3", {SLICE_ENV: "none:1g.10gb"}).gbs == 3350
     assert roofline.slice_bandwidth("Some Other GPU", {}) is None
     assert roofline.fraction(300.0, share) == 0.5 and roofline.fraction(300.0, None) is None
+
+
+def test_the_llm_runs_until_stopped_as_a_session_background(tmp_path):
+    import os
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_mig.workload", "--benchmark", "llama3.1-8b",
+                             "--scenario", "Offline", "--mode", "performance", "--min-duration-ms", "300",
+                             "--precision", "fp8", "--until-stopped", "--log-dir", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if lines[-1] == READY:
+                break
+        deadline = time.monotonic() + 120  # until a first test has completed on its own
+        while not (tmp_path / "run-1").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+        lines += rest.splitlines()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    log = "\n".join(lines[-30:])
+    assert proc.returncode == 0, log
+    assert lines.count(READY) == 1
+    summary = parse_summary(tmp_path / "mlperf_log_summary.txt")  # the completed test's, published
+    assert summary.valid, log
+    record = json.loads((tmp_path / "harness_path.json").read_text())
+    assert record["tests"] >= 2 and record["decode_steps"] > 0

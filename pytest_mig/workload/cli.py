@@ -211,12 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: {args.benchmark} computes in {', '.join(llm.COMPUTE_DTYPES)} (its weights "
                       f"are fp8 already), not --precision {precision}", file=sys.stderr, flush=True)
                 return 2
-            if stop is not None:
-                print(f"error: --until-stopped runs the vision and language-understanding models; "
-                      f"{args.benchmark} runs single tests only (drop --until-stopped)",
-                      file=sys.stderr, flush=True)
-                return 2
-            llm.run(config)
+            if stop is not None:  # a session background: back-to-back tests until stopped
+                llm.run_until_stopped(config, stop)
+            else:
+                llm.run(config)
         elif stop is not None:
             sut.run_until_stopped(config, stop)
         else:

@@ -10,6 +10,8 @@ Rules:
   passes interleaved with decode steps; decode steps in CUDA graphs. With --precision fp8 the
   matmuls are fp8 x fp8 (Hopper: `torch._scaled_mm`; elsewhere the same math dequantised),
   fp16 upcasts the fp8 weights, fp32 is the reference.
+- --until-stopped (a session background): back-to-back tests on one engine until SIGTERM; a
+  stop answers every held request at once with what it has (serving.serve's `cut`).
 - PATH_RECORD holds the decode batch and how it was chosen, written before the ready line;
   after the test it adds the roofline figures: decode steps, ms per step, bytes read per step
   (weights once + the attended K/V) and GB/s.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,7 +95,7 @@ class TokenSUT(BatchWorker):
         sched = serving.Scheduler(self.engine.slots, self.engine.prefill_tokens)
         sched.add(self._requests(batch))
         serving.serve(self.engine, sched, refill=lambda room: self._requests(self._poll(room)),
-                      on_first=_first_token, on_done=_complete)
+                      on_first=_first_token, on_done=_complete, cut=lambda: self._draining)
 
 
 def _first_token(seq: serving.Request) -> None:
@@ -234,8 +236,21 @@ def write_record(log_dir: Path, record: dict[str, Any]) -> None:
     write_atomic(log_dir / PATH_RECORD, json.dumps(record, indent=2) + "\n", mode=0o666, fsync=False)
 
 
-def run(cfg):
-    """Build, calibrate, run LoadGen in token-latency mode and, in accuracy mode, score against FP32."""
+@dataclass
+class Prepared:
+    model: Llama
+    loader: Any
+    engine: serving.Engine
+    settings: Any  # lg.TestSettings
+    shown: dict[str, Any]
+    record: dict[str, Any]  # PATH_RECORD
+    device: torch.device
+    log_dir: Path
+
+
+def prepare(cfg) -> Prepared:
+    """Build, start the engine (KV cache, graphs), calibrate, derive LoadGen's settings and write
+    PATH_RECORD: everything before the ready line."""
     log_dir = Path(cfg.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -273,6 +288,16 @@ def run(cfg):
     sut.say("settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     record["ready_s"] = round(time.monotonic() - cfg.started, 2) if cfg.started is not None else None
     write_record(log_dir, record)
+    return Prepared(model, loader, engine, ts, shown, record, device, log_dir)
+
+
+def run(cfg):
+    """Prepare, run LoadGen in token-latency mode and, in accuracy mode, score against FP32."""
+    p = prepare(cfg)
+    name, mcfg = canonical_benchmark(cfg.benchmark), p.model.cfg
+    model, loader, engine, ts, shown, record, device, log_dir = (
+        p.model, p.loader, p.engine, p.settings, p.shown, p.record, p.device, p.log_dir)
+    slots = engine.slots
     tokens_sut = TokenSUT(engine, loader)
     lg_sut = lg.ConstructSUT(tokens_sut.issue, tokens_sut.flush)
     qsl = lg.ConstructQSL(cfg.sample_count, cfg.sample_count, loader.load, loader.unload)
@@ -322,6 +347,40 @@ def start_engine(model: Llama, slots: int, dtype: torch.dtype, fp8: bool, prefil
         record.update(decode_batch=slots, decode_batch_from=f"{record['decode_batch_from']}, halved "
                                                              f"after out of memory",
                       kv_cache_gib=round(slots * record["kv_slot_mib"] / 1024, 2))
+
+
+def run_until_stopped(cfg, stop) -> int:
+    """Back-to-back performance tests (logs in run-<k>/) until `stop` is set, as a session
+    background; the engine, graphs and calibration are made once. Returns the tests run."""
+    capped = replace(cfg, min_duration_ms=min(cfg.min_duration_ms, sut.UNTIL_STOPPED_TEST_MS))
+    p = prepare(capped)
+    p.loader.retain = True  # LoadGen loads the same performance set before every test
+    tokens_sut = TokenSUT(p.engine, p.loader)
+    lg_sut = lg.ConstructSUT(tokens_sut.issue, tokens_sut.flush)
+    qsl = lg.ConstructQSL(cfg.sample_count, cfg.sample_count, p.loader.load, p.loader.unload)
+    stop.armed = True  # from here a signal ends the current test instead of the process
+    print(sut.READY_LINE, flush=True)
+    completed: Path | None = None
+    tests = 0
+    while True:
+        run_dir = p.log_dir / f"run-{tests}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cut_short = sut._await_test(sut._start_test(lg_sut, qsl, p.settings, run_dir), tokens_sut, stop.event)
+        tests += 1
+        if not cut_short:
+            completed = run_dir
+            sut._publish(run_dir, p.log_dir)
+        if cut_short or stop.event.is_set():
+            break
+    tokens_sut.stop()
+    if completed is None:
+        sut._publish(run_dir, p.log_dir)
+    p.record.update(decode_figures(p.engine.stats, p.engine.weight_bytes, p.device), tests=tests)
+    p.record["decode_line"] = decode_line(p.record)
+    write_record(p.log_dir, p.record)
+    sut.say(p.record["decode_line"])
+    sut.say(f"stopped after {tests} test(s); last completed: {completed.name if completed else 'none'}")
+    return tests
 
 
 def decode_line(record: dict[str, Any]) -> str:

@@ -262,10 +262,26 @@ OnDone = Callable[[Request], None]
 
 
 def serve(engine: Engine, sched: Scheduler, refill: Callable[[int], Sequence[Request]] | None = None,
-          on_first: OnFirst | None = None, on_done: OnDone | None = None) -> None:
+          on_first: OnFirst | None = None, on_done: OnDone | None = None,
+          cut: Callable[[], bool] | None = None) -> None:
     """Run until the scheduler has nothing left: each iteration refills free slots from `refill`
-    (continuous batching), runs one prefill pass within budget, then one decode step."""
+    (continuous batching), runs one prefill pass within budget, then one decode step. Once
+    `cut()` is true, every request still held is answered at once with what it has (a test cut
+    short: LoadGen must see every sample complete)."""
     while True:
+        if cut is not None and cut():
+            for seq in [*sched.waiting, *sched.prefilling, *sched.decoding]:
+                if not seq.out:
+                    seq.out.append(PAD)
+                    if on_first is not None:
+                        on_first(seq)
+                if on_done is not None:
+                    on_done(seq)
+            sched.waiting.clear()
+            sched.prefilling.clear()
+            sched.decoding.clear()
+            sched.free = list(range(sched.slots - 1, -1, -1))
+            return
         if refill is not None and sched.room:
             sched.add(refill(sched.room))
         if not sched.busy():
