@@ -215,10 +215,14 @@ class HeteroRunner:
         pytest.skip(f"dry run: {len(text.splitlines())} plan lines in {test_dir / 'plan.txt'}")
 
 
+STATUS_AFTER_S = 10.0  # a case still running after this many seconds shows its status
+
+
 class _Status:
     """The live one-line status of a case at the default verbosity: `mig <case>: <phase>
-    [<elapsed>s]`, overwriting itself on a TTY, one plain line per phase otherwise; silent
-    under -q and in xdist workers; -v prints every progress line instead (_progress)."""
+    [<elapsed>s]` for each phase reached once the case has run STATUS_AFTER_S, overwriting
+    itself on a TTY, one plain line per phase otherwise; silent under -q and in xdist
+    workers; -v prints every progress line instead (_progress)."""
 
     def __init__(self, request, case_id: str) -> None:
         config = request.config
@@ -231,8 +235,8 @@ class _Status:
         self.shown = False
 
     def show(self, elapsed: float, msg: str) -> None:
-        if not self.on:
-            return
+        if not self.on or elapsed < STATUS_AFTER_S:
+            return  # a quick case keeps pytest's line of dots whole
         line = f"    mig {self.case_id}: {msg} [{elapsed:.0f}s]"
         with self.capman.global_and_fixture_disabled():
             if self.tty:
