@@ -311,7 +311,8 @@ class BatchingSUT(BatchWorker):
         if draining:
             self._responder.complete(batch.ids, None)
             return
-        self._pending.append((batch, self._launch(batch.indices), time.perf_counter()))
+        started = time.perf_counter()  # before launch: on the CPU the launch is the compute
+        self._pending.append((batch, self._launch(batch.indices), started))
         if len(self._pending) >= self.in_flight:
             self._settle()
 
