@@ -203,9 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         is_llm = sut.canonical_benchmark(args.benchmark) in llm.llm_benchmarks()
         if precision == "fp8" and not is_llm:
-            print(f"error: --precision fp8 (fp8 x fp8 matmuls) is the LLM's; {args.benchmark} runs "
-                  f"fp32, bf16, fp16, int8 or int4", file=sys.stderr, flush=True)
-            return 2
+            cli.error(f"--precision fp8 (fp8 x fp8 matmuls) is the LLM's; {args.benchmark} runs "
+                      f"fp32, bf16, fp16, int8 or int4")
         if is_llm:
             if precision not in llm.COMPUTE_DTYPES:
                 print(f"error: {args.benchmark} computes in {', '.join(llm.COMPUTE_DTYPES)} (its weights "
