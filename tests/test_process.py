@@ -189,3 +189,23 @@ def test_reap_dead_runs_kills_keyed_children_of_dead_runs(tmp_path):
         for p in (orphan, kept):
             p.kill()
             p.wait()
+
+
+def test_finished_right_after_the_exit_waits_for_the_reap(tmp_path, monkeypatch):
+    """`running()` turns False when the kernel reports the exit; the waiter thread reaps right
+    after. A `finished()` read in that gap must carry the exit code, not None ('still running:
+    no exit code' on a background that had exited, seen under CI load)."""
+    import pytest_mig.orchestration.process as process_mod
+
+    real_popen_wait = subprocess.Popen.wait
+
+    def slow_reap(self, *args, **kwargs):  # the waiter thread reaps 1 s after it saw the exit
+        time.sleep(1.0)
+        return real_popen_wait(self, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "wait", slow_reap)
+    w = Workload("w", spec(tmp_path, "import sys; sys.exit(3)")).start()
+    while w.running():
+        time.sleep(0.01)
+    assert w.finished().exit_code == 3
+    assert process_mod.REAP_WAIT_S >= 1.0

@@ -178,7 +178,8 @@ def test_cpu_compile_real_cold_then_warm_and_scored_against_fp32(tmp_path):
     assert Path(cold["compile_cache"]).parent.parent.parent == cache
     assert cold["ready_s"] > 0 and "compile=default" in cold["path"]
     lines = out.splitlines()
-    path_line = next(i for i, line in enumerate(lines) if "] path: compile=default" in line)
+    path_line = next(i for i, line in enumerate(lines) if "] path: " in line)
+    assert "compile=default" in lines[path_line]
     assert lines[path_line + 1].endswith("Starting running actual test.")  # the record comes right before ready
     assert "accuracy vs fp32 reference: AUC=100.000%" in out
     compiled_files = {p.name for p in Path(cold["compile_cache"]).rglob("*") if p.is_file()}

@@ -68,6 +68,9 @@ INHERITED_ENV = (
 )
 
 KILL_WAIT_S = 5.0  # after SIGKILL: how long a process may take to go before it is abandoned
+# An exited child is reaped by its waiter thread right after `running()` turns False; a
+# `finished()` read in between would say 'still running: no exit code' (seen under CI load).
+REAP_WAIT_S = 5.0
 ANNOUNCE_AFTER_S = 1.0  # a stop still waiting after this long says what it waits for
 
 _guardian: list = []  # [write fd, Popen] of this process's guardian, once started
@@ -341,6 +344,8 @@ class Workload:
             _live.discard(self)
 
     def finished(self) -> Finished:
+        if self._exited:  # its waiter thread saw the exit and is reaping it: take the code it records
+            self._reaped_event.wait(timeout=REAP_WAIT_S)
         code = self.returncode
         return Finished(name=self.name, started_at=self.started_at, ready_at=self.ready_at,
                         ended_at=self.ended_at if code is not None else None, exit_code=code,

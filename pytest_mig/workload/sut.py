@@ -47,10 +47,12 @@ MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.Acc
 # 90th percentile needs 64; Server and MultiStream at the 99th need 459 with none late, 662 with one.
 EARLY_STOPPING_QUERIES = {"Offline": 1, "SingleStream": 64, "Server": 662, "MultiStream": 662}
 MULTISTREAM_SAMPLES = 8
-# Offline asks for the best-case rate (CPU time when neighbours share the cores): LoadGen's 1.1
-# slack on top keeps the run past min duration even when the CPU frees up after calibration, and
-# the run lasts its plan (1.1x min duration at the median rate on a quiet CPU; 2x made it 2.2x).
-OFFLINE_QPS_MARGIN = 1.0
+# Offline asks for 1.3x the best-case rate (CPU time when neighbours share the cores): with
+# LoadGen's 1.1 slack on top the run stays past min duration when the CPU frees up after
+# calibration (at 1.0x a tiny dlrm under CI's xdist load outran its calibration and ended
+# INVALID, min duration not met), and the plan is computed from the samples asked for, so the run
+# still lasts its plan (about 1.4x min duration at the best-case rate; 2x made it 2.2x).
+OFFLINE_QPS_MARGIN = 1.3
 # On CUDA Offline expects this much more than the calibrated best rate (pipelined batches, warm
 # clocks): a test that outruns its expected rate by more than LoadGen's 1.1 slack ends INVALID.
 GPU_OFFLINE_HEADROOM = 1.2
